@@ -1,0 +1,9 @@
+"""``python -m dbmigrate``: the same as the ``dbmigrate`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,235 @@
+"""Applying one file to one database, with its history row.
+
+A transactional file travels to the server in one round trip: ``BEGIN; <file>;
+INSERT <history row>; COMMIT;``. A file with statements PostgreSQL refuses inside a
+transaction block runs statement by statement in autocommit, with a history row that
+records how far it got: a failure after its first statement leaves a ``partial``
+record that blocks further runs until ``repair``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import psycopg2
+import psycopg2.errorcodes
+
+from .db import Connection
+from .errors import PartialMigrationError, SqlError
+from .history import History
+from .model import MigrationRef
+from .sqlscript import Mode, Script, Statement, analyze, line_of
+
+__all__ = ["AppliedFile", "apply_file", "decode", "sha256"]
+
+TRANSACTION_PREFIX = "BEGIN;\n"
+# Errors not worth re-running a file for to find the failing statement: the server
+# was waiting on something, or the connection is gone.
+NO_DIAGNOSTIC_RERUN = ("57014", "55P03", "40P01", "40001", "57P01", "57P02", "57P03")
+
+
+@dataclass(frozen=True)
+class AppliedFile:
+    """The outcome of one applied file."""
+
+    ref: MigrationRef
+    mode: Mode
+    statements: int
+    duration_ms: int
+
+
+def sha256(data: bytes) -> str:
+    """The checksum recorded for a file: sha256 of its exact bytes, hex."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def decode(data: bytes, ref: MigrationRef) -> str:
+    """A file's text (UTF-8, a byte-order mark dropped), or SqlError naming the file."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SqlError(
+            f"file is not valid UTF-8 (byte {exc.start})",
+            database=ref.database,
+            file=ref.key,
+            line=line_of(data[: exc.start].decode("utf-8", "replace"), exc.start),
+            hint="save the file as UTF-8",
+        ) from exc
+
+
+def apply_file(conn: Connection, history: History, ref: MigrationRef, data: bytes, applied_by: str) -> AppliedFile:
+    """Run one file and record it; raise SqlError / PartialMigrationError on failure."""
+    script = analyze(decode(data, ref), database=ref.database, file=ref.key)
+    row: dict[str, Any] = {
+        "version": Decimal(ref.version),
+        "description": ref.description,
+        "file": ref.key,
+        "checksum": sha256(data),
+        "etag": ref.etag,
+        "mode": script.mode.value,
+        "applied_by": applied_by,
+        "statements_total": len(script.statements),
+    }
+    started = time.monotonic()
+    if script.mode is Mode.TRANSACTION:
+        _run_in_transaction(conn, history, ref, script, row)
+    else:
+        _run_in_autocommit(conn, history, ref, script, row, started)
+    if script.resets_session:
+        # The next file must start from a clean session, as with one psql per file.
+        with conn.cursor() as cur:
+            cur.execute("DISCARD ALL")
+    return AppliedFile(ref, script.mode, len(script.statements), int((time.monotonic() - started) * 1000))
+
+
+def _run_in_transaction(
+    conn: Connection, history: History, ref: MigrationRef, script: Script, row: dict[str, Any]
+) -> None:
+    insert = history.insert_sql(
+        {**row, "status": "applied", "statements_done": len(script.statements)},
+        duration_since_statement_start=True,
+    )
+    query = f"{TRANSACTION_PREFIX}{script.body}\n;\n{insert};\nCOMMIT;"
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query)
+    except psycopg2.Error as exc:
+        _rollback(conn)
+        line = _position_line(exc, script.body, len(TRANSACTION_PREFIX))
+        if line is None and len(script.statements) == 1:
+            line = script.statements[0].line
+        elif line is None and exc.pgcode not in NO_DIAGNOSTIC_RERUN and not conn.closed:
+            line = _locate_failure(conn, script)
+        raise _sql_error(exc, ref, line, "the file's transaction was rolled back: nothing of it was applied") from exc
+
+
+def _run_in_autocommit(
+    conn: Connection,
+    history: History,
+    ref: MigrationRef,
+    script: Script,
+    row: dict[str, Any],
+    started: float,
+) -> None:
+    history.insert({**row, "status": "running", "statements_done": 0})
+    for index, statement in enumerate(script.statements):
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement.text)
+        except psycopg2.Error as exc:
+            _rollback(conn)
+            raise _autocommit_failure(conn, history, ref, script, index, exc) from exc
+        history.update(ref.version, statements_done=index + 1)
+    history.update(ref.version, status="applied", duration_ms=int((time.monotonic() - started) * 1000))
+
+
+def _autocommit_failure(
+    conn: Connection,
+    history: History,
+    ref: MigrationRef,
+    script: Script,
+    index: int,
+    exc: psycopg2.Error,
+) -> SqlError | PartialMigrationError:
+    statement = script.statements[index]
+    line = _position_line(exc, statement.text, 0, base_line=statement.line) or statement.line
+    if index == 0 and not conn.closed:
+        history.delete(ref.version)
+        return _sql_error(exc, ref, line, "its first statement failed, so nothing of the file was applied")
+    ran = _ran(script.statements[:index])
+    message = f"{_server_message(exc)}; {ran} had already run (each in its own transaction: {script.reason})"
+    if not conn.closed:
+        history.update(ref.version, status="partial", statements_done=index, error=_server_message(exc))
+    return PartialMigrationError(
+        message,
+        database=ref.database,
+        file=ref.key,
+        line=line,
+        statement=statement.text[:200],
+        hint=f"finish or undo the file by hand (statements {index + 1}-{len(script.statements)} did not run), "
+        f"then `dbmigrate repair --database {ref.database}`; further runs on {ref.database} are blocked until then",
+        sqlstate=exc.pgcode,
+        statements_done=index,
+        statements_total=len(script.statements),
+    )
+
+
+def _ran(statements: tuple[Statement, ...]) -> str:
+    if len(statements) == 1:
+        return f"statement 1 (line {statements[0].line})"
+    return f"statements 1-{len(statements)} (lines {statements[0].line}-{statements[-1].line})"
+
+
+def _locate_failure(conn: Connection, script: Script) -> int | None:
+    """Re-run the statements one by one in a rolled-back transaction to find the failing one."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute("BEGIN")
+            try:
+                for statement in script.statements:
+                    try:
+                        cur.execute(statement.text)
+                    except psycopg2.Error as exc:
+                        return _position_line(exc, statement.text, 0, base_line=statement.line) or statement.line
+            finally:
+                cur.execute("ROLLBACK")
+    except psycopg2.Error:
+        _rollback(conn)
+    return None
+
+
+def _position_line(exc: psycopg2.Error, text: str, prefix: int, *, base_line: int = 1) -> int | None:
+    """Map the server's error position (1-based, in the query string) to a line of the file."""
+    position = getattr(exc.diag, "statement_position", None) if getattr(exc, "diag", None) else None
+    if not position:
+        return None
+    offset = int(position) - 1 - prefix
+    if not 0 <= offset <= len(text):
+        return None
+    return base_line + text.count("\n", 0, offset)
+
+
+def _server_message(exc: psycopg2.Error) -> str:
+    diag = getattr(exc, "diag", None)
+    primary = diag.message_primary if diag and diag.message_primary else str(exc).strip().splitlines()[0]
+    detail = f" ({diag.message_detail})" if diag and diag.message_detail else ""
+    return f"{primary}{detail}"
+
+
+def _sql_error(exc: psycopg2.Error, ref: MigrationRef, line: int | None, outcome: str) -> SqlError:
+    code = exc.pgcode
+    hint = f"fix the file and run again; {outcome}"
+    if code == psycopg2.errorcodes.QUERY_CANCELED:
+        hint = f"the statement ran past statement_timeout: raise it or split the work; {outcome}"
+    elif code == psycopg2.errorcodes.LOCK_NOT_AVAILABLE:
+        hint = (
+            "a lock the file needs was held by another session for longer than lock_timeout: "
+            f"run again when it is released, or raise lock_timeout; {outcome}"
+        )
+    elif code is None:
+        hint = f"the connection to the database failed mid-file; check the server and run again; {outcome}"
+    diag = getattr(exc, "diag", None)
+    if diag and diag.message_hint:
+        hint = f"{diag.message_hint}; {hint}"
+    return SqlError(
+        f"PostgreSQL refused the file: {_server_message(exc)}",
+        database=ref.database,
+        file=ref.key,
+        line=line,
+        hint=hint,
+        sqlstate=code,
+    )
+
+
+def _rollback(conn: Connection) -> None:
+    if conn.closed:
+        return
+    try:
+        with conn.cursor() as cur:
+            cur.execute("ROLLBACK")
+    except psycopg2.Error:
+        pass

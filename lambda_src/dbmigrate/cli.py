@@ -1,0 +1,204 @@
+"""``dbmigrate``: the command line. It maps flags onto the engine and prints the result.
+
+Exit codes: 0 success, 1 a migration failed or was refused (or a plan found a problem),
+2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import re
+import socket
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from .config import Settings
+from .errors import ConfigError, MigrationError
+from .model import FILE_NAME, validate_database_name
+from .runner import Runner, RunReport
+from .sources import LocalSource
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (the console script exits with it)."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "new":
+            return _new(args)
+        runner = Runner(
+            LocalSource(args.dir),
+            _settings(args),
+            on_event=None if args.json else _Progress(sys.stderr),
+        )
+        report = getattr(runner, {"up": "migrate"}.get(args.command, args.command))(args.database or None)
+    except MigrationError as exc:
+        _print_error(exc, as_json=args.json)
+        return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        _print_report(report, sys.stdout)
+    return EXIT_FAILED if report.problems else EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dir", default="migrations", help="folder of migrations (default: %(default)s)")
+    common.add_argument("--json", action="store_true", help="print one JSON document for machines")
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="postgresql:// URL with a {database} placeholder (default: $DATABASE_URL)",
+    )
+    database.add_argument(
+        "--database", action="append", metavar="NAME", help="only this database (repeatable; default: all)"
+    )
+    database.add_argument("--connect-timeout", type=int, default=5, metavar="S", help="seconds (default: 5)")
+    database.add_argument(
+        "--lock-wait",
+        type=float,
+        default=60,
+        metavar="S",
+        help="seconds to wait for another run (default: 60)",
+    )
+    database.add_argument("--statement-timeout", type=float, metavar="S", help="per statement, seconds")
+    database.add_argument("--lock-timeout", type=float, metavar="S", help="per table lock, seconds")
+    database.add_argument(
+        "--allow-out-of-order", action="store_true", help="apply files older than the newest applied one"
+    )
+
+    parser = argparse.ArgumentParser(prog="dbmigrate", description="PostgreSQL schema migrations.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("up", parents=[common, database], help="apply every pending migration")
+    commands.add_parser("plan", parents=[common, database], help="list what up would apply; change nothing")
+    commands.add_parser("status", parents=[common, database], help="applied and pending migrations")
+    new = commands.add_parser("new", parents=[common], help="create a correctly named migration file")
+    new.add_argument("database_name", metavar="DATABASE")
+    new.add_argument("description", metavar="DESCRIPTION")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    if not args.database_url:
+        raise ConfigError(
+            "no database URL",
+            hint="pass --database-url or set DATABASE_URL, e.g. postgresql://user:pw@host:5432/{database}",
+        )
+    return Settings(
+        url_template=args.database_url,
+        connect_timeout_s=args.connect_timeout,
+        lock_wait_s=args.lock_wait,
+        statement_timeout_s=args.statement_timeout,
+        lock_timeout_s=args.lock_timeout,
+        allow_out_of_order=args.allow_out_of_order,
+        applied_by=f"cli:{getpass.getuser()}@{socket.gethostname()}",
+    )
+
+
+def _new(args: argparse.Namespace) -> int:
+    database = validate_database_name(args.database_name)
+    slug = re.sub(r"[^a-z0-9]+", "_", args.description.lower()).strip("_")
+    if not slug:
+        raise ConfigError(f"description {args.description!r} has no letters or digits")
+    folder = Path(args.dir) / database
+    existing = [int(m["version"]) for p in folder.glob("*.sql") if (m := FILE_NAME.match(p.name))]
+    version = int(datetime.now(UTC).strftime("%Y%m%d%H%M"))
+    version = max(version, max(existing, default=0) + 1)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{version}_{slug}.up.sql"
+    path.write_text(f"-- {args.description}\n")
+    if args.json:
+        print(json.dumps({"database": database, "version": version, "file": str(path)}))
+    else:
+        print(f"created {path}")
+    return EXIT_OK
+
+
+class _Progress:
+    """Human progress on stderr: the lock wait and one line per file."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if kind == "lock_wait":
+            self._say(f"waiting for the migration lock, held by {event['holder']} (up to {event['max_wait_s']} s)")
+        elif kind == "lock_acquired" and event["waited_s"] >= 0.05:
+            self._say(f"waited {event['waited_s']:.1f} s for another run to finish")
+        elif kind == "file_done":
+            self._say(
+                f"[{event['database']} {event['index']}/{event['total']}] {event['file']} "
+                f"({event['mode']}, {event['duration_ms']} ms)"
+            )
+
+    def _say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+
+def _print_error(exc: MigrationError, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(exc.to_dict(), indent=2, default=str))
+    else:
+        print(f"error: {exc}", file=sys.stderr)
+
+
+def _print_report(report: RunReport, out: TextIO) -> None:
+    data = report.to_dict()
+    rows: list[tuple[str, ...]]
+    if report.action == "migrate":
+        rows = [("DATABASE", "CURRENT VERSION", "APPLIED NOW", "TIME")]
+        rows += [
+            (d["name"], _version(d["current_version"]), str(len(d["applied"])), f"{d['duration_ms']} ms")
+            for d in data["databases"]
+        ]
+        _table(rows, out)
+        total = sum(len(d["applied"]) for d in data["databases"])
+        print(f"applied {total} file(s) in {data['duration_ms']} ms", file=out)
+    elif report.action == "plan":
+        for result in report.databases:
+            plan = result.plan
+            pending = plan.pending if plan else ()
+            print(
+                f"{result.name}: {len(pending)} pending (current {_version(result.current_version)})",
+                file=out,
+            )
+            for ref in pending:
+                print(f"  + {ref.key}", file=out)
+            for note in plan.notes if plan else ():
+                print(f"  note: {note}", file=out)
+    else:
+        rows = [("DATABASE", "VERSION", "FILE", "STATE", "APPLIED AT", "BY")]
+        for result in report.databases:
+            plan = result.plan
+            if plan is None:
+                continue
+            for row in plan.applied:
+                when = row.applied_at.strftime("%Y-%m-%d %H:%M:%S") if row.applied_at else ""
+                rows.append((result.name, str(row.version), row.file, row.status, when, row.applied_by or ""))
+            for ref in plan.pending:
+                rows.append((result.name, str(ref.version), ref.key, "pending", "", ""))
+        _table(rows, out)
+    for problem in report.problems:
+        print(f"problem: {problem['message']}", file=out)
+
+
+def _version(version: int | None) -> str:
+    return "-" if version is None else str(version)
+
+
+def _table(rows: list[tuple[str, ...]], out: TextIO) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), file=out)

@@ -1,0 +1,105 @@
+"""The one exception hierarchy of the engine.
+
+Every error names where it happened (database, file, line) and how to fix it.
+``str(error)`` is one line for people and logs; ``to_dict()`` feeds JSON output.
+``ConfigError`` is a usage or configuration problem (CLI exit code 2); every other
+``MigrationError`` means a migration failed or was refused (exit code 1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MigrationError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        database: str | None = None,
+        file: str | None = None,
+        line: int | None = None,
+        statement: str | None = None,
+        hint: str | None = None,
+        **details: Any,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.database = database
+        self.file = file
+        self.line = line
+        self.statement = statement
+        self.hint = hint
+        self.details = details
+
+    @property
+    def where(self) -> str:
+        """``database/file:line`` as far as known, or an empty string."""
+        where = self.file or self.database or ""
+        if self.file and self.database and not self.file.startswith(f"{self.database}/"):
+            where = f"{self.database}/{self.file}"
+        if self.line is not None and where:
+            where += f":{self.line}"
+        return where
+
+    def __str__(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        if self.hint:
+            text += f" Fix: {self.hint}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable description: type, message and every known field."""
+        data: dict[str, Any] = {"error": type(self).__name__, "message": str(self)}
+        for name in ("database", "file", "line", "statement", "hint"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
+        data.update(self.details)
+        return data
+
+
+class ConfigError(MigrationError):
+    """Bad usage or configuration: a missing URL, an unknown option, a bad argument."""
+
+
+class LayoutError(MigrationError):
+    """Migration files or folders that do not follow the layout; ``problems`` lists each."""
+
+
+class SourceError(MigrationError):
+    """The migration source (folder or bucket) could not be listed or read."""
+
+
+class DatabaseConnectError(MigrationError):
+    """A database could not be reached or does not exist."""
+
+
+class ChecksumMismatchError(MigrationError):
+    """An applied file's content changed since it was applied."""
+
+
+class OutOfOrderError(MigrationError):
+    """A pending file's version is lower than the newest applied version."""
+
+
+class PartialMigrationError(MigrationError):
+    """A file that runs outside a transaction failed or stopped half way; repair first."""
+
+
+class UnsupportedSqlError(MigrationError):
+    """A file holds something the engine will not run (psql meta-commands, stray COMMIT)."""
+
+
+class SqlError(MigrationError):
+    """PostgreSQL refused a statement of a migration file."""
+
+
+class LockTimeoutError(MigrationError):
+    """Another run held the migration lock for longer than the wait allowed."""
+
+
+class DeadlineError(MigrationError):
+    """The run stopped before starting the next file because its time budget ran short."""

@@ -1,0 +1,138 @@
+"""The history table: one row per applied file, in each database.
+
+``<schema>.history`` (schema ``dbmigrate`` by default) records the version, the
+sha256 of the file's bytes, the source's ETag, when, by whom, how long, and the state
+(applied, partial/running for a file run outside a transaction that did not finish).
+Versions are ``numeric(40,0)``: real projects use versions wider than bigint.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import psycopg2.errors
+from psycopg2 import sql
+
+from .db import Connection
+from .plan import AppliedMigration
+
+__all__ = ["History"]
+
+COLUMNS = (
+    "version",
+    "description",
+    "file",
+    "checksum",
+    "status",
+    "etag",
+    "mode",
+    "applied_at",
+    "duration_ms",
+    "applied_by",
+    "statements_done",
+    "statements_total",
+    "error",
+)
+
+TABLE_DDL = """
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {table} (
+    version          numeric(40, 0) PRIMARY KEY CHECK (version >= 0),
+    description      text        NOT NULL,
+    file             text        NOT NULL,
+    checksum         text        NOT NULL,
+    status           text        NOT NULL CHECK (status IN ('applied', 'running', 'partial')),
+    etag             text,
+    mode             text        NOT NULL,
+    applied_at       timestamptz NOT NULL DEFAULT now(),
+    duration_ms      bigint,
+    applied_by       text        NOT NULL,
+    db_user          text        NOT NULL DEFAULT current_user,
+    statements_done  integer,
+    statements_total integer,
+    error            text
+);
+COMMENT ON TABLE {table} IS 'Files applied by dbmigrate, one row each; change only through dbmigrate repair';
+"""
+
+
+class History:
+    """Reads and writes one database's history table; every statement is schema-qualified."""
+
+    def __init__(self, conn: Connection, schema: str) -> None:
+        self.conn = conn
+        self.schema = sql.Identifier(schema)
+        self.table = sql.Identifier(schema, "history")
+
+    def read(self, *, create: bool = False) -> list[AppliedMigration]:
+        """Every row, oldest version first, in one query; no table means no history.
+
+        With ``create`` (only under the migration lock) a missing table is created;
+        plan and status never create it.
+        """
+        query = sql.SQL("SELECT {columns} FROM {table} ORDER BY version").format(
+            columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), table=self.table
+        )
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(query)
+                rows = cur.fetchall()
+        except psycopg2.errors.UndefinedTable:
+            if create:
+                with self.conn.cursor() as cur:
+                    cur.execute(sql.SQL(TABLE_DDL).format(schema=self.schema, table=self.table))
+            return []
+        return [_row(dict(zip(COLUMNS, values, strict=True))) for values in rows]
+
+    def insert_sql(self, row: dict[str, Any], *, duration_since_statement_start: bool = False) -> str:
+        """The INSERT of one row as a literal statement, to travel with the file's SQL.
+
+        With ``duration_since_statement_start`` the duration is measured by the server
+        from the start of the query string that carries the insert (the file's SQL).
+        """
+        columns = [name for name in row if name != "duration_ms"]
+        values: list[sql.Composable] = [sql.Literal(row[name]) for name in columns]
+        if duration_since_statement_start:
+            columns.append("duration_ms")
+            values.append(sql.SQL("(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::bigint"))
+        elif "duration_ms" in row:
+            columns.append("duration_ms")
+            values.append(sql.Literal(row["duration_ms"]))
+        statement = sql.SQL("INSERT INTO {table} ({columns}) VALUES ({values})").format(
+            table=self.table,
+            columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+            values=sql.SQL(", ").join(values),
+        )
+        return statement.as_string(self.conn)
+
+    def insert(self, row: dict[str, Any]) -> None:
+        """Insert one row now (autocommit)."""
+        with self.conn.cursor() as cur:
+            cur.execute(self.insert_sql(row))
+
+    def update(self, version: int, **changes: Any) -> None:
+        """Update fields of one row now (autocommit)."""
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(name), sql.Literal(value)) for name, value in changes.items()
+        )
+        with self.conn.cursor() as cur:
+            cur.execute(
+                sql.SQL("UPDATE {table} SET {assignments} WHERE version = {version}").format(
+                    table=self.table, assignments=assignments, version=sql.Literal(Decimal(version))
+                )
+            )
+
+    def delete(self, version: int) -> None:
+        """Remove one row (a file that failed before any of its statements took effect)."""
+        with self.conn.cursor() as cur:
+            cur.execute(
+                sql.SQL("DELETE FROM {table} WHERE version = {version}").format(
+                    table=self.table, version=sql.Literal(Decimal(version))
+                )
+            )
+
+
+def _row(values: dict[str, Any]) -> AppliedMigration:
+    values["version"] = int(values["version"])
+    return AppliedMigration(**values)

@@ -1,0 +1,264 @@
+"""The engine's entry point: migrate, plan and status over every database of a source.
+
+The root database runs first, then the others in name order (or those asked for).
+``migrate`` holds the advisory lock on the root database for the whole run, creates
+each database's history table, refuses to start while a database has a changed
+applied file, an unfinished file or (unless allowed) an out-of-order version, and
+stops starting new files when the time budget runs short.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+from .apply import apply_file, sha256
+from .config import Settings
+from .db import Connection, connect
+from .errors import ConfigError, DatabaseConnectError, DeadlineError
+from .history import History
+from .lock import advisory_lock, lock_key
+from .model import DATABASE_NAME, MigrationRef
+from .plan import APPLIED, AppliedMigration, DatabasePlan, plan_database
+from .sources import MigrationSource
+
+__all__ = ["DatabaseResult", "RunReport", "Runner"]
+
+EventSink = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class DatabaseResult:
+    """What a run did to one database."""
+
+    name: str
+    current_version: int | None
+    applied: list[int] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)
+    duration_ms: int = 0
+    plan: DatabasePlan | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "current_version": self.current_version,
+            "applied": self.applied,
+            "pending": self.pending,
+            "duration_ms": self.duration_ms,
+        }
+
+
+@dataclass
+class RunReport:
+    """The one JSON-serialisable result of an action.
+
+    ``migrate``: per database the versions applied by this run and those still pending.
+    ``plan``: the versions a migrate would apply, and the problems that would stop it.
+    ``status``: per database every applied version, the pending ones, and the history.
+    """
+
+    action: str
+    source: str
+    databases: list[DatabaseResult]
+    duration_ms: int = 0
+    lock_waited_s: float | None = None
+    problems: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.action == "status":
+            databases = [result.plan.to_dict() if result.plan else result.to_dict() for result in self.databases]
+        else:
+            databases = [result.to_dict() for result in self.databases]
+        data: dict[str, Any] = {
+            "action": self.action,
+            "source": self.source,
+            "databases": databases,
+            "duration_ms": self.duration_ms,
+        }
+        if self.lock_waited_s is not None:
+            data["lock_waited_s"] = round(self.lock_waited_s, 3)
+        if self.action != "migrate":
+            data["problems"] = self.problems
+        return data
+
+
+class Runner:
+    """Runs the actions of one source against one server.
+
+    ``on_event`` receives progress dicts (``lock_wait``, ``lock_acquired``,
+    ``file_start``, ``file_done``); ``time_left`` returns the seconds left of the
+    run's budget (the Lambda's remaining time), or is None for no budget.
+    """
+
+    def __init__(
+        self,
+        source: MigrationSource,
+        settings: Settings,
+        *,
+        on_event: EventSink | None = None,
+        time_left: Callable[[], float] | None = None,
+    ) -> None:
+        self.source = source
+        self.settings = settings
+        self.on_event: EventSink = on_event or (lambda event: None)
+        self.time_left = time_left
+
+    # -- actions -------------------------------------------------------------------------
+    def migrate(self, databases: Sequence[str] | None = None) -> RunReport:
+        """Apply every pending file; raise a MigrationError on the first failure."""
+        started = time.monotonic()
+        refs = self.source.list()
+        targets = self._targets(refs, databases)
+        results: list[DatabaseResult] = []
+        with ExitStack() as stack:
+            # Never `with conn:`: psycopg2 opens a transaction there even in autocommit.
+            lock_conn = connect(self.settings, self.settings.root_database, application_name="dbmigrate-lock")
+            stack.callback(lock_conn.close)
+            waited = stack.enter_context(
+                advisory_lock(
+                    lock_conn,
+                    lock_key(self.settings.history_schema),
+                    wait_s=self._lock_wait(),
+                    on_wait=self.on_event,
+                )
+            )
+            self.on_event({"event": "lock_acquired", "waited_s": round(waited, 3)})
+            for database in targets:
+                results.append(self._migrate_database(database, _of(refs, database)))
+        return RunReport("migrate", self.source.origin, results, _ms_since(started), lock_waited_s=waited)
+
+    def plan(self, databases: Sequence[str] | None = None) -> RunReport:
+        """What a migrate would apply, and what would stop it; applies and locks nothing."""
+        return self._inspect("plan", databases)
+
+    def status(self, databases: Sequence[str] | None = None) -> RunReport:
+        """Applied, pending and problem files of every database; changes nothing."""
+        return self._inspect("status", databases)
+
+    # -- internals -----------------------------------------------------------------------
+    def _targets(self, refs: Iterable[MigrationRef], requested: Sequence[str] | None) -> list[str]:
+        root = self.settings.root_database
+        names = set(requested) if requested else {ref.database for ref in refs}
+        for name in names:
+            if not DATABASE_NAME.match(name):
+                raise ConfigError(f"{name!r} is not a valid database name")
+        return sorted(names, key=lambda name: (name != root, name))
+
+    def _lock_wait(self) -> float:
+        wait = self.settings.lock_wait_s
+        if self.time_left is not None:
+            wait = max(0.0, min(wait, self.time_left() - self.settings.min_time_left_s))
+        return wait
+
+    def _migrate_database(self, database: str, refs: list[MigrationRef]) -> DatabaseResult:
+        started = time.monotonic()
+        conn = connect(self.settings, database)
+        try:
+            history = History(conn, self.settings.history_schema)
+            plan = self._plan(database, refs, history.read(create=True))
+            refusal = plan.refusal(allow_out_of_order=self.settings.allow_out_of_order)
+            if refusal:
+                raise refusal
+            applied: list[int] = []
+            for index, ref in enumerate(plan.pending, start=1):
+                self._check_time(ref, plan.pending[index - 1 :], applied)
+                self.on_event(
+                    {
+                        "event": "file_start",
+                        "database": database,
+                        "file": ref.key,
+                        "version": ref.version,
+                        "index": index,
+                        "total": len(plan.pending),
+                    }
+                )
+                outcome = apply_file(conn, history, ref, self.source.read(ref.key), self.settings.applied_by)
+                applied.append(ref.version)
+                self.on_event(
+                    {
+                        "event": "file_done",
+                        "database": database,
+                        "file": ref.key,
+                        "version": ref.version,
+                        "index": index,
+                        "total": len(plan.pending),
+                        "mode": outcome.mode.value,
+                        "duration_ms": outcome.duration_ms,
+                    }
+                )
+        finally:
+            conn.close()
+        known = [*applied] if plan.current_version is None else [*applied, plan.current_version]
+        return DatabaseResult(database, max(known, default=None), applied, [], _ms_since(started), plan)
+
+    def _check_time(self, ref: MigrationRef, remaining: Sequence[MigrationRef], applied: list[int]) -> None:
+        if self.time_left is None:
+            return
+        left = self.time_left()
+        if left >= self.settings.min_time_left_s:
+            return
+        raise DeadlineError(
+            f"stopped before {ref.key}: {left:.0f} s left, less than the {self.settings.min_time_left_s:.0f} s "
+            f"kept in reserve; applied in this run: {applied or 'none'}; not started: "
+            f"{[r.version for r in remaining]}",
+            database=ref.database,
+            file=ref.key,
+            hint="run again to continue (applied files are recorded), or give the function a longer timeout",
+            applied=applied,
+            not_started=[r.version for r in remaining],
+        )
+
+    def _plan(self, database: str, refs: list[MigrationRef], applied: list[AppliedMigration]) -> DatabasePlan:
+        return plan_database(database, refs, applied, self._checksums(refs, applied))
+
+    def _checksums(self, refs: list[MigrationRef], applied: list[AppliedMigration]) -> dict[int, str]:
+        """Current checksums of applied files; an unchanged ETag saves reading the file."""
+        rows = {row.version: row for row in applied if row.status == APPLIED}
+        checksums: dict[int, str] = {}
+        for ref in refs:
+            row = rows.get(ref.version)
+            if row is None:
+                continue
+            if ref.etag is not None and ref.etag == row.etag:
+                checksums[ref.version] = row.checksum
+            else:
+                checksums[ref.version] = sha256(self.source.read(ref.key))
+        return checksums
+
+    def _inspect(self, action: str, databases: Sequence[str] | None) -> RunReport:
+        started = time.monotonic()
+        refs = self.source.list()
+        results: list[DatabaseResult] = []
+        problems: list[dict[str, Any]] = []
+        for database in self._targets(refs, databases):
+            db_started = time.monotonic()
+            plan = self._read_plan(database, _of(refs, database))
+            refusal = plan.refusal(allow_out_of_order=self.settings.allow_out_of_order)
+            if refusal:
+                problems.append(refusal.to_dict())
+            pending = [ref.version for ref in plan.pending]
+            results.append(DatabaseResult(database, plan.current_version, [], pending, _ms_since(db_started), plan))
+        return RunReport(action, self.source.origin, results, _ms_since(started), problems=problems)
+
+    def _read_plan(self, database: str, refs: list[MigrationRef]) -> DatabasePlan:
+        try:
+            conn: Connection = connect(self.settings, database)
+        except DatabaseConnectError as exc:
+            if not exc.details.get("missing_database"):
+                raise
+            return plan_database(database, refs, [], {}, exists=False)
+        try:
+            return self._plan(database, refs, History(conn, self.settings.history_schema).read())
+        finally:
+            conn.close()
+
+
+def _of(refs: Iterable[MigrationRef], database: str) -> list[MigrationRef]:
+    return [ref for ref in refs if ref.database == database]
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

@@ -1,0 +1,268 @@
+"""Reading a migration file with PostgreSQL's own parser (pglast).
+
+Decides how a file runs: as one transaction (the default), or statement by statement
+in autocommit when it holds a statement PostgreSQL refuses inside a transaction block
+(CREATE DATABASE, CREATE INDEX CONCURRENTLY, VACUUM, ...). Finds the line of every
+statement so that server errors point into the file. Refuses, before anything runs,
+what is not plain SQL: psql meta-commands, COPY ... FROM stdin, and transaction
+control other than one BEGIN ... COMMIT around the whole file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from pglast import parser as pg_parser
+
+from .errors import SqlError, UnsupportedSqlError
+
+__all__ = ["Mode", "Script", "Statement", "analyze", "line_of"]
+
+
+class Mode(Enum):
+    """How a file is run."""
+
+    TRANSACTION = "transaction"
+    AUTOCOMMIT = "autocommit"
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of a file: its exact text, first line, and parse-tree node type."""
+
+    text: str
+    line: int
+    offset: int
+    node: str
+    transactional: bool
+    transaction_kind: str | None = None
+    session_state: bool = False
+
+
+@dataclass(frozen=True)
+class Script:
+    """A parsed file and how to run it.
+
+    ``body`` is the text sent in TRANSACTION mode: the file itself, with a wrapping
+    BEGIN/COMMIT blanked out so that character offsets (and so line numbers) still
+    match the file. ``resets_session`` is set when the file changes session state
+    (SET, set_config, temporary tables, ...) that must not leak into the next file.
+    """
+
+    statements: tuple[Statement, ...]
+    mode: Mode
+    body: str
+    resets_session: bool
+    reason: str | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.statements
+
+
+# Statements PostgreSQL refuses inside a transaction block, keyed by parse-tree node.
+ALWAYS_OUTSIDE_TRANSACTION = {
+    "CreatedbStmt": "CREATE DATABASE",
+    "DropdbStmt": "DROP DATABASE",
+    "CreateTableSpaceStmt": "CREATE TABLESPACE",
+    "DropTableSpaceStmt": "DROP TABLESPACE",
+    "AlterSystemStmt": "ALTER SYSTEM",
+    "CreateSubscriptionStmt": "CREATE SUBSCRIPTION",
+    "AlterSubscriptionStmt": "ALTER SUBSCRIPTION",
+    "DropSubscriptionStmt": "DROP SUBSCRIPTION",
+}
+ALLOWED_TRANSACTION_CONTROL = {
+    "TRANS_STMT_SAVEPOINT",
+    "TRANS_STMT_RELEASE",
+    "TRANS_STMT_ROLLBACK_TO",
+}
+BEGIN_KINDS = {"TRANS_STMT_BEGIN", "TRANS_STMT_START"}
+SESSION_STATE_NODES = {"PrepareStmt", "ListenStmt", "DeclareCursorStmt", "LoadStmt"}
+META_COMMAND = re.compile(r"^[ \t]*(\\[A-Za-z!?]+)", re.MULTILINE)
+COPY_FROM_STDIN = re.compile(r"\bcopy\b[^;]*?\bfrom\s+stdin\b", re.IGNORECASE)
+SET_CONFIG = re.compile(r"\bset_config\s*\(", re.IGNORECASE)
+
+
+def line_of(text: str, offset: int) -> int:
+    """1-based line number of a character offset in ``text``."""
+    return text.count("\n", 0, max(0, offset)) + 1
+
+
+def analyze(sql: str, *, database: str, file: str) -> Script:
+    """Parse a file; raise SqlError (syntax) or UnsupportedSqlError naming the line."""
+    try:
+        tree: dict[str, Any] = json.loads(pg_parser.parse_sql_json(sql))
+    except pg_parser.ParseError as exc:
+        _refuse_psql_only_syntax(sql, database=database, file=file)
+        message, index = exc.args[0], exc.args[1] if len(exc.args) > 1 else None
+        raise SqlError(
+            f"syntax error: {message}",
+            database=database,
+            file=file,
+            line=line_of(sql, index) if isinstance(index, int) else None,
+            hint="fix the SQL; nothing of this file was run",
+        ) from exc
+
+    encoded = sql.encode("utf-8")
+    statements = [_statement(sql, encoded, raw) for raw in tree.get("stmts", [])]
+    body, statements = _unwrap_transaction(sql, statements, database=database, file=file)
+
+    outside = [s for s in statements if not s.transactional]
+    reason = None
+    if outside:
+        reason = f"{_describe(outside[0])} (line {outside[0].line}) cannot run inside a transaction block"
+    elif _commits_enum_value_before_use(statements):
+        reason = "ALTER TYPE ... ADD VALUE is followed by statements that may use the new value"
+    resets = any(s.session_state for s in statements) or bool(SET_CONFIG.search(sql))
+    return Script(
+        statements=tuple(statements),
+        mode=Mode.AUTOCOMMIT if reason else Mode.TRANSACTION,
+        body=body,
+        resets_session=resets,
+        reason=reason,
+    )
+
+
+def _statement(sql: str, encoded: bytes, raw: dict[str, Any]) -> Statement:
+    start = raw.get("stmt_location", 0)
+    length = raw.get("stmt_len", 0)
+    chunk = encoded[start : start + length] if length else encoded[start:]
+    offset = len(encoded[:start].decode("utf-8"))
+    text = chunk.decode("utf-8")
+    lead = _leading_trivia(text)
+    node_name, node = next(iter(raw["stmt"].items()))
+    return Statement(
+        text=text[lead:].rstrip(),
+        line=line_of(sql, offset + lead),
+        offset=offset + lead,
+        node=node_name,
+        transactional=not _outside_transaction(node_name, node),
+        transaction_kind=node.get("kind") if node_name == "TransactionStmt" else None,
+        session_state=_changes_session(node_name, node),
+    )
+
+
+def _changes_session(name: str, node: dict[str, Any]) -> bool:
+    """Whether a statement leaves state in the session that outlives its transaction."""
+    if name in SESSION_STATE_NODES:
+        return True
+    if name == "VariableSetStmt":
+        return not node.get("is_local", False)
+    return '"relpersistence": "t"' in json.dumps(node)
+
+
+def _leading_trivia(text: str) -> int:
+    """Length of the whitespace and comments before a statement's first token."""
+    i = 0
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+        elif text.startswith("--", i):
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end + 1
+        elif text.startswith("/*", i):
+            depth, i = 1, i + 2
+            while i < len(text) and depth:
+                if text.startswith("/*", i):
+                    depth, i = depth + 1, i + 2
+                elif text.startswith("*/", i):
+                    depth, i = depth - 1, i + 2
+                else:
+                    i += 1
+        else:
+            break
+    return i
+
+
+def _outside_transaction(name: str, node: dict[str, Any]) -> bool:
+    if name in ALWAYS_OUTSIDE_TRANSACTION:
+        return True
+    if name in ("IndexStmt", "DropStmt"):
+        return bool(node.get("concurrent"))
+    if name == "ReindexStmt":
+        concurrently = any(p.get("DefElem", {}).get("defname") == "concurrently" for p in node.get("params", []))
+        whole = node.get("kind") in (
+            "REINDEX_OBJECT_SCHEMA",
+            "REINDEX_OBJECT_SYSTEM",
+            "REINDEX_OBJECT_DATABASE",
+        )
+        return concurrently or whole
+    if name == "VacuumStmt":
+        return bool(node.get("is_vacuumcmd"))
+    if name == "ClusterStmt":
+        return "relation" not in node
+    if name == "DiscardStmt":
+        return node.get("target") == "DISCARD_ALL"
+    if name == "AlterDatabaseStmt":
+        return any(o.get("DefElem", {}).get("defname") == "tablespace" for o in node.get("options", []))
+    if name == "AlterTableStmt":
+        return any(
+            cmd.get("AlterTableCmd", {}).get("def", {}).get("PartitionCmd", {}).get("concurrent", False)
+            for cmd in node.get("cmds", [])
+        )
+    return False
+
+
+def _describe(statement: Statement) -> str:
+    first = " ".join(statement.text.split()[:4])
+    return ALWAYS_OUTSIDE_TRANSACTION.get(statement.node, first)
+
+
+def _commits_enum_value_before_use(statements: list[Statement]) -> bool:
+    """A new enum value cannot be used in the transaction that added it (before PG 17)."""
+    return any(s.node == "AlterEnumStmt" for s in statements[:-1])
+
+
+def _unwrap_transaction(
+    sql: str, statements: list[Statement], *, database: str, file: str
+) -> tuple[str, list[Statement]]:
+    """Accept one BEGIN ... COMMIT around the whole file; refuse any other transaction control."""
+    body = sql
+    kinds = [s.transaction_kind for s in statements]
+    if (
+        len(statements) >= 2
+        and kinds[0] in BEGIN_KINDS
+        and kinds[-1] == "TRANS_STMT_COMMIT"
+        and all(k is None or k in ALLOWED_TRANSACTION_CONTROL for k in kinds[1:-1])
+    ):
+        for wrapper in (statements[0], statements[-1]):
+            end = wrapper.offset + len(wrapper.text)
+            body = body[: wrapper.offset] + " " * (end - wrapper.offset) + body[end:]
+        return body, statements[1:-1]
+    for statement, kind in zip(statements, kinds, strict=True):
+        if kind is not None and kind not in ALLOWED_TRANSACTION_CONTROL:
+            raise UnsupportedSqlError(
+                f"transaction control {statement.text.split(None, 1)[0].upper()!r} inside the file",
+                database=database,
+                file=file,
+                line=statement.line,
+                hint="each file runs in its own transaction: remove BEGIN/COMMIT/ROLLBACK, or wrap the "
+                "whole file in exactly one BEGIN; ... COMMIT; nothing of this file was run",
+            )
+    return body, statements
+
+
+def _refuse_psql_only_syntax(sql: str, *, database: str, file: str) -> None:
+    meta = META_COMMAND.search(sql)
+    if meta:
+        raise UnsupportedSqlError(
+            f"psql meta-command {meta.group(1)} is not SQL",
+            database=database,
+            file=file,
+            line=line_of(sql, meta.start(1)),
+            hint="migrations run without psql: remove it (\\connect: put the SQL in the folder of the "
+            "database it targets; \\i: copy the included SQL into its own migration); nothing was run",
+        )
+    copy = COPY_FROM_STDIN.search(sql)
+    if copy:
+        raise UnsupportedSqlError(
+            "COPY ... FROM stdin with inline data needs psql",
+            database=database,
+            file=file,
+            line=line_of(sql, copy.start()),
+            hint="turn the data into INSERT statements; nothing was run",
+        )

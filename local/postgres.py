@@ -1,0 +1,220 @@
+"""A throwaway PostgreSQL server on 127.0.0.1: the local stand-in for RDS.
+
+Used by the tests, the benchmarks and the local deploy. It runs the server binaries
+of the machine (found on PATH, through ``pg_config`` or under
+``/usr/lib/postgresql/*/bin``; ``PG_BINDIR`` overrides), in a temporary data
+directory, on a free port, with password authentication like RDS. ``initdb``
+refuses to run as root, so as root the server runs as the ``postgres`` user.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = ["EmbeddedPostgres", "PostgresNotInstalledError", "find_bindir"]
+
+SERVICE_USER = "postgres"
+SUPERUSER = "postgres"
+
+# Settings for a disposable server: durability off makes DDL-heavy tests several
+# times faster and changes nothing a migration can observe.
+FAST_SETTINGS: Mapping[str, str] = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "100",
+}
+
+
+class PostgresNotInstalledError(RuntimeError):
+    """No PostgreSQL server binaries were found on this machine."""
+
+
+def find_bindir() -> Path:
+    """Return the folder holding ``initdb``, ``pg_ctl`` and ``postgres``."""
+    candidates: list[str] = []
+    if os.environ.get("PG_BINDIR"):
+        candidates.append(os.environ["PG_BINDIR"])
+    on_path = shutil.which("initdb")
+    if on_path:
+        candidates.append(str(Path(on_path).resolve().parent))
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        candidates.append(out.stdout.strip())
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_major_version, reverse=True)
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "initdb").is_file():
+            return Path(candidate)
+    raise PostgresNotInstalledError(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found: install them "
+        "(Debian/Ubuntu: apt-get install postgresql; `make deps` does it as root) "
+        "or set PG_BINDIR to their folder"
+    )
+
+
+def _major_version(path: str) -> int:
+    try:
+        return int(Path(path).parent.name)
+    except ValueError:
+        return 0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server in a temporary folder; ``start()``, use ``url()``, ``stop()``.
+
+    ``settings`` are passed as ``-c name=value`` to the server on top of
+    FAST_SETTINGS. The server keeps its data across ``stop()``/``start()`` (to test a
+    database that goes away mid-run) until ``destroy()`` removes the folder.
+    """
+
+    def __init__(self, *, settings: Mapping[str, str] | None = None, port: int | None = None):
+        self.bindir = find_bindir()
+        self.settings = {**FAST_SETTINGS, **(settings or {})}
+        self.port = port or _free_port()
+        self.host = "127.0.0.1"
+        self.user = SUPERUSER
+        self.password = secrets.token_hex(12)
+        self._root = Path(tempfile.mkdtemp(prefix="dbmigrate-pg-"))
+        self.data_dir = self._root / "data"
+        self.log_file = self._root / "server.log"
+        self._as_root = os.geteuid() == 0
+        self._initialized = False
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self, timeout: float = 30.0) -> EmbeddedPostgres:
+        """Create the cluster on first use, start the server and wait until it accepts."""
+        if not self._initialized:
+            self._initdb()
+        options = " ".join(f"-c {name}={value}" for name, value in sorted(self.settings.items()))
+        options += f" -c listen_addresses={self.host} -p {self.port} -k {self._root}"
+        self._run(
+            [
+                str(self.bindir / "pg_ctl"),
+                "start",
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                str(int(timeout)),
+            ],
+        )
+        self._wait_ready(timeout)
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``mode``: smart, fast or immediate); the data stays."""
+        if self.data_dir.joinpath("postmaster.pid").exists():
+            self._run([str(self.bindir / "pg_ctl"), "stop", "-D", str(self.data_dir), "-m", mode, "-w"])
+
+    def destroy(self) -> None:
+        """Stop the server and remove its folder."""
+        try:
+            self.stop("immediate")
+        finally:
+            shutil.rmtree(self._root, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedPostgres:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()
+
+    # -- addresses ---------------------------------------------------------------------
+    def url(self, database: str = "{database}") -> str:
+        """A connection URL; the default keeps the ``{database}`` placeholder of a template."""
+        return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{database}"
+
+    def dsn(self, database: str = "postgres") -> str:
+        """A libpq keyword DSN for one database."""
+        return f"host={self.host} port={self.port} user={self.user} password={self.password} dbname={database}"
+
+    def psql(self, database: str, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the server's own psql against ``database``; raises on a non-zero exit."""
+        env = {**os.environ, "PGPASSWORD": self.password}
+        command = [
+            str(self.bindir / "psql"),
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            self.host,
+            "-p",
+            str(self.port),
+            "-U",
+            self.user,
+            "-d",
+            database,
+            *args,
+        ]
+        return subprocess.run(command, input=input, env=env, capture_output=True, text=True, check=True)
+
+    # -- internals ---------------------------------------------------------------------
+    def _initdb(self) -> None:
+        self._root.chmod(0o755)
+        self.data_dir.mkdir(mode=0o700)
+        pwfile = self._root / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        if self._as_root:
+            entry = pwd.getpwnam(SERVICE_USER)
+            for path in (self._root, self.data_dir, pwfile):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        self._run(
+            [
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                self.user,
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+        )
+        pwfile.unlink()
+        self._initialized = True
+
+    def _run(self, command: list[str]) -> None:
+        if self._as_root:
+            command = ["runuser", "-u", SERVICE_USER, "--", *command]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            log = self.log_file.read_text() if self.log_file.exists() else ""
+            raise RuntimeError(
+                f"{' '.join(command[:4])} failed ({result.returncode}):\n{result.stdout}{result.stderr}{log[-2000:]}"
+            )
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((self.host, self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"PostgreSQL did not accept connections on {self.host}:{self.port} within {timeout} s")

@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS widgets_owner_id_idx;

@@ -1,0 +1,47 @@
+"""Shared fixtures: one throwaway PostgreSQL server per test session, reset per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg2
+import pytest
+
+from local.postgres import EmbeddedPostgres
+
+
+def reset_cluster(server: EmbeddedPostgres) -> None:
+    """Drop every database, role and schema a test may have created."""
+    conn = psycopg2.connect(server.dsn("postgres"))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT datname FROM pg_database WHERE datname NOT IN ('postgres', 'template0', 'template1')")
+        for (name,) in cur.fetchall():
+            cur.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        cur.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'"
+        )
+        for (name,) in cur.fetchall():
+            cur.execute(f'DROP SCHEMA "{name}" CASCADE')
+        cur.execute("CREATE SCHEMA public")
+        cur.execute("SELECT rolname FROM pg_roles WHERE rolname <> %s AND rolname NOT LIKE 'pg\\_%%'", (server.user,))
+        for (name,) in cur.fetchall():
+            cur.execute(f'DROP ROLE "{name}"')
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[EmbeddedPostgres]:
+    """The session's PostgreSQL server (started once, removed at the end)."""
+    server = EmbeddedPostgres().start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def pg(pg_server: EmbeddedPostgres) -> EmbeddedPostgres:
+    """The session's server, with only the ``postgres`` database, empty, at test start."""
+    reset_cluster(pg_server)
+    return pg_server
