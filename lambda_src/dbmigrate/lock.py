@@ -79,14 +79,15 @@ def advisory_lock(
             if not announced and on_wait:
                 on_wait({"event": "lock_wait", "holder": holder, "max_wait_s": round(wait_s, 1)})
                 announced = True
-            if clock() + delay > deadline:
+            now = clock()
+            if now >= deadline:
                 raise LockTimeoutError(
-                    f"another migration run holds the lock: {holder}; gave up after {clock() - start:.1f} s",
+                    f"another migration run holds the lock: {holder}; gave up after {now - start:.1f} s",
                     hint="wait for that run to finish and try again, or allow a longer wait "
                     "(--lock-wait, LOCK_WAIT_S); a run that died releases the lock by itself",
                     holder=holder,
                 )
-            time.sleep(delay)
+            time.sleep(min(delay, deadline - now))
             delay = min(delay * 2, 1.0)
     waited = clock() - start
     try:

@@ -233,16 +233,20 @@ def _unwrap_transaction(
             end = wrapper.offset + len(wrapper.text)
             body = body[: wrapper.offset] + " " * (end - wrapper.offset) + body[end:]
         return body, statements[1:-1]
-    for statement, kind in zip(statements, kinds, strict=True):
-        if kind is not None and kind not in ALLOWED_TRANSACTION_CONTROL:
-            raise UnsupportedSqlError(
-                f"transaction control {statement.text.split(None, 1)[0].upper()!r} inside the file",
-                database=database,
-                file=file,
-                line=statement.line,
-                hint="each file runs in its own transaction: remove BEGIN/COMMIT/ROLLBACK, or wrap the "
-                "whole file in exactly one BEGIN; ... COMMIT; nothing of this file was run",
-            )
+    stray = [
+        s for s, k in zip(statements, kinds, strict=True) if k is not None and k not in ALLOWED_TRANSACTION_CONTROL
+    ]
+    if stray:
+        # A file opening with BEGIN is meant as a wrapper: point at what breaks it.
+        statement = stray[1] if len(stray) > 1 and stray[0] is statements[0] else stray[0]
+        raise UnsupportedSqlError(
+            f"transaction control {statement.text.split(None, 1)[0].upper()!r} inside the file",
+            database=database,
+            file=file,
+            line=statement.line,
+            hint="each file runs in its own transaction: remove BEGIN/COMMIT/ROLLBACK, or wrap the "
+            "whole file in exactly one BEGIN; ... COMMIT; nothing of this file was run",
+        )
     return body, statements
 
 

@@ -1,0 +1,32 @@
+"""Small helpers shared by tests that use the real PostgreSQL server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg2
+
+from local.postgres import EmbeddedPostgres
+
+
+def query(pg: EmbeddedPostgres, database: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows of one query on one database of the test server."""
+    conn = psycopg2.connect(pg.dsn(database))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
+def history(pg: EmbeddedPostgres, database: str) -> list[tuple[int, str]]:
+    """(version, status) of every history row of a database."""
+    return [(int(v), s) for v, s in query(pg, database, "SELECT version, status FROM dbmigrate.history ORDER BY 1")]
+
+
+def tables(pg: EmbeddedPostgres, database: str) -> list[str]:
+    """Names of the tables in the public schema."""
+    rows = query(pg, database, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+    return [name for (name,) in rows]

@@ -1,0 +1,56 @@
+"""Helpers for tests against the real PostgreSQL server: files on disk, the CLI, queries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dbmigrate.cli import main
+from local.postgres import EmbeddedPostgres
+
+Files = Mapping[str, str]
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def write_migrations(tmp_path: Path) -> Callable[[Files], Path]:
+    """Write ``{"db/1_x.up.sql": sql}`` under a fresh folder and return the folder."""
+    root = tmp_path / "migrations"
+
+    def write(files: Files) -> Path:
+        for key, text in files.items():
+            path = root / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        root.mkdir(exist_ok=True)
+        return root
+
+    return write
+
+
+@pytest.fixture
+def cli(pg: EmbeddedPostgres, capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Run ``dbmigrate`` in this process against the test server; returns code, stdout, stderr."""
+
+    def run(*args: str, url: str | None = None) -> CliResult:
+        capsys.readouterr()
+        extra = [] if args[0] == "new" else ["--database-url", pg.url() if url is None else url]
+        code = main([*args, *extra])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run

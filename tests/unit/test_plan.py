@@ -1,0 +1,68 @@
+"""Planning is a pure function of the files and the history: no database needed."""
+
+from __future__ import annotations
+
+from dbmigrate.errors import ChecksumMismatchError, OutOfOrderError, PartialMigrationError
+from dbmigrate.model import MigrationRef
+from dbmigrate.plan import AppliedMigration, plan_database
+
+
+def ref(version: int) -> MigrationRef:
+    return MigrationRef("db", version, f"v{version}", f"db/{version}_v{version}.up.sql")
+
+
+def row(version: int, checksum: str = "c", status: str = "applied", done: int | None = None) -> AppliedMigration:
+    return AppliedMigration(
+        version,
+        f"v{version}",
+        f"db/{version}_v{version}.up.sql",
+        checksum,
+        status,
+        statements_done=done,
+        statements_total=3 if done is not None else None,
+    )
+
+
+def test_files_without_history_are_pending_in_version_order() -> None:
+    plan = plan_database("db", [ref(3), ref(1), ref(2)], [row(1)], {1: "c"})
+    assert [r.version for r in plan.pending] == [2, 3]
+    assert plan.current_version == 1
+    assert plan.refusal(allow_out_of_order=False) is None
+
+
+def test_changed_checksum_of_an_applied_file_is_a_refusal_naming_both_checksums() -> None:
+    plan = plan_database("db", [ref(1), ref(2)], [row(1, "old")], {1: "new"})
+    refusal = plan.refusal(allow_out_of_order=False)
+    assert isinstance(refusal, ChecksumMismatchError)
+    assert refusal.file == "db/1_v1.up.sql"
+    assert "was old, is now new" in str(refusal)
+
+
+def test_version_below_the_newest_applied_is_out_of_order_unless_allowed() -> None:
+    plan = plan_database("db", [ref(1), ref(5), ref(9)], [row(1), row(9)], {1: "c", 9: "c"})
+    assert [r.version for r in plan.out_of_order] == [5]
+    assert isinstance(plan.refusal(allow_out_of_order=False), OutOfOrderError)
+    assert plan.refusal(allow_out_of_order=True) is None
+    assert [r.version for r in plan.pending] == [5]
+
+
+def test_unfinished_file_blocks_everything_and_says_how_far_it_got() -> None:
+    plan = plan_database("db", [ref(1), ref(2)], [row(1), row(2, status="partial", done=2)], {1: "c", 2: "c"})
+    refusal = plan.refusal(allow_out_of_order=True)
+    assert isinstance(refusal, PartialMigrationError)
+    assert "statements 1-2 of 3 ran" in str(refusal)
+    assert plan.current_version == 1
+    assert plan.pending == ()
+
+
+def test_applied_version_missing_from_the_source_is_noted_not_refused() -> None:
+    plan = plan_database("db", [ref(2)], [row(1), row(2)], {2: "c"})
+    assert [r.version for r in plan.missing] == [1]
+    assert plan.notes == ("version 1 (db/1_v1.up.sql) is applied but no longer in the source",)
+    assert plan.refusal(allow_out_of_order=False) is None
+
+
+def test_database_that_does_not_exist_yet_has_every_file_pending() -> None:
+    plan = plan_database("db", [ref(1), ref(2)], [], {}, exists=False)
+    assert plan.to_dict()["pending"] == [1, 2]
+    assert plan.to_dict()["exists"] is False

@@ -1,0 +1,139 @@
+"""Reading files with PostgreSQL's parser: how each file runs, and what is refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from dbmigrate.errors import SqlError, UnsupportedSqlError
+from dbmigrate.sqlscript import Mode, Script, analyze
+
+
+def parse(sql: str) -> Script:
+    return analyze(sql, database="db", file="db/1_x.up.sql")
+
+
+def test_plain_ddl_runs_as_one_transaction_and_the_body_is_the_file() -> None:
+    sql = "CREATE TABLE a (id int);\nCREATE TABLE b (id int);\n"
+    script = parse(sql)
+    assert script.mode is Mode.TRANSACTION
+    assert script.body == sql
+    assert [s.line for s in script.statements] == [1, 2]
+
+
+def test_semicolons_in_dollar_quotes_strings_and_comments_do_not_split() -> None:
+    sql = (
+        "-- a comment; with a semicolon\n"
+        "/* block; /* nested; */ still; */\n"
+        "CREATE FUNCTION f() RETURNS text LANGUAGE plpgsql AS $fn$\n"
+        "BEGIN RETURN 'a;b' || $$c;d$$; END;\n"
+        "$fn$;\n"
+        "SELECT E'it''s; \\'quoted\\'', '$$';\n"
+        "DO $$ BEGIN PERFORM 1; END $$;\n"
+    )
+    script = parse(sql)
+    assert [s.node for s in script.statements] == ["CreateFunctionStmt", "SelectStmt", "DoStmt"]
+    assert [s.line for s in script.statements] == [3, 6, 7]
+
+
+def test_line_numbers_count_characters_not_bytes() -> None:
+    script = parse("SELECT 'ünïcødé €';\n\n-- ß\nSELECT 2;")
+    assert [s.line for s in script.statements] == [1, 4]
+    assert script.statements[1].text == "SELECT 2"
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "CREATE DATABASE x",
+        "DROP DATABASE x",
+        "CREATE INDEX CONCURRENTLY i ON t (x)",
+        "DROP INDEX CONCURRENTLY i",
+        "REINDEX TABLE CONCURRENTLY t",
+        "REINDEX DATABASE x",
+        "VACUUM t",
+        "ALTER SYSTEM SET work_mem = '8MB'",
+        "ALTER TABLE t DETACH PARTITION p CONCURRENTLY",
+        "CREATE TABLESPACE s LOCATION '/x'",
+    ],
+)
+def test_statements_refused_in_a_transaction_block_make_the_file_run_in_autocommit(statement: str) -> None:
+    script = parse(f"SELECT 1;\n{statement};\n")
+    assert script.mode is Mode.AUTOCOMMIT
+    assert script.reason and "(line 2) cannot run inside a transaction block" in script.reason
+
+
+@pytest.mark.parametrize(
+    "statement", ["ANALYZE t", "REFRESH MATERIALIZED VIEW CONCURRENTLY v", "CREATE INDEX i ON t (x)"]
+)
+def test_statements_allowed_in_a_transaction_keep_the_file_transactional(statement: str) -> None:
+    assert parse(f"{statement};").mode is Mode.TRANSACTION
+
+
+def test_new_enum_value_followed_by_more_statements_runs_in_autocommit() -> None:
+    assert parse("ALTER TYPE e ADD VALUE 'x';\nINSERT INTO t VALUES ('x');").mode is Mode.AUTOCOMMIT
+    assert parse("ALTER TYPE e ADD VALUE 'x';").mode is Mode.TRANSACTION
+
+
+def test_one_begin_commit_around_the_file_is_unwrapped_keeping_line_numbers() -> None:
+    sql = "BEGIN;\nCREATE TABLE a (id int);\nSAVEPOINT s;\nCOMMIT;\n"
+    script = parse(sql)
+    assert script.mode is Mode.TRANSACTION
+    assert [s.node for s in script.statements] == ["CreateStmt", "TransactionStmt"]
+    assert "BEGIN" not in script.body and "COMMIT" not in script.body
+    assert len(script.body) == len(sql) and script.body.count("\n") == sql.count("\n")
+
+
+@pytest.mark.parametrize(
+    ("sql", "line"),
+    [
+        ("CREATE TABLE a (id int);\nCOMMIT;\n", 2),
+        ("BEGIN;\nCREATE TABLE a (id int);\n", 1),
+        ("BEGIN;\nSELECT 1;\nCOMMIT;\nBEGIN;\nSELECT 2;\nCOMMIT;\n", 3),
+        ("SELECT 1;\nROLLBACK;\n", 2),
+    ],
+)
+def test_other_transaction_control_is_refused_with_its_line(sql: str, line: int) -> None:
+    with pytest.raises(UnsupportedSqlError) as caught:
+        parse(sql)
+    assert caught.value.line == line
+    assert "nothing of this file was run" in str(caught.value)
+
+
+@pytest.mark.parametrize(("meta", "line"), [("\\connect other", 2), ("\\i other.sql", 2), ("\\set x 1", 2)])
+def test_psql_meta_commands_are_refused_with_their_line(meta: str, line: int) -> None:
+    with pytest.raises(UnsupportedSqlError) as caught:
+        parse(f"SELECT 1;\n{meta}\nSELECT 2;\n")
+    assert caught.value.line == line
+    assert meta.split(maxsplit=1)[0] in str(caught.value)
+
+
+def test_copy_from_stdin_is_refused() -> None:
+    with pytest.raises(UnsupportedSqlError, match=r"COPY \.\.\. FROM stdin"):
+        parse("COPY t (a) FROM stdin;\n1\n\\.\n")
+
+
+def test_syntax_error_names_file_and_line() -> None:
+    with pytest.raises(SqlError) as caught:
+        parse("SELECT 1;\n\nSELEC 2;\n")
+    assert caught.value.line == 3
+    assert str(caught.value).startswith("db/1_x.up.sql:3: syntax error")
+
+
+def test_empty_and_comment_only_files_have_no_statements() -> None:
+    assert parse("").is_empty
+    assert parse("-- nothing to do;\n/* really */\n").is_empty
+
+
+@pytest.mark.parametrize(
+    ("sql", "resets"),
+    [
+        ("SET search_path = app;", True),
+        ("SET LOCAL search_path = app;", False),
+        ("SELECT pg_catalog.set_config('search_path', '', false);", True),
+        ("CREATE TEMP TABLE t (x int);", True),
+        ("CREATE TABLE temperature (temp int);", False),
+        ("PREPARE q AS SELECT 1;", True),
+    ],
+)
+def test_files_that_change_session_state_are_marked_for_a_session_reset(sql: str, resets: bool) -> None:
+    assert parse(sql).resets_session is resets
