@@ -40,7 +40,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             _settings(args),
             on_event=None if args.json else _Progress(sys.stderr),
         )
-        report = getattr(runner, {"up": "migrate"}.get(args.command, args.command))(args.database or None)
+        if args.command == "repair":
+            if not args.database or len(args.database) != 1:
+                raise ConfigError("repair takes exactly one --database")
+            report = runner.repair(
+                args.database[0], accept_checksums=args.accept_checksum, mark_applied=args.mark_applied
+            )
+        else:
+            report = getattr(runner, {"up": "migrate"}.get(args.command, args.command))(args.database or None)
     except MigrationError as exc:
         _print_error(exc, as_json=args.json)
         return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
@@ -83,6 +90,25 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("up", parents=[common, database], help="apply every pending migration")
     commands.add_parser("plan", parents=[common, database], help="list what up would apply; change nothing")
     commands.add_parser("status", parents=[common, database], help="applied and pending migrations")
+    repair = commands.add_parser(
+        "repair", parents=[common, database], help="clear unfinished records, accept reviewed checksums"
+    )
+    repair.add_argument(
+        "--accept-checksum",
+        type=int,
+        action="append",
+        default=[],
+        metavar="VERSION",
+        help="take the current content of this applied file as reviewed (repeatable)",
+    )
+    repair.add_argument(
+        "--mark-applied",
+        type=int,
+        action="append",
+        default=[],
+        metavar="VERSION",
+        help="record this unfinished file as applied: you finished it by hand (repeatable)",
+    )
     new = commands.add_parser("new", parents=[common], help="create a correctly named migration file")
     new.add_argument("database_name", metavar="DATABASE")
     new.add_argument("description", metavar="DESCRIPTION")
@@ -157,7 +183,9 @@ def _print_error(exc: MigrationError, *, as_json: bool) -> None:
 def _print_report(report: RunReport, out: TextIO) -> None:
     data = report.to_dict()
     rows: list[tuple[str, ...]]
-    if report.action == "migrate":
+    if report.action == "repair":
+        rows = []
+    elif report.action == "migrate":
         rows = [("DATABASE", "CURRENT VERSION", "APPLIED NOW", "TIME")]
         rows += [
             (d["name"], _version(d["current_version"]), str(len(d["applied"])), f"{d['duration_ms']} ms")
@@ -190,6 +218,10 @@ def _print_report(report: RunReport, out: TextIO) -> None:
             for ref in plan.pending:
                 rows.append((result.name, str(ref.version), ref.key, "pending", "", ""))
         _table(rows, out)
+    for change in report.changes:
+        print(f"changed: {change}", file=out)
+    if report.action == "repair" and not report.changes:
+        print("nothing to repair", file=out)
     for problem in report.problems:
         print(f"problem: {problem['message']}", file=out)
 

@@ -10,8 +10,8 @@ stops starting new files when the time budget runs short.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +66,7 @@ class RunReport:
     duration_ms: int = 0
     lock_waited_s: float | None = None
     problems: list[dict[str, Any]] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         if self.action == "status":
@@ -80,8 +81,10 @@ class RunReport:
         }
         if self.lock_waited_s is not None:
             data["lock_waited_s"] = round(self.lock_waited_s, 3)
-        if self.action != "migrate":
+        if self.action in ("plan", "status"):
             data["problems"] = self.problems
+        if self.action == "repair":
+            data["changes"] = self.changes
         return data
 
 
@@ -113,22 +116,58 @@ class Runner:
         refs = self.source.list()
         targets = self._targets(refs, databases)
         results: list[DatabaseResult] = []
-        with ExitStack() as stack:
-            # Never `with conn:`: psycopg2 opens a transaction there even in autocommit.
-            lock_conn = connect(self.settings, self.settings.root_database, application_name="dbmigrate-lock")
-            stack.callback(lock_conn.close)
-            waited = stack.enter_context(
-                advisory_lock(
-                    lock_conn,
-                    lock_key(self.settings.history_schema),
-                    wait_s=self._lock_wait(),
-                    on_wait=self.on_event,
-                )
-            )
-            self.on_event({"event": "lock_acquired", "waited_s": round(waited, 3)})
+        with self._locked() as waited:
             for database in targets:
                 results.append(self._migrate_database(database, _of(refs, database)))
         return RunReport("migrate", self.source.origin, results, _ms_since(started), lock_waited_s=waited)
+
+    def repair(
+        self, database: str, *, accept_checksums: Sequence[int] = (), mark_applied: Sequence[int] = ()
+    ) -> RunReport:
+        """Change one database's history on purpose; ``report.changes`` says exactly what changed.
+
+        By default removes the record of every unfinished file (undone by hand: it is
+        pending again). ``mark_applied`` instead records those versions as applied
+        (finished by hand). ``accept_checksums`` takes the current content of those
+        applied files as reviewed. Nothing is ever repaired implicitly.
+        """
+        started = time.monotonic()
+        refs = {ref.version: ref for ref in _of(self.source.list(), database)}
+        changes: list[str] = []
+        with self._locked() as waited:
+            conn = connect(self.settings, database)
+            try:
+                history = History(conn, self.settings.history_schema)
+                rows = {row.version: row for row in history.read()}
+                for version in [*accept_checksums, *mark_applied]:
+                    if version not in rows:
+                        raise ConfigError(f"version {version} has no history record", database=database)
+                for row in rows.values():
+                    if row.status == APPLIED:
+                        continue
+                    ran = f"{row.statements_done or 0} of {row.statements_total} statements had run"
+                    if row.version in mark_applied:
+                        history.update(row.version, status=APPLIED, error=None, statements_done=row.statements_total)
+                        changes.append(f"marked {row.file} as applied ({row.status} before: {ran})")
+                    else:
+                        history.delete(row.version)
+                        changes.append(f"removed the {row.status} record of {row.file} ({ran}); it is pending again")
+                for version in accept_checksums:
+                    row, ref = rows[version], refs.get(version)
+                    if ref is None:
+                        raise ConfigError(f"version {version} has no file in {self.source.origin}", database=database)
+                    checksum = sha256(self.source.read(ref.key))
+                    if checksum == row.checksum:
+                        changes.append(f"{ref.key}: checksum already matches, nothing changed")
+                        continue
+                    history.update(version, checksum=checksum, etag=ref.etag)
+                    changes.append(f"accepted the current content of {ref.key}: checksum {row.checksum} -> {checksum}")
+            finally:
+                conn.close()
+        result = DatabaseResult(database, None, duration_ms=_ms_since(started))
+        return RunReport(
+            "repair", self.source.origin, [result], _ms_since(started), lock_waited_s=waited, changes=changes
+        )
 
     def plan(self, databases: Sequence[str] | None = None) -> RunReport:
         """What a migrate would apply, and what would stop it; applies and locks nothing."""
@@ -139,6 +178,20 @@ class Runner:
         return self._inspect("status", databases)
 
     # -- internals -----------------------------------------------------------------------
+    @contextmanager
+    def _locked(self) -> Iterator[float]:
+        """Hold the run's advisory lock on the root database; yields the seconds waited."""
+        # Never `with conn:`: psycopg2 opens a transaction there even in autocommit.
+        conn = connect(self.settings, self.settings.root_database, application_name="dbmigrate-lock")
+        try:
+            with advisory_lock(
+                conn, lock_key(self.settings.history_schema), wait_s=self._lock_wait(), on_wait=self.on_event
+            ) as waited:
+                self.on_event({"event": "lock_acquired", "waited_s": round(waited, 3)})
+                yield waited
+        finally:
+            conn.close()
+
     def _targets(self, refs: Iterable[MigrationRef], requested: Sequence[str] | None) -> list[str]:
         root = self.settings.root_database
         names = set(requested) if requested else {ref.database for ref in refs}

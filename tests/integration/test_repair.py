@@ -1,0 +1,102 @@
+"""repair: the only way history changes besides applying, and it says what it changed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from local.postgres import EmbeddedPostgres
+from tests.helpers import history, query, tables
+from tests.integration.conftest import CliResult, Files
+
+Cli = Callable[..., CliResult]
+Write = Callable[[Files], Path]
+
+PARTIAL = {
+    "postgres/1_create_appdb.up.sql": "CREATE DATABASE appdb;",
+    "appdb/1_t.up.sql": "CREATE TABLE t (x int, y int);",
+    "appdb/2_idx.up.sql": "CREATE INDEX CONCURRENTLY t_x ON t (x);\nCREATE INDEX CONCURRENTLY t_z ON t (z);\n",
+    "appdb/3_after.up.sql": "CREATE TABLE after ();",
+}
+
+
+def indexes(pg: EmbeddedPostgres) -> list[str]:
+    return [name for (name,) in query(pg, "appdb", "SELECT indexname FROM pg_indexes WHERE tablename = 't' ORDER BY 1")]
+
+
+def test_repair_after_undoing_a_partial_file_makes_it_pending_and_the_fixed_file_applies(
+    pg: EmbeddedPostgres, cli: Cli, write_migrations: Write
+) -> None:
+    root = write_migrations(PARTIAL)
+    assert cli("up", "--dir", str(root)).code == 1
+    query(pg, "appdb", "DROP INDEX t_x")  # undo what ran, by hand
+    write_migrations(
+        {"appdb/2_idx.up.sql": "CREATE INDEX CONCURRENTLY t_x ON t (x);\nCREATE INDEX CONCURRENTLY t_y ON t (y);\n"}
+    )
+
+    repair = cli("repair", "--dir", str(root), "--database", "appdb")
+    assert repair.code == 0
+    assert "changed: removed the partial record of appdb/2_idx.up.sql (1 of 2 statements had run)" in repair.out
+    assert cli("up", "--dir", str(root)).code == 0
+    assert indexes(pg) == ["t_x", "t_y"]
+    assert history(pg, "appdb") == [(1, "applied"), (2, "applied"), (3, "applied")]
+
+
+def test_repair_can_record_a_partial_file_finished_by_hand_as_applied(
+    pg: EmbeddedPostgres, cli: Cli, write_migrations: Write
+) -> None:
+    root = write_migrations(PARTIAL)
+    assert cli("up", "--dir", str(root)).code == 1
+    query(pg, "appdb", "CREATE INDEX t_y ON t (y)")  # finish by hand what the file meant
+
+    repair = cli("repair", "--dir", str(root), "--database", "appdb", "--mark-applied", "2", "--json")
+    assert repair.code == 0
+    assert repair.json()["changes"] == [
+        "marked appdb/2_idx.up.sql as applied (partial before: 1 of 2 statements had run)"
+    ]
+    assert cli("up", "--dir", str(root)).code == 0
+    assert "after" in tables(pg, "appdb")
+
+
+def test_repair_accepts_a_reviewed_change_to_an_applied_file(
+    pg: EmbeddedPostgres, cli: Cli, write_migrations: Write
+) -> None:
+    root = write_migrations(
+        {"postgres/1_create_appdb.up.sql": "CREATE DATABASE appdb;", "appdb/1_t.up.sql": "CREATE TABLE t ();"}
+    )
+    assert cli("up", "--dir", str(root)).code == 0
+    write_migrations(
+        {"appdb/1_t.up.sql": "-- reformatted\nCREATE TABLE t ();\n", "appdb/2_u.up.sql": "CREATE TABLE u ();"}
+    )
+    assert cli("up", "--dir", str(root)).code == 1
+
+    repair = cli("repair", "--dir", str(root), "--database", "appdb", "--accept-checksum", "1")
+    assert repair.code == 0
+    assert "accepted the current content of appdb/1_t.up.sql: checksum" in repair.out
+    assert cli("up", "--dir", str(root)).code == 0
+    assert tables(pg, "appdb") == ["t", "u"]
+
+
+def test_repair_with_nothing_to_repair_changes_nothing_and_says_so(
+    pg: EmbeddedPostgres, cli: Cli, write_migrations: Write
+) -> None:
+    root = write_migrations(
+        {"postgres/1_create_appdb.up.sql": "CREATE DATABASE appdb;", "appdb/1_t.up.sql": "CREATE TABLE t ();"}
+    )
+    assert cli("up", "--dir", str(root)).code == 0
+    before = query(pg, "appdb", "SELECT * FROM dbmigrate.history")
+    result = cli("repair", "--dir", str(root), "--database", "appdb")
+    assert result.code == 0 and "nothing to repair" in result.out
+    assert query(pg, "appdb", "SELECT * FROM dbmigrate.history") == before
+
+
+def test_repair_of_a_version_without_history_is_a_usage_error(
+    pg: EmbeddedPostgres, cli: Cli, write_migrations: Write
+) -> None:
+    root = write_migrations(
+        {"postgres/1_create_appdb.up.sql": "CREATE DATABASE appdb;", "appdb/1_t.up.sql": "CREATE TABLE t ();"}
+    )
+    assert cli("up", "--dir", str(root)).code == 0
+    result = cli("repair", "--dir", str(root), "--database", "appdb", "--accept-checksum", "7")
+    assert result.code == 2
+    assert "version 7 has no history record" in result.err
