@@ -25,9 +25,8 @@ def run(migrations: Path) -> int:
     with EmbeddedPostgres() as server:
         print(f"PostgreSQL is up on {server.host}:{server.port}\n", flush=True)
         for step in ("plan", "up", "status", "up"):
-            print(
-                f"$ dbmigrate {step} --dir {migrations.relative_to(REPO) if migrations.is_relative_to(REPO) else migrations}"
-            )
+            shown = migrations.relative_to(REPO) if migrations.is_relative_to(REPO) else migrations
+            print(f"$ dbmigrate {step} --dir {shown}")
             code = dbmigrate([step, "--dir", str(migrations), "--database-url", server.url()])
             print(flush=True)
             if code:
