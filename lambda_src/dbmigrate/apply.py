@@ -26,6 +26,16 @@ from .sqlscript import Mode, Script, Statement, analyze, line_of
 
 __all__ = ["AppliedFile", "apply_file", "decode", "sha256"]
 
+BLOCKERS_QUERY = """
+SELECT a.pid, a.application_name, a.state, date_trunc('second', a.xact_start), l.mode, l.relation::regclass::text
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND (l.relation::regclass::text = ANY(%s) OR split_part(l.relation::regclass::text, '.', 2) = ANY(%s::text[]))
+ORDER BY a.xact_start NULLS LAST
+LIMIT 5
+"""
+
 TRANSACTION_PREFIX = "BEGIN;\n"
 # Errors not worth re-running a file for to find the failing statement: the server
 # was waiting on something, or the connection is gone.
@@ -61,9 +71,16 @@ def decode(data: bytes, ref: MigrationRef) -> str:
         ) from exc
 
 
-def apply_file(conn: Connection, history: History, ref: MigrationRef, data: bytes, applied_by: str) -> AppliedFile:
-    """Run one file and record it; raise SqlError / PartialMigrationError on failure."""
-    script = analyze(decode(data, ref), database=ref.database, file=ref.key)
+def apply_file(
+    conn: Connection, history: History, ref: MigrationRef, data: bytes, applied_by: str, *, undo: bool = False
+) -> AppliedFile:
+    """Run one file and record it; raise SqlError / PartialMigrationError on failure.
+
+    With ``undo``, ``data`` is the down file of an applied migration, and success
+    removes the migration's history row instead of adding one.
+    """
+    key = ref.down_key if undo and ref.down_key else ref.key
+    script = analyze(decode(data, ref), database=ref.database, file=key)
     row: dict[str, Any] = {
         "version": Decimal(ref.version),
         "description": ref.description,
@@ -76,9 +93,16 @@ def apply_file(conn: Connection, history: History, ref: MigrationRef, data: byte
     }
     started = time.monotonic()
     if script.mode is Mode.TRANSACTION:
-        _run_in_transaction(conn, history, ref, script, row)
+        if undo:
+            record = history.delete_sql(ref.version)
+        else:
+            record = history.insert_sql(
+                {**row, "status": "applied", "statements_done": len(script.statements)},
+                duration_since_statement_start=True,
+            )
+        _run_in_transaction(conn, ref, key, script, record)
     else:
-        _run_in_autocommit(conn, history, ref, script, row, started)
+        _run_in_autocommit(conn, history, ref, key, script, row, started, undo=undo)
     if script.resets_session:
         # The next file must start from a clean session, as with one psql per file.
         with conn.cursor() as cur:
@@ -86,14 +110,8 @@ def apply_file(conn: Connection, history: History, ref: MigrationRef, data: byte
     return AppliedFile(ref, script.mode, len(script.statements), int((time.monotonic() - started) * 1000))
 
 
-def _run_in_transaction(
-    conn: Connection, history: History, ref: MigrationRef, script: Script, row: dict[str, Any]
-) -> None:
-    insert = history.insert_sql(
-        {**row, "status": "applied", "statements_done": len(script.statements)},
-        duration_since_statement_start=True,
-    )
-    query = f"{TRANSACTION_PREFIX}{script.body}\n;\n{insert};\nCOMMIT;"
+def _run_in_transaction(conn: Connection, ref: MigrationRef, key: str, script: Script, record: str) -> None:
+    query = f"{TRANSACTION_PREFIX}{script.body}\n;\n{record};\nCOMMIT;"
     try:
         with conn.cursor() as cur:
             cur.execute(query)
@@ -104,50 +122,68 @@ def _run_in_transaction(
             line = script.statements[0].line
         elif line is None and exc.pgcode not in NO_DIAGNOSTIC_RERUN and not conn.closed:
             line = _locate_failure(conn, script)
-        raise _sql_error(exc, ref, line, "the file's transaction was rolled back: nothing of it was applied") from exc
+        outcome = "the file's transaction was rolled back: nothing of it was applied"
+        raise _sql_error(exc, ref, key, line, outcome, blockers=_blockers(conn, exc, script)) from exc
 
 
 def _run_in_autocommit(
     conn: Connection,
     history: History,
     ref: MigrationRef,
+    key: str,
     script: Script,
     row: dict[str, Any],
     started: float,
+    *,
+    undo: bool,
 ) -> None:
-    history.insert({**row, "status": "running", "statements_done": 0})
+    if undo:
+        history.update(ref.version, status="running", statements_done=0, error=f"undoing with {key}")
+    else:
+        history.insert({**row, "status": "running", "statements_done": 0})
     for index, statement in enumerate(script.statements):
         try:
             with conn.cursor() as cur:
                 cur.execute(statement.text)
         except psycopg2.Error as exc:
             _rollback(conn)
-            raise _autocommit_failure(conn, history, ref, script, index, exc) from exc
+            raise _autocommit_failure(conn, history, ref, key, script, index, exc, undo=undo) from exc
         history.update(ref.version, statements_done=index + 1)
-    history.update(ref.version, status="applied", duration_ms=int((time.monotonic() - started) * 1000))
+    if undo:
+        history.delete(ref.version)
+    else:
+        history.update(ref.version, status="applied", duration_ms=int((time.monotonic() - started) * 1000))
 
 
 def _autocommit_failure(
     conn: Connection,
     history: History,
     ref: MigrationRef,
+    key: str,
     script: Script,
     index: int,
     exc: psycopg2.Error,
+    *,
+    undo: bool,
 ) -> SqlError | PartialMigrationError:
     statement = script.statements[index]
     line = _position_line(exc, statement.text, 0, base_line=statement.line) or statement.line
     if index == 0 and not conn.closed:
-        history.delete(ref.version)
-        return _sql_error(exc, ref, line, "its first statement failed, so nothing of the file was applied")
+        if undo:
+            history.update(ref.version, status="applied", statements_done=None, error=None)
+        else:
+            history.delete(ref.version)
+        outcome = "its first statement failed, so nothing of the file was " + ("undone" if undo else "applied")
+        return _sql_error(exc, ref, key, line, outcome, blockers=_blockers(conn, exc, script))
     ran = _ran(script.statements[:index])
     message = f"{_server_message(exc)}; {ran} had already run (each in its own transaction: {script.reason})"
     if not conn.closed:
-        history.update(ref.version, status="partial", statements_done=index, error=_server_message(exc))
+        error = f"{'undo with ' + key + ' stopped: ' if undo else ''}{_server_message(exc)}"
+        history.update(ref.version, status="partial", statements_done=index, error=error)
     return PartialMigrationError(
         message,
         database=ref.database,
-        file=ref.key,
+        file=key,
         line=line,
         statement=statement.text[:200],
         hint=f"finish or undo the file by hand (statements {index + 1}-{len(script.statements)} did not run), "
@@ -200,14 +236,17 @@ def _server_message(exc: psycopg2.Error) -> str:
     return f"{primary}{detail}"
 
 
-def _sql_error(exc: psycopg2.Error, ref: MigrationRef, line: int | None, outcome: str) -> SqlError:
+def _sql_error(
+    exc: psycopg2.Error, ref: MigrationRef, key: str, line: int | None, outcome: str, *, blockers: str | None = None
+) -> SqlError:
     code = exc.pgcode
     hint = f"fix the file and run again; {outcome}"
     if code == psycopg2.errorcodes.QUERY_CANCELED:
         hint = f"the statement ran past statement_timeout: raise it or split the work; {outcome}"
     elif code == psycopg2.errorcodes.LOCK_NOT_AVAILABLE:
+        held_by = f" ({blockers})" if blockers else ""
         hint = (
-            "a lock the file needs was held by another session for longer than lock_timeout: "
+            f"a lock the file needs was held by another session{held_by} for longer than lock_timeout: "
             f"run again when it is released, or raise lock_timeout; {outcome}"
         )
     elif code is None:
@@ -218,10 +257,35 @@ def _sql_error(exc: psycopg2.Error, ref: MigrationRef, line: int | None, outcome
     return SqlError(
         f"PostgreSQL refused the file: {_server_message(exc)}",
         database=ref.database,
-        file=ref.key,
+        file=key,
         line=line,
         hint=hint,
         sqlstate=code,
+        **({"blocked_by": blockers} if blockers else {}),
+    )
+
+
+def _blockers(conn: Connection, exc: psycopg2.Error, script: Script) -> str | None:
+    """After a lock timeout: the other sessions holding locks on the tables the file names."""
+    if exc.pgcode != psycopg2.errorcodes.LOCK_NOT_AVAILABLE or conn.closed:
+        return None
+    names = sorted({name for statement in script.statements for name in statement.relations})
+    if not names:
+        return None
+    try:
+        with conn.cursor() as cur:
+            cur.execute(BLOCKERS_QUERY, (names, names))
+            rows = cur.fetchall()
+    except psycopg2.Error:
+        _rollback(conn)
+        return None
+    return (
+        "; ".join(
+            f"pid {pid} ({application or 'unnamed'}, {state}"
+            f"{', transaction open since ' + str(since) if since else ''}) holds {mode} on {relation}"
+            for pid, application, state, since, mode, relation in rows
+        )
+        or None
     )
 
 

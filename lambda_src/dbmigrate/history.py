@@ -123,14 +123,17 @@ class History:
                 )
             )
 
+    def delete_sql(self, version: int) -> str:
+        """The DELETE of one row as a literal statement, to travel with a down file's SQL."""
+        statement = sql.SQL("DELETE FROM {table} WHERE version = {version}").format(
+            table=self.table, version=sql.Literal(Decimal(version))
+        )
+        return statement.as_string(self.conn)
+
     def delete(self, version: int) -> None:
-        """Remove one row (a file that failed before any of its statements took effect)."""
+        """Remove one row now (a file undone, or one that failed before any statement took effect)."""
         with self.conn.cursor() as cur:
-            cur.execute(
-                sql.SQL("DELETE FROM {table} WHERE version = {version}").format(
-                    table=self.table, version=sql.Literal(Decimal(version))
-                )
-            )
+            cur.execute(self.delete_sql(version))
 
 
 def _row(values: dict[str, Any]) -> AppliedMigration:

@@ -41,6 +41,7 @@ class Statement:
     transactional: bool
     transaction_kind: str | None = None
     session_state: bool = False
+    relations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,24 @@ def _statement(sql: str, encoded: bytes, raw: dict[str, Any]) -> Statement:
         transactional=not _outside_transaction(node_name, node),
         transaction_kind=node.get("kind") if node_name == "TransactionStmt" else None,
         session_state=_changes_session(node_name, node),
+        relations=tuple(sorted(_relations(node))),
     )
+
+
+def _relations(node: Any) -> set[str]:
+    """Tables and views a statement names (``schema.name`` where qualified)."""
+    found: set[str] = set()
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "relname" in item and "relpersistence" in item:  # a RangeVar
+                schema = item.get("schemaname")
+                found.add(f"{schema}.{item['relname']}" if schema else item["relname"])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
 def _changes_session(name: str, node: dict[str, Any]) -> bool:
