@@ -40,11 +40,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             _settings(args),
             on_event=None if args.json else _Progress(sys.stderr),
         )
-        if args.command == "repair":
-            if not args.database or len(args.database) != 1:
-                raise ConfigError("repair takes exactly one --database")
+        if args.command == "down":
+            report = runner.down(_one_database(args), args.to)
+        elif args.command == "baseline":
+            report = runner.baseline(_one_database(args), args.version)
+        elif args.command == "repair":
             report = runner.repair(
-                args.database[0], accept_checksums=args.accept_checksum, mark_applied=args.mark_applied
+                _one_database(args), accept_checksums=args.accept_checksum, mark_applied=args.mark_applied
             )
         else:
             report = getattr(runner, {"up": "migrate"}.get(args.command, args.command))(args.database or None)
@@ -90,6 +92,14 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("up", parents=[common, database], help="apply every pending migration")
     commands.add_parser("plan", parents=[common, database], help="list what up would apply; change nothing")
     commands.add_parser("status", parents=[common, database], help="applied and pending migrations")
+    down = commands.add_parser(
+        "down", parents=[common, database], help="undo applied versions above --to with their .down.sql files"
+    )
+    down.add_argument("--to", type=int, required=True, metavar="VERSION", help="the version to end at (0: all)")
+    baseline = commands.add_parser(
+        "baseline", parents=[common, database], help="record an existing database as being at a version"
+    )
+    baseline.add_argument("--version", type=int, required=True, metavar="VERSION")
     repair = commands.add_parser(
         "repair", parents=[common, database], help="clear unfinished records, accept reviewed checksums"
     )
@@ -113,6 +123,13 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("database_name", metavar="DATABASE")
     new.add_argument("description", metavar="DESCRIPTION")
     return parser
+
+
+def _one_database(args: argparse.Namespace) -> str:
+    if not args.database or len(args.database) != 1:
+        raise ConfigError(f"{args.command} takes exactly one --database")
+    name: str = args.database[0]
+    return name
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -183,8 +200,14 @@ def _print_error(exc: MigrationError, *, as_json: bool) -> None:
 def _print_report(report: RunReport, out: TextIO) -> None:
     data = report.to_dict()
     rows: list[tuple[str, ...]]
-    if report.action == "repair":
+    if report.action in ("repair", "baseline"):
         rows = []
+    elif report.action == "down":
+        for result in report.databases:
+            print(
+                f"{result.name}: undid {result.reverted or 'nothing'}; now at {_version(result.current_version)}",
+                file=out,
+            )
     elif report.action == "migrate":
         rows = [("DATABASE", "CURRENT VERSION", "APPLIED NOW", "TIME")]
         rows += [

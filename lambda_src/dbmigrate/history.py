@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS {table} (
     description      text        NOT NULL,
     file             text        NOT NULL,
     checksum         text        NOT NULL,
-    status           text        NOT NULL CHECK (status IN ('applied', 'running', 'partial')),
+    status           text        NOT NULL
+                     CHECK (status IN ('applied', 'baselined', 'adopted', 'running', 'partial')),
     etag             text,
     mode             text        NOT NULL,
     applied_at       timestamptz NOT NULL DEFAULT now(),
@@ -65,12 +66,8 @@ class History:
         self.schema = sql.Identifier(schema)
         self.table = sql.Identifier(schema, "history")
 
-    def read(self, *, create: bool = False) -> list[AppliedMigration]:
-        """Every row, oldest version first, in one query; no table means no history.
-
-        With ``create`` (only under the migration lock) a missing table is created;
-        plan and status never create it.
-        """
+    def read(self) -> list[AppliedMigration] | None:
+        """Every row, oldest version first, in one query; None when the table does not exist."""
         query = sql.SQL("SELECT {columns} FROM {table} ORDER BY version").format(
             columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), table=self.table
         )
@@ -79,11 +76,15 @@ class History:
                 cur.execute(query)
                 rows = cur.fetchall()
         except psycopg2.errors.UndefinedTable:
-            if create:
-                with self.conn.cursor() as cur:
-                    cur.execute(sql.SQL(TABLE_DDL).format(schema=self.schema, table=self.table))
-            return []
+            return None
         return [_row(dict(zip(COLUMNS, values, strict=True))) for values in rows]
+
+    def create(self, rows: list[dict[str, Any]]) -> None:
+        """Create the schema and table with their first rows (adopted history), in one transaction."""
+        statements = [sql.SQL(TABLE_DDL).format(schema=self.schema, table=self.table).as_string(self.conn)]
+        statements += [self.insert_sql(row) for row in rows]
+        with self.conn.cursor() as cur:
+            cur.execute("BEGIN;\n" + ";\n".join(statements) + ";\nCOMMIT;")
 
     def insert_sql(self, row: dict[str, Any], *, duration_since_statement_start: bool = False) -> str:
         """The INSERT of one row as a literal statement, to travel with the file's SQL.

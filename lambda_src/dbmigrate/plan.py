@@ -14,9 +14,10 @@ from typing import Any
 from .errors import ChecksumMismatchError, MigrationError, OutOfOrderError, PartialMigrationError
 from .model import MigrationRef
 
-__all__ = ["AppliedMigration", "DatabasePlan", "plan_database"]
+__all__ = ["APPLIED", "DONE", "UNFINISHED", "AppliedMigration", "DatabasePlan", "plan_database"]
 
 APPLIED = "applied"
+DONE = ("applied", "baselined", "adopted")
 UNFINISHED = ("partial", "running")
 
 
@@ -160,7 +161,7 @@ def plan_database(
             pending.append(ref)
             if newest is not None and ref.version < newest:
                 out_of_order.append(ref)
-        elif row.status == APPLIED and checksums.get(ref.version, row.checksum) != row.checksum:
+        elif row.status in DONE and checksums.get(ref.version, row.checksum) != row.checksum:
             changed.append((ref, row, checksums[ref.version]))
     present = {ref.version for ref in refs}
     missing = tuple(row for row in applied if row.version not in present and row.status not in UNFINISHED)

@@ -20,9 +20,10 @@ from .config import Settings
 from .db import Connection, connect
 from .errors import ConfigError, DatabaseConnectError, DeadlineError
 from .history import History
+from .legacy import adopt
 from .lock import advisory_lock, lock_key
 from .model import DATABASE_NAME, MigrationRef
-from .plan import APPLIED, AppliedMigration, DatabasePlan, plan_database
+from .plan import APPLIED, DONE, UNFINISHED, AppliedMigration, DatabasePlan, plan_database
 from .sources import MigrationSource
 
 __all__ = ["DatabaseResult", "RunReport", "Runner"]
@@ -40,9 +41,11 @@ class DatabaseResult:
     pending: list[int] = field(default_factory=list)
     duration_ms: int = 0
     plan: DatabasePlan | None = None
+    reverted: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "reverted": self.reverted,
             "name": self.name,
             "current_version": self.current_version,
             "applied": self.applied,
@@ -83,7 +86,7 @@ class RunReport:
             data["lock_waited_s"] = round(self.lock_waited_s, 3)
         if self.action in ("plan", "status"):
             data["problems"] = self.problems
-        if self.action == "repair":
+        if self.action in ("repair", "baseline"):
             data["changes"] = self.changes
         return data
 
@@ -138,12 +141,12 @@ class Runner:
             conn = connect(self.settings, database)
             try:
                 history = History(conn, self.settings.history_schema)
-                rows = {row.version: row for row in history.read()}
+                rows = {row.version: row for row in history.read() or []}
                 for version in [*accept_checksums, *mark_applied]:
                     if version not in rows:
                         raise ConfigError(f"version {version} has no history record", database=database)
                 for row in rows.values():
-                    if row.status == APPLIED:
+                    if row.status not in UNFINISHED:
                         continue
                     ran = f"{row.statements_done or 0} of {row.statements_total} statements had run"
                     if row.version in mark_applied:
@@ -167,6 +170,111 @@ class Runner:
         result = DatabaseResult(database, None, duration_ms=_ms_since(started))
         return RunReport(
             "repair", self.source.origin, [result], _ms_since(started), lock_waited_s=waited, changes=changes
+        )
+
+    def down(self, database: str, to_version: int) -> RunReport:
+        """Undo, newest first, every applied version above ``to_version`` with its down file.
+
+        Every down file must exist before anything is undone; each runs in its own
+        transaction with the removal of its history row (or in autocommit, recorded).
+        """
+        started = time.monotonic()
+        refs = _of(self.source.list(), database)
+        by_version = {ref.version: ref for ref in refs}
+        with self._locked() as waited:
+            conn = connect(self.settings, database)
+            try:
+                history = History(conn, self.settings.history_schema)
+                plan = self._plan(database, refs, self._history(conn, database, refs, create=True))
+                if plan.unfinished:
+                    raise plan.refusal(allow_out_of_order=True) or AssertionError("unfinished without refusal")
+                undo = [row for row in reversed(plan.applied) if row.version > to_version]
+                self._require_down_files(database, undo, by_version)
+                reverted: list[int] = []
+                for index, row in enumerate(undo, start=1):
+                    ref = by_version[row.version]
+                    self._check_time(ref, [by_version[r.version] for r in undo[index - 1 :]], reverted)
+                    down_key = ref.down_key or ref.key
+                    self.on_event(
+                        {
+                            "event": "file_start",
+                            "database": database,
+                            "file": down_key,
+                            "version": ref.version,
+                            "index": index,
+                            "total": len(undo),
+                        }
+                    )
+                    outcome = apply_file(
+                        conn, history, ref, self.source.read(down_key), self.settings.applied_by, undo=True
+                    )
+                    reverted.append(ref.version)
+                    self.on_event(
+                        {
+                            "event": "file_done",
+                            "database": database,
+                            "file": down_key,
+                            "version": ref.version,
+                            "index": index,
+                            "total": len(undo),
+                            "mode": outcome.mode.value,
+                            "duration_ms": outcome.duration_ms,
+                        }
+                    )
+            finally:
+                conn.close()
+        remaining = [row.version for row in plan.applied if row.version <= to_version]
+        result = DatabaseResult(database, max(remaining, default=None), duration_ms=_ms_since(started))
+        result.reverted = reverted
+        return RunReport("down", self.source.origin, [result], _ms_since(started), lock_waited_s=waited)
+
+    def baseline(self, database: str, version: int) -> RunReport:
+        """Record an existing database as being at ``version`` without running any file.
+
+        Every file up to ``version`` gets a ``baselined`` history row with its current
+        checksum; later files apply normally. Only for a database with no history.
+        """
+        started = time.monotonic()
+        refs = _of(self.source.list(), database)
+        if not any(ref.version == version for ref in refs):
+            near = ", ".join(str(v) for v in sorted(ref.version for ref in refs)[:5]) or "none"
+            raise ConfigError(
+                f"no file of {database} has version {version}",
+                database=database,
+                hint=f"baseline at the version of one of its files (the first are: {near})",
+            )
+        with self._locked() as waited:
+            conn = connect(self.settings, database)
+            try:
+                history = History(conn, self.settings.history_schema)
+                existing = self._history(conn, database, refs, create=True)
+                if existing:
+                    raise ConfigError(
+                        f"{database} already has a history ({len(existing)} rows, newest version "
+                        f"{max(row.version for row in existing)}); baseline is for a database that has none",
+                        database=database,
+                        hint="use `dbmigrate status` to see it; `dbmigrate up` applies what is pending",
+                    )
+                marked = [ref for ref in refs if ref.version <= version]
+                for ref in marked:
+                    history.insert(
+                        {
+                            "version": ref.version,
+                            "description": ref.description,
+                            "file": ref.key,
+                            "checksum": sha256(self.source.read(ref.key)),
+                            "etag": ref.etag,
+                            "status": "baselined",
+                            "mode": "none",
+                            "applied_by": self.settings.applied_by,
+                        }
+                    )
+            finally:
+                conn.close()
+        changes = [f"marked {len(marked)} file(s) of {database} up to version {version} as baselined"]
+        result = DatabaseResult(database, version, duration_ms=_ms_since(started))
+        return RunReport(
+            "baseline", self.source.origin, [result], _ms_since(started), lock_waited_s=waited, changes=changes
         )
 
     def plan(self, databases: Sequence[str] | None = None) -> RunReport:
@@ -211,7 +319,7 @@ class Runner:
         conn = connect(self.settings, database)
         try:
             history = History(conn, self.settings.history_schema)
-            plan = self._plan(database, refs, history.read(create=True))
+            plan = self._plan(database, refs, self._history(conn, database, refs, create=True))
             refusal = plan.refusal(allow_out_of_order=self.settings.allow_out_of_order)
             if refusal:
                 raise refusal
@@ -247,6 +355,24 @@ class Runner:
         known = [*applied] if plan.current_version is None else [*applied, plan.current_version]
         return DatabaseResult(database, max(known, default=None), applied, [], _ms_since(started), plan)
 
+    def _require_down_files(
+        self, database: str, undo: list[AppliedMigration], by_version: dict[int, MigrationRef]
+    ) -> None:
+        missing = []
+        for row in undo:
+            ref = by_version.get(row.version)
+            if ref is None:
+                missing.append(f"{row.file} (the applied file itself is gone)")
+            elif ref.down_key is None:
+                missing.append(ref.key.removesuffix(".up.sql") + ".down.sql")
+        if missing:
+            raise ConfigError(
+                f"cannot undo: no down file for {', '.join(missing)}",
+                database=database,
+                file=missing[0].split(" ")[0],
+                hint="write the missing down file(s), or go down to a higher version; nothing was undone",
+            )
+
     def _check_time(self, ref: MigrationRef, remaining: Sequence[MigrationRef], applied: list[int]) -> None:
         if self.time_left is None:
             return
@@ -264,12 +390,29 @@ class Runner:
             not_started=[r.version for r in remaining],
         )
 
+    def _history(
+        self, conn: Connection, database: str, refs: list[MigrationRef], *, create: bool
+    ) -> list[AppliedMigration]:
+        """The database's history; on the first run, adopted from another tool's table.
+
+        With ``create`` (only under the lock) a missing table is created together with
+        the adopted rows; plan and status only show what would be adopted.
+        """
+        history = History(conn, self.settings.history_schema)
+        rows = history.read()
+        if rows is not None:
+            return rows
+        adopted = adopt(conn, database, refs, lambda ref: sha256(self.source.read(ref.key)))
+        if create:
+            history.create(adopted)
+        return [AppliedMigration(**row) for row in adopted]
+
     def _plan(self, database: str, refs: list[MigrationRef], applied: list[AppliedMigration]) -> DatabasePlan:
         return plan_database(database, refs, applied, self._checksums(refs, applied))
 
     def _checksums(self, refs: list[MigrationRef], applied: list[AppliedMigration]) -> dict[int, str]:
         """Current checksums of applied files; an unchanged ETag saves reading the file."""
-        rows = {row.version: row for row in applied if row.status == APPLIED}
+        rows = {row.version: row for row in applied if row.status in DONE}
         checksums: dict[int, str] = {}
         for ref in refs:
             row = rows.get(ref.version)
@@ -304,7 +447,7 @@ class Runner:
                 raise
             return plan_database(database, refs, [], {}, exists=False)
         try:
-            return self._plan(database, refs, History(conn, self.settings.history_schema).read())
+            return self._plan(database, refs, self._history(conn, database, refs, create=False))
         finally:
             conn.close()
 
