@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from .apply import apply_file, sha256
@@ -23,72 +22,14 @@ from .history import History
 from .legacy import adopt
 from .lock import advisory_lock, lock_key
 from .model import DATABASE_NAME, MigrationRef
-from .plan import APPLIED, DONE, UNFINISHED, AppliedMigration, DatabasePlan, plan_database
+from .plan import DONE, AppliedMigration, DatabasePlan, plan_database
+from .repair import repair_history
+from .report import DatabaseResult, RunReport
 from .sources import MigrationSource
 
 __all__ = ["DatabaseResult", "RunReport", "Runner"]
 
 EventSink = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class DatabaseResult:
-    """What a run did to one database."""
-
-    name: str
-    current_version: int | None
-    applied: list[int] = field(default_factory=list)
-    pending: list[int] = field(default_factory=list)
-    duration_ms: int = 0
-    plan: DatabasePlan | None = None
-    reverted: list[int] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "reverted": self.reverted,
-            "name": self.name,
-            "current_version": self.current_version,
-            "applied": self.applied,
-            "pending": self.pending,
-            "duration_ms": self.duration_ms,
-        }
-
-
-@dataclass
-class RunReport:
-    """The one JSON-serialisable result of an action.
-
-    ``migrate``: per database the versions applied by this run and those still pending.
-    ``plan``: the versions a migrate would apply, and the problems that would stop it.
-    ``status``: per database every applied version, the pending ones, and the history.
-    """
-
-    action: str
-    source: str
-    databases: list[DatabaseResult]
-    duration_ms: int = 0
-    lock_waited_s: float | None = None
-    problems: list[dict[str, Any]] = field(default_factory=list)
-    changes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        if self.action == "status":
-            databases = [result.plan.to_dict() if result.plan else result.to_dict() for result in self.databases]
-        else:
-            databases = [result.to_dict() for result in self.databases]
-        data: dict[str, Any] = {
-            "action": self.action,
-            "source": self.source,
-            "databases": databases,
-            "duration_ms": self.duration_ms,
-        }
-        if self.lock_waited_s is not None:
-            data["lock_waited_s"] = round(self.lock_waited_s, 3)
-        if self.action in ("plan", "status"):
-            data["problems"] = self.problems
-        if self.action in ("repair", "baseline"):
-            data["changes"] = self.changes
-        return data
 
 
 class Runner:
@@ -135,38 +76,16 @@ class Runner:
         applied files as reviewed. Nothing is ever repaired implicitly.
         """
         started = time.monotonic()
-        refs = {ref.version: ref for ref in _of(self.source.list(), database)}
-        changes: list[str] = []
-        with self._locked() as waited:
-            conn = connect(self.settings, database)
-            try:
-                history = History(conn, self.settings.history_schema)
-                rows = {row.version: row for row in history.read() or []}
-                for version in [*accept_checksums, *mark_applied]:
-                    if version not in rows:
-                        raise ConfigError(f"version {version} has no history record", database=database)
-                for row in rows.values():
-                    if row.status not in UNFINISHED:
-                        continue
-                    ran = f"{row.statements_done or 0} of {row.statements_total} statements had run"
-                    if row.version in mark_applied:
-                        history.update(row.version, status=APPLIED, error=None, statements_done=row.statements_total)
-                        changes.append(f"marked {row.file} as applied ({row.status} before: {ran})")
-                    else:
-                        history.delete(row.version)
-                        changes.append(f"removed the {row.status} record of {row.file} ({ran}); it is pending again")
-                for version in accept_checksums:
-                    row, ref = rows[version], refs.get(version)
-                    if ref is None:
-                        raise ConfigError(f"version {version} has no file in {self.source.origin}", database=database)
-                    checksum = sha256(self.source.read(ref.key))
-                    if checksum == row.checksum:
-                        changes.append(f"{ref.key}: checksum already matches, nothing changed")
-                        continue
-                    history.update(version, checksum=checksum, etag=ref.etag)
-                    changes.append(f"accepted the current content of {ref.key}: checksum {row.checksum} -> {checksum}")
-            finally:
-                conn.close()
+        refs = _of(self.source.list(), database)
+        with self._locked() as waited, self._session(database, refs) as (history, plan):
+            changes = repair_history(
+                history,
+                plan.applied,
+                {ref.version: ref for ref in refs},
+                read=self.source.read,
+                accept_checksums=accept_checksums,
+                mark_applied=mark_applied,
+            )
         result = DatabaseResult(database, None, duration_ms=_ms_since(started))
         return RunReport(
             "repair", self.source.origin, [result], _ms_since(started), lock_waited_s=waited, changes=changes
@@ -181,48 +100,12 @@ class Runner:
         started = time.monotonic()
         refs = _of(self.source.list(), database)
         by_version = {ref.version: ref for ref in refs}
-        with self._locked() as waited:
-            conn = connect(self.settings, database)
-            try:
-                history = History(conn, self.settings.history_schema)
-                plan = self._plan(database, refs, self._history(conn, database, refs, create=True))
-                if plan.unfinished:
-                    raise plan.refusal(allow_out_of_order=True) or AssertionError("unfinished without refusal")
-                undo = [row for row in reversed(plan.applied) if row.version > to_version]
-                self._require_down_files(database, undo, by_version)
-                reverted: list[int] = []
-                for index, row in enumerate(undo, start=1):
-                    ref = by_version[row.version]
-                    self._check_time(ref, [by_version[r.version] for r in undo[index - 1 :]], reverted)
-                    down_key = ref.down_key or ref.key
-                    self.on_event(
-                        {
-                            "event": "file_start",
-                            "database": database,
-                            "file": down_key,
-                            "version": ref.version,
-                            "index": index,
-                            "total": len(undo),
-                        }
-                    )
-                    outcome = apply_file(
-                        conn, history, ref, self.source.read(down_key), self.settings.applied_by, undo=True
-                    )
-                    reverted.append(ref.version)
-                    self.on_event(
-                        {
-                            "event": "file_done",
-                            "database": database,
-                            "file": down_key,
-                            "version": ref.version,
-                            "index": index,
-                            "total": len(undo),
-                            "mode": outcome.mode.value,
-                            "duration_ms": outcome.duration_ms,
-                        }
-                    )
-            finally:
-                conn.close()
+        with self._locked() as waited, self._session(database, refs) as (history, plan):
+            if plan.unfinished:
+                raise plan.refusal(allow_out_of_order=True) or AssertionError("unfinished without refusal")
+            undo = [row for row in reversed(plan.applied) if row.version > to_version]
+            files = self._down_files(database, undo, by_version)
+            reverted = self._run_files(history, files, undo=True)
         remaining = [row.version for row in plan.applied if row.version <= to_version]
         result = DatabaseResult(database, max(remaining, default=None), duration_ms=_ms_since(started))
         result.reverted = reverted
@@ -243,34 +126,28 @@ class Runner:
                 database=database,
                 hint=f"baseline at the version of one of its files (the first are: {near})",
             )
-        with self._locked() as waited:
-            conn = connect(self.settings, database)
-            try:
-                history = History(conn, self.settings.history_schema)
-                existing = self._history(conn, database, refs, create=True)
-                if existing:
-                    raise ConfigError(
-                        f"{database} already has a history ({len(existing)} rows, newest version "
-                        f"{max(row.version for row in existing)}); baseline is for a database that has none",
-                        database=database,
-                        hint="use `dbmigrate status` to see it; `dbmigrate up` applies what is pending",
-                    )
-                marked = [ref for ref in refs if ref.version <= version]
-                for ref in marked:
-                    history.insert(
-                        {
-                            "version": ref.version,
-                            "description": ref.description,
-                            "file": ref.key,
-                            "checksum": sha256(self.source.read(ref.key)),
-                            "etag": ref.etag,
-                            "status": "baselined",
-                            "mode": "none",
-                            "applied_by": self.settings.applied_by,
-                        }
-                    )
-            finally:
-                conn.close()
+        with self._locked() as waited, self._session(database, refs) as (history, plan):
+            if plan.applied:
+                raise ConfigError(
+                    f"{database} already has a history ({len(plan.applied)} rows, newest version "
+                    f"{max(row.version for row in plan.applied)}); baseline is for a database that has none",
+                    database=database,
+                    hint="use `dbmigrate status` to see it; `dbmigrate up` applies what is pending",
+                )
+            marked = [ref for ref in refs if ref.version <= version]
+            for ref in marked:
+                history.insert(
+                    {
+                        "version": ref.version,
+                        "description": ref.description,
+                        "file": ref.key,
+                        "checksum": sha256(self.source.read(ref.key)),
+                        "etag": ref.etag,
+                        "status": "baselined",
+                        "mode": "none",
+                        "applied_by": self.settings.applied_by,
+                    }
+                )
         changes = [f"marked {len(marked)} file(s) of {database} up to version {version} as baselined"]
         result = DatabaseResult(database, version, duration_ms=_ms_since(started))
         return RunReport(
@@ -314,50 +191,45 @@ class Runner:
             wait = max(0.0, min(wait, self.time_left() - self.settings.min_time_left_s))
         return wait
 
-    def _migrate_database(self, database: str, refs: list[MigrationRef]) -> DatabaseResult:
-        started = time.monotonic()
+    @contextmanager
+    def _session(self, database: str, refs: list[MigrationRef]) -> Iterator[tuple[History, DatabasePlan]]:
+        """A connection to ``database`` (as its History) and its plan; the history table is
+        created (or adopted from another tool) if missing. Only under the lock."""
         conn = connect(self.settings, database)
         try:
             history = History(conn, self.settings.history_schema)
-            plan = self._plan(database, refs, self._history(conn, database, refs, create=True))
+            yield history, self._plan(database, refs, self._history(conn, database, refs, create=True))
+        finally:
+            conn.close()
+
+    def _migrate_database(self, database: str, refs: list[MigrationRef]) -> DatabaseResult:
+        started = time.monotonic()
+        with self._session(database, refs) as (history, plan):
             refusal = plan.refusal(allow_out_of_order=self.settings.allow_out_of_order)
             if refusal:
                 raise refusal
-            applied: list[int] = []
-            for index, ref in enumerate(plan.pending, start=1):
-                self._check_time(ref, plan.pending[index - 1 :], applied)
-                self.on_event(
-                    {
-                        "event": "file_start",
-                        "database": database,
-                        "file": ref.key,
-                        "version": ref.version,
-                        "index": index,
-                        "total": len(plan.pending),
-                    }
-                )
-                outcome = apply_file(conn, history, ref, self.source.read(ref.key), self.settings.applied_by)
-                applied.append(ref.version)
-                self.on_event(
-                    {
-                        "event": "file_done",
-                        "database": database,
-                        "file": ref.key,
-                        "version": ref.version,
-                        "index": index,
-                        "total": len(plan.pending),
-                        "mode": outcome.mode.value,
-                        "duration_ms": outcome.duration_ms,
-                    }
-                )
-        finally:
-            conn.close()
+            applied = self._run_files(history, [(ref, ref.key) for ref in plan.pending], undo=False)
         known = [*applied] if plan.current_version is None else [*applied, plan.current_version]
         return DatabaseResult(database, max(known, default=None), applied, [], _ms_since(started), plan)
 
-    def _require_down_files(
+    def _run_files(self, history: History, files: Sequence[tuple[MigrationRef, str]], *, undo: bool) -> list[int]:
+        """Apply (or undo) files in order, reporting progress; returns the versions done."""
+        done: list[int] = []
+        for index, (ref, key) in enumerate(files, start=1):
+            self._check_time(ref, [r for r, _ in files[index - 1 :]], done)
+            event = {"database": ref.database, "file": key, "version": ref.version, "index": index, "total": len(files)}
+            self.on_event({"event": "file_start", **event})
+            outcome = apply_file(history.conn, history, ref, self.source.read(key), self.settings.applied_by, undo=undo)
+            done.append(ref.version)
+            self.on_event(
+                {"event": "file_done", **event, "mode": outcome.mode.value, "duration_ms": outcome.duration_ms}
+            )
+        return done
+
+    def _down_files(
         self, database: str, undo: list[AppliedMigration], by_version: dict[int, MigrationRef]
-    ) -> None:
+    ) -> list[tuple[MigrationRef, str]]:
+        """The down file of every version to undo; ConfigError naming each one missing."""
         missing = []
         for row in undo:
             ref = by_version.get(row.version)
@@ -372,6 +244,7 @@ class Runner:
                 file=missing[0].split(" ")[0],
                 hint="write the missing down file(s), or go down to a higher version; nothing was undone",
             )
+        return [(by_version[row.version], by_version[row.version].down_key or "") for row in undo]
 
     def _check_time(self, ref: MigrationRef, remaining: Sequence[MigrationRef], applied: list[int]) -> None:
         if self.time_left is None:

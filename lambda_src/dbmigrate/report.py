@@ -1,0 +1,74 @@
+"""The one JSON-serialisable result of every action: per database, what was done."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .plan import DatabasePlan
+
+__all__ = ["DatabaseResult", "RunReport"]
+
+
+@dataclass
+class DatabaseResult:
+    """What a run did to one database."""
+
+    name: str
+    current_version: int | None
+    applied: list[int] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)
+    duration_ms: int = 0
+    plan: DatabasePlan | None = None
+    reverted: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "name": self.name,
+            "current_version": self.current_version,
+            "applied": self.applied,
+            "pending": self.pending,
+            "duration_ms": self.duration_ms,
+        }
+        if self.reverted:
+            data["reverted"] = self.reverted
+        return data
+
+
+@dataclass
+class RunReport:
+    """The one JSON-serialisable result of an action.
+
+    ``migrate``: per database the versions applied by this run and those still pending.
+    ``plan``: the versions a migrate would apply, and the problems that would stop it.
+    ``status``: per database every applied version, the pending ones, and the history.
+    ``down``: per database the versions undone (``reverted``), newest first.
+    ``repair`` and ``baseline``: ``changes``, each change made to the history.
+    """
+
+    action: str
+    source: str
+    databases: list[DatabaseResult]
+    duration_ms: int = 0
+    lock_waited_s: float | None = None
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.action == "status":
+            databases = [result.plan.to_dict() if result.plan else result.to_dict() for result in self.databases]
+        else:
+            databases = [result.to_dict() for result in self.databases]
+        data: dict[str, Any] = {
+            "action": self.action,
+            "source": self.source,
+            "databases": databases,
+            "duration_ms": self.duration_ms,
+        }
+        if self.lock_waited_s is not None:
+            data["lock_waited_s"] = round(self.lock_waited_s, 3)
+        if self.action in ("plan", "status"):
+            data["problems"] = self.problems
+        if self.action in ("repair", "baseline"):
+            data["changes"] = self.changes
+        return data
