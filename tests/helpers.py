@@ -15,7 +15,7 @@ def query(pg: EmbeddedPostgres, database: str, sql: str, params: tuple[Any, ...]
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            cur.execute(sql, params)
+            cur.execute(sql, params or None)
             return cur.fetchall() if cur.description else []
     finally:
         conn.close()

@@ -230,16 +230,20 @@ def _print_report(report: RunReport, out: TextIO) -> None:
             for note in plan.notes if plan else ():
                 print(f"  note: {note}", file=out)
     else:
-        rows = [("DATABASE", "VERSION", "FILE", "STATE", "APPLIED AT", "BY")]
+        rows = [("DATABASE", "VERSION", "FILE", "STATE", "APPLIED AT", "TOOK", "BY")]
         for result in report.databases:
             plan = result.plan
             if plan is None:
                 continue
             for row in plan.applied:
                 when = row.applied_at.strftime("%Y-%m-%d %H:%M:%S") if row.applied_at else ""
-                rows.append((result.name, str(row.version), row.file, row.status, when, row.applied_by or ""))
+                took = f"{row.duration_ms} ms" if row.duration_ms is not None else ""
+                state = row.status
+                if row.statements_done is not None and row.status in ("partial", "running"):
+                    state += f" ({row.statements_done}/{row.statements_total} statements)"
+                rows.append((result.name, str(row.version), row.file, state, when, took, row.applied_by or ""))
             for ref in plan.pending:
-                rows.append((result.name, str(ref.version), ref.key, "pending", "", ""))
+                rows.append((result.name, str(ref.version), ref.key, "pending", "", "", ""))
         _table(rows, out)
     for change in report.changes:
         print(f"changed: {change}", file=out)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
+
+import psycopg2
 
 from local.postgres import EmbeddedPostgres
 from tests.helpers import history, query, tables
@@ -100,3 +106,49 @@ def test_repair_of_a_version_without_history_is_a_usage_error(
     result = cli("repair", "--dir", str(root), "--database", "appdb", "--accept-checksum", "7")
     assert result.code == 2
     assert "version 7 has no history record" in result.err
+
+
+def test_a_run_killed_inside_an_autocommit_file_blocks_until_repair_then_the_next_run_continues(
+    pg: EmbeddedPostgres, cli: Cli, write_migrations: Write
+) -> None:
+    root = write_migrations(
+        {
+            "postgres/1_create_appdb.up.sql": "CREATE DATABASE appdb;",
+            "appdb/1_t.up.sql": "CREATE TABLE t (x int);",
+            "appdb/2_slow.up.sql": "CREATE INDEX CONCURRENTLY t_x ON t (x);\nSELECT pg_sleep(60);\n",
+            "appdb/3_after.up.sql": "CREATE TABLE after ();",
+        }
+    )
+    env = {**os.environ, "DATABASE_URL": pg.url()}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "dbmigrate", "up", "--dir", str(root)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and history_if_any(pg) != [(1, "applied"), (2, "running")]:
+        time.sleep(0.1)
+    run.kill()  # the process dies mid-file, as a Lambda does at its timeout
+    run.wait()
+    query(pg, "postgres", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'")
+
+    blocked = cli("up", "--dir", str(root))
+    assert blocked.code == 1
+    assert "appdb/2_slow.up.sql did not finish (running: statements 1-1 of 2 ran" in blocked.err
+    status = cli("status", "--dir", str(root), "--database", "appdb")
+    assert "running (1/2 statements)" in status.out
+
+    query(pg, "appdb", "DROP INDEX t_x")
+    write_migrations({"appdb/2_slow.up.sql": "CREATE INDEX CONCURRENTLY t_x ON t (x);\n"})
+    assert cli("repair", "--dir", str(root), "--database", "appdb").code == 0
+    assert cli("up", "--dir", str(root)).code == 0
+    assert history(pg, "appdb") == [(1, "applied"), (2, "applied"), (3, "applied")]
+    assert "after" in tables(pg, "appdb")
+
+
+def history_if_any(pg: EmbeddedPostgres) -> list[tuple[int, str]]:
+    try:
+        return history(pg, "appdb")
+    except psycopg2.Error:
+        return []
