@@ -1,0 +1,187 @@
+"""The migration Lambda's configuration: its environment variables, and the database secret.
+
+The stack sets ``MIGRATIONS_BUCKET`` (and ``MIGRATIONS_PREFIX``), the credentials as
+``DB_SECRET_ARN`` (an RDS-managed master secret; host and port from ``DB_HOST`` and
+``DB_PORT`` or from the secret) or ``DATABASE_URL`` (a template with ``{database}``),
+and optionally ``ROOT_DATABASE``, ``CONNECT_TIMEOUT_S``, ``LOCK_WAIT_S``,
+``STATEMENT_TIMEOUT_S``, ``LOCK_TIMEOUT_S``, ``MIN_TIME_LEFT_S``, ``DB_SSLMODE`` and
+``LOG_LEVEL``. Anything missing or malformed is a ConfigError naming the variable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from dbmigrate.config import Settings, url_template
+from dbmigrate.errors import ConfigError
+from dbmigrate.model import ROOT_DATABASE
+from dbmigrate.s3source import fast_client_config
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+__all__ = ["VARIABLES", "FunctionEnv", "build_settings"]
+
+VARIABLES = (
+    "MIGRATIONS_BUCKET",
+    "MIGRATIONS_PREFIX",
+    "DB_SECRET_ARN",
+    "DATABASE_URL",
+    "DB_HOST",
+    "DB_PORT",
+    "DB_SSLMODE",
+    "ROOT_DATABASE",
+    "CONNECT_TIMEOUT_S",
+    "LOCK_WAIT_S",
+    "STATEMENT_TIMEOUT_S",
+    "LOCK_TIMEOUT_S",
+    "MIN_TIME_LEFT_S",
+    "LOG_LEVEL",
+)
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+@dataclass(frozen=True)
+class FunctionEnv:
+    """The function's environment, parsed and checked; no I/O."""
+
+    bucket: str
+    prefix: str = ""
+    secret_arn: str | None = None
+    database_url: str | None = None
+    db_host: str | None = None
+    db_port: int | None = None
+    db_sslmode: str | None = None
+    root_database: str = ROOT_DATABASE
+    connect_timeout_s: int = 5
+    lock_wait_s: float = 60.0
+    statement_timeout_s: float | None = None
+    lock_timeout_s: float | None = None
+    min_time_left_s: float = 30.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> FunctionEnv:
+        """Read the variables the stack sets; empty values count as unset."""
+        env = {name: value.strip() for name, value in environ.items() if value.strip()}
+        if "MIGRATIONS_BUCKET" not in env:
+            raise ConfigError("MIGRATIONS_BUCKET is not set", hint="set it to the bucket that holds the migrations")
+        if ("DB_SECRET_ARN" in env) == ("DATABASE_URL" in env):
+            raise ConfigError(
+                "set exactly one of DB_SECRET_ARN and DATABASE_URL "
+                f"({'both are' if 'DB_SECRET_ARN' in env else 'neither is'} set)",
+                hint="DB_SECRET_ARN: the database's Secrets Manager secret; DATABASE_URL: "
+                "postgresql://user:password@host:5432/{database}",
+            )
+        log_level = env.get("LOG_LEVEL", "INFO").upper()
+        if log_level not in LOG_LEVELS:
+            raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}")
+        sslmode = env.get("DB_SSLMODE")
+        if sslmode is not None and sslmode not in SSL_MODES:
+            raise ConfigError(f"DB_SSLMODE must be one of {', '.join(SSL_MODES)}, not {sslmode!r}")
+        return cls(
+            bucket=env["MIGRATIONS_BUCKET"],
+            prefix=env.get("MIGRATIONS_PREFIX", ""),
+            secret_arn=env.get("DB_SECRET_ARN"),
+            database_url=env.get("DATABASE_URL"),
+            db_host=env.get("DB_HOST"),
+            db_port=_number(env, "DB_PORT", int),
+            db_sslmode=sslmode,
+            root_database=env.get("ROOT_DATABASE", ROOT_DATABASE),
+            connect_timeout_s=_number(env, "CONNECT_TIMEOUT_S", int, cls.connect_timeout_s),
+            lock_wait_s=_number(env, "LOCK_WAIT_S", float, cls.lock_wait_s),
+            statement_timeout_s=_number(env, "STATEMENT_TIMEOUT_S", float),
+            lock_timeout_s=_number(env, "LOCK_TIMEOUT_S", float),
+            min_time_left_s=_number(env, "MIN_TIME_LEFT_S", float, cls.min_time_left_s),
+            log_level=log_level,
+        )
+
+
+def _number(env: Mapping[str, str], name: str, kind: type[Any], default: Any = None) -> Any:
+    if name not in env:
+        return default
+    try:
+        return kind(env[name])
+    except ValueError:
+        expected = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{name} must be {expected}, not {env[name]!r}") from None
+
+
+def build_settings(
+    env: FunctionEnv, *, applied_by: str, secrets_client: SecretsManagerClient | None = None
+) -> Settings:
+    """Settings for the engine; with DB_SECRET_ARN set, reads the secret (one API call)."""
+    if env.database_url is not None:
+        template = env.database_url
+    else:
+        assert env.secret_arn is not None
+        template = _template_from_secret(env, secrets_client)
+    return Settings(
+        template,
+        root_database=env.root_database,
+        connect_timeout_s=env.connect_timeout_s,
+        lock_wait_s=env.lock_wait_s,
+        statement_timeout_s=env.statement_timeout_s,
+        lock_timeout_s=env.lock_timeout_s,
+        min_time_left_s=env.min_time_left_s,
+        applied_by=applied_by,
+    )
+
+
+def _template_from_secret(env: FunctionEnv, client: SecretsManagerClient | None) -> str:
+    arn = env.secret_arn or ""
+    secret = _read_secret(arn, client or boto3.client("secretsmanager", config=fast_client_config()))
+    user, password = secret.get("username"), secret.get("password")
+    if not isinstance(user, str) or not isinstance(password, str) or not user or not password:
+        raise ConfigError(
+            f"the secret {arn} has no username and password",
+            hint="use the RDS-managed master secret, or a JSON secret with username and password",
+        )
+    host = env.db_host or secret.get("host")
+    port = env.db_port or secret.get("port") or 5432
+    if not isinstance(host, str) or not host:
+        raise ConfigError(
+            f"no database host: DB_HOST is not set and the secret {arn} has no host",
+            hint="set DB_HOST to the database endpoint's address (the RDS-managed secret holds none)",
+        )
+    query = {"sslmode": env.db_sslmode} if env.db_sslmode else {}
+    return url_template(user, password, host, str(port), **query)
+
+
+def _read_secret(arn: str, client: SecretsManagerClient) -> dict[str, Any]:
+    try:
+        text = client.get_secret_value(SecretId=arn).get("SecretString")
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
+        hints = {
+            "ResourceNotFoundException": "set DB_SECRET_ARN to the ARN of the database's secret",
+            "AccessDeniedException": f"grant the function's role secretsmanager:GetSecretValue on {arn} "
+            "(and kms:Decrypt on the secret's KMS key)",
+        }
+        raise ConfigError(f"cannot read the secret {arn}: {code}", hint=hints.get(code)) from exc
+    except BotoCoreError as exc:
+        raise ConfigError(
+            f"cannot read the secret {arn}: Secrets Manager did not answer ({type(exc).__name__})",
+            hint="the function cannot reach Secrets Manager: a Lambda in a VPC needs a Secrets Manager "
+            "interface endpoint (com.amazonaws.<region>.secretsmanager) with private DNS, or a NAT",
+        ) from exc
+    try:
+        secret = json.loads(text or "")
+    except ValueError:  # the error would quote the secret's text: drop it
+        secret = None
+    if not isinstance(secret, dict):
+        raise ConfigError(
+            f"the secret {arn} is not a JSON object",
+            hint='store {"username": ..., "password": ...} (the RDS-managed format)',
+        ) from None
+    logging.getLogger(__name__).debug("database secret read", extra={"secret_arn": arn})
+    return secret

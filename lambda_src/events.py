@@ -1,0 +1,247 @@
+"""Typed wrappers over the events the migration Lambda receives: each becomes one RunRequest.
+
+- a direct payload ``{"action": "migrate" | "plan" | "status", "databases": [...]}``,
+  also as sent by ``aws_lambda_invocation`` in CRUD lifecycle mode with its ``tf``
+  envelope (``create``/``update`` run the payload's action, ``delete`` does nothing);
+- S3 event notifications, direct or wrapped in SNS: every record of the event makes one
+  ``migrate`` run over the affected databases (plus the root database, which may create
+  them); ``s3:TestEvent`` and objects that are not migration files are skipped with a log
+  line; a record for another bucket is refused.
+
+Nothing here does I/O; raw events are never logged (they may be large), only names.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+from urllib.parse import unquote_plus
+
+from dbmigrate.errors import ConfigError, LayoutError
+from dbmigrate.model import DATABASE_NAME, Entry, parse_layout
+from dbmigrate.s3source import normalize_prefix
+
+__all__ = ["ACTIONS", "Action", "RunRequest", "parse_event"]
+
+log = logging.getLogger(__name__)
+
+Action = Literal["migrate", "plan", "status"]
+ACTIONS: tuple[Action, ...] = ("migrate", "plan", "status")
+PAYLOAD_FIELDS = frozenset({"action", "databases", "tf", "content_hash"})
+TF_ACTIONS = ("create", "update", "delete")
+PAYLOAD_EXAMPLE = '{"action": "migrate", "databases": ["projectdb"]}'
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What one invocation asks for.
+
+    ``action`` is None when there is nothing to do (``skipped`` says why); ``databases``
+    None means every database of the source. ``trigger`` names the event shape, for logs.
+    """
+
+    action: Action | None
+    databases: tuple[str, ...] | None = None
+    trigger: str = "invoke"
+    skipped: str | None = None
+    ignored_keys: tuple[str, ...] = field(default=())
+
+    def log_fields(self) -> dict[str, Any]:
+        """The request as log fields (names only, never the raw event)."""
+        fields: dict[str, Any] = {"action": self.action, "trigger": self.trigger}
+        fields["databases"] = list(self.databases) if self.databases is not None else "all"
+        if self.skipped:
+            fields["skipped"] = self.skipped
+        if self.ignored_keys:
+            fields["ignored_keys"] = list(self.ignored_keys)
+        return fields
+
+    def skipped_result(self) -> dict[str, Any]:
+        """The JSON result of an invocation that did nothing."""
+        return {"action": None, "trigger": self.trigger, "skipped": self.skipped, "databases": []}
+
+
+def parse_event(event: object, *, bucket: str, prefix: str = "", root_database: str = "postgres") -> RunRequest:
+    """Turn a raw Lambda event into one RunRequest; raise ConfigError for anything unexpected.
+
+    ``bucket`` and ``prefix`` are where this function's migrations live: S3 records for
+    another bucket are refused, keys outside the prefix are skipped.
+    """
+    if not isinstance(event, Mapping):
+        raise ConfigError(
+            f"the event must be a JSON object, not {type(event).__name__}",
+            hint=f"invoke with a payload like {PAYLOAD_EXAMPLE}",
+        )
+    if "Records" in event:
+        return _from_records(event["Records"], bucket, normalize_prefix(prefix), root_database)
+    if event.get("Event") == "s3:TestEvent":
+        return RunRequest(None, trigger="s3", skipped="s3:TestEvent")
+    return _from_payload(event)
+
+
+# -- direct payloads and the aws_lambda_invocation envelope -------------------------------
+
+
+def _from_payload(payload: Mapping[str, Any]) -> RunRequest:
+    unknown = sorted(str(name) for name in payload if name not in PAYLOAD_FIELDS)
+    if unknown:
+        raise ConfigError(
+            f"unknown field(s) in the payload: {', '.join(unknown)}",
+            hint=f"use only {', '.join(sorted(PAYLOAD_FIELDS))}, e.g. {PAYLOAD_EXAMPLE}",
+        )
+    trigger = "invoke"
+    if "tf" in payload:
+        tf_action = _terraform_action(payload["tf"])
+        trigger = f"terraform:{tf_action}"
+        if tf_action == "delete":
+            return RunRequest(None, trigger=trigger, skipped="terraform destroy: migrations are never undone")
+    elif "action" not in payload:
+        raise ConfigError("the payload has no action", hint=f"invoke with a payload like {PAYLOAD_EXAMPLE}")
+    action = payload.get("action", "migrate")
+    if action not in ACTIONS:
+        raise ConfigError(
+            f"unknown action {action!r}",
+            hint=f"use one of {', '.join(ACTIONS)}; the command line has the others (down, baseline, repair)",
+        )
+    if "content_hash" in payload and not isinstance(payload["content_hash"], str):
+        raise ConfigError("content_hash must be a string")
+    databases = _database_list(payload["databases"]) if "databases" in payload else None
+    return RunRequest(cast(Action, action), databases, trigger=trigger)
+
+
+def _terraform_action(envelope: object) -> str:
+    action = envelope.get("action") if isinstance(envelope, Mapping) else None
+    if action not in TF_ACTIONS:
+        raise ConfigError(
+            f"the tf envelope has action {action!r}, expected one of {', '.join(TF_ACTIONS)}",
+            hint='set lifecycle_scope = "CRUD" on the aws_lambda_invocation, or drop the tf field',
+        )
+    return str(action)
+
+
+def _database_list(value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(name, str) for name in value):
+        raise ConfigError(
+            "databases must be a non-empty list of database names",
+            hint='e.g. "databases": ["projectdb"]; leave it out to run every database',
+        )
+    bad = [name for name in value if not DATABASE_NAME.match(name)]
+    if bad:
+        raise ConfigError(
+            f"not a database name: {', '.join(repr(name) for name in bad)}",
+            hint="use the folder names of the migrations (lower-case letters, digits, underscores)",
+        )
+    return tuple(dict.fromkeys(value))
+
+
+# -- S3 event notifications, direct or in SNS ---------------------------------------------
+
+
+def _from_records(records: object, bucket: str, prefix: str, root_database: str) -> RunRequest:
+    if not isinstance(records, list) or not records:
+        raise ConfigError("the event's Records must be a non-empty list")
+    s3_records: list[Mapping[str, Any]] = []
+    trigger = "s3"
+    for record in records:
+        if not isinstance(record, Mapping):
+            raise ConfigError("every item of the event's Records must be an object")
+        source = record.get("EventSource") or record.get("eventSource")
+        if source == "aws:sns":
+            trigger = "sns"
+            s3_records += _records_in_sns_message(record)
+        elif source == "aws:s3":
+            s3_records.append(record)
+        else:
+            raise ConfigError(
+                f"unsupported event source {source!r}",
+                hint="subscribe the function to the bucket's SNS topic or to the bucket's notifications",
+            )
+    if not s3_records:
+        return RunRequest(None, trigger=trigger, skipped="s3:TestEvent")
+
+    databases: dict[str, None] = {}
+    run_all = False
+    ignored: list[str] = []
+    for record in s3_records:
+        name, key, event_name = _s3_object(record)
+        if name != bucket:
+            raise ConfigError(
+                f"the event is for bucket {name!r}, but this function migrates from bucket {bucket!r}",
+                hint="point the bucket notification (or the SNS subscription) at the function of that bucket",
+            )
+        affected = _affected_database(key, prefix) if event_name.startswith("ObjectCreated:") else ""
+        if affected == "":
+            ignored.append(key)
+            log.info("skipping an object that is not a new migration file", extra={"key": key, "s3_event": event_name})
+        elif affected is None:
+            run_all = True
+        else:
+            databases[affected] = None
+    if run_all:
+        return RunRequest("migrate", None, trigger=trigger, ignored_keys=tuple(ignored))
+    if not databases:
+        return RunRequest(None, trigger=trigger, skipped="no migration file in the event", ignored_keys=tuple(ignored))
+    names = (root_database, *(name for name in databases if name != root_database))
+    return RunRequest("migrate", names, trigger=trigger, ignored_keys=tuple(ignored))
+
+
+def _records_in_sns_message(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    sns = record.get("Sns")
+    message = sns.get("Message") if isinstance(sns, Mapping) else None
+    if not isinstance(message, str):
+        raise ConfigError("an SNS record has no Sns.Message string")
+    try:
+        body = json.loads(message)
+    except ValueError as exc:
+        raise ConfigError(
+            "an SNS message is not JSON; expected an S3 event notification",
+            hint="publish only S3 event notifications to the migrations topic",
+        ) from exc
+    if isinstance(body, Mapping) and body.get("Event") == "s3:TestEvent":
+        return []
+    records = body.get("Records") if isinstance(body, Mapping) else None
+    if not isinstance(records, list) or not all(
+        isinstance(item, Mapping) and item.get("eventSource") == "aws:s3" for item in records
+    ):
+        raise ConfigError(
+            "an SNS message does not hold an S3 event notification",
+            hint="publish only S3 event notifications to the migrations topic",
+        )
+    return cast(list[Mapping[str, Any]], records)
+
+
+def _s3_object(record: Mapping[str, Any]) -> tuple[str, str, str]:
+    """``(bucket, key, eventName)`` of one S3 record, the key URL-decoded."""
+    s3 = record.get("s3")
+    bucket = s3.get("bucket") if isinstance(s3, Mapping) else None
+    obj = s3.get("object") if isinstance(s3, Mapping) else None
+    name = bucket.get("name") if isinstance(bucket, Mapping) else None
+    key = obj.get("key") if isinstance(obj, Mapping) else None
+    event_name = record.get("eventName")
+    if not isinstance(name, str) or not isinstance(key, str) or not isinstance(event_name, str):
+        raise ConfigError("an S3 record lacks s3.bucket.name, s3.object.key or eventName")
+    return name, unquote_plus(key), event_name
+
+
+def _affected_database(key: str, prefix: str) -> str | None:
+    """The database folder a new object belongs to; ``""`` to skip it; None for "all".
+
+    Objects outside the prefix and files that are not migrations (what the layout
+    ignores: not ``.sql``, hidden) are skipped. A misnamed ``.sql`` file is not: the
+    run that follows refuses it by name, so the mistake shows now, not at the next deploy.
+    """
+    if not key.startswith(prefix) or len(key) == len(prefix):
+        return ""
+    relative = key[len(prefix) :]
+    try:
+        if not parse_layout([Entry(relative)], origin="the event"):
+            return ""
+    except LayoutError:
+        pass
+    folder, _, name = relative.partition("/")
+    return folder if name and "/" not in name and DATABASE_NAME.match(folder) else None

@@ -1,0 +1,55 @@
+"""The migration Lambda: parse the event, build the engine from the environment, run, return or raise.
+
+A failure raises (so the invocation, and the ``terraform apply`` that made it, fail);
+success returns the run's JSON result. See ``environment.py`` for the variables.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from dbmigrate.errors import MigrationError
+from dbmigrate.runner import Runner
+from dbmigrate.s3source import S3Source
+from environment import FunctionEnv, build_settings
+from events import parse_event
+from jsonlog import configure_logging
+
+log = logging.getLogger(__name__)
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    """Entry point of the function (``handler.handler``)."""
+    try:
+        env = FunctionEnv.from_environ(os.environ)
+        configure_logging(env.log_level)
+        request = parse_event(event, bucket=env.bucket, prefix=env.prefix, root_database=env.root_database)
+        log.info("run requested", extra=request.log_fields())
+        if request.action is None:
+            return request.skipped_result()
+        function = getattr(context, "function_name", None)
+        settings = build_settings(env, applied_by=f"lambda:{function}" if function else "lambda")
+        runner = Runner(
+            S3Source(env.bucket, env.prefix),
+            settings,
+            on_event=lambda progress: log.info(progress.get("event", "progress"), extra={"progress": progress}),
+            time_left=_time_left(context),
+        )
+        report = getattr(runner, request.action)(request.databases)
+    except MigrationError as exc:
+        log.error("run failed: %s", exc, extra={"error": exc.to_dict()})
+        raise
+    except Exception:
+        log.exception("run failed unexpectedly")
+        raise
+    result: dict[str, Any] = report.to_dict()
+    log.info("run finished", extra={"result": result})
+    return result
+
+
+def _time_left(context: Any) -> Callable[[], float] | None:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return (lambda: remaining() / 1000) if callable(remaining) else None

@@ -1,0 +1,405 @@
+"""The migration Lambda's handler end to end: real events, moto S3 and Secrets Manager, a real PostgreSQL.
+
+Nothing of the engine is replaced: the handler lists and reads the bucket on moto over
+HTTP and applies the files to the test server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psycopg2
+import pytest
+
+from dbmigrate.errors import ConfigError, DeadlineError, MigrationError, SourceError, SqlError
+from environment import VARIABLES
+from handler import handler
+from jsonlog import JsonFormatter
+from local.postgres import EmbeddedPostgres
+from tests.helpers import history, query, tables
+from tests.integration.aws import Aws, FakeContext
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+BUCKET = "acme-dbmigrate-migrations"  # the bucket of the event fixtures
+PREFIX = "migrations/"
+NEW_FILE = "projectdb/202401020900_add_widgets.up.sql"  # the key of s3_put.json and sns_s3_put.json
+BASE = {
+    "postgres/202401010000_create_projectdb.up.sql": "CREATE DATABASE projectdb;\n",
+    "projectdb/202401010100_create_users.up.sql": "CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL);\n",
+}
+
+
+def event(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return loaded
+
+
+@dataclass
+class Function:
+    """The deployed function as a test sees it: its bucket, its environment, and a way to invoke it."""
+
+    aws: Aws
+    pg: EmbeddedPostgres
+    monkeypatch: pytest.MonkeyPatch
+    caplog: pytest.LogCaptureFixture
+
+    def upload(self, files: dict[str, str]) -> None:
+        self.aws.upload(BUCKET, files, PREFIX)
+
+    def setenv(self, **variables: str) -> None:
+        for name, value in variables.items():
+            self.monkeypatch.setenv(name, value)
+
+    def invoke(self, payload: dict[str, Any] | str, context: FakeContext | None = None) -> dict[str, Any]:
+        return handler(event(payload) if isinstance(payload, str) else payload, context or FakeContext())
+
+    def log_lines(self) -> list[str]:
+        """Every record logged so far, as the function's JSON log lines."""
+        formatter = JsonFormatter()
+        return [formatter.format(record) for record in self.caplog.records if record.name != "werkzeug"]
+
+
+@pytest.fixture
+def function(
+    aws: Aws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> Iterator[Function]:
+    """The function's environment as the stack sets it (credentials as DATABASE_URL), and its bucket."""
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    aws.bucket(BUCKET)
+    deployed = Function(aws, pg, monkeypatch, caplog)
+    deployed.setenv(MIGRATIONS_BUCKET=BUCKET, MIGRATIONS_PREFIX="migrations", DATABASE_URL=pg.url(), LOG_LEVEL="INFO")
+    deployed.upload(BASE)
+    caplog.set_level(logging.INFO)
+    root, levels = logging.getLogger(), {name: logging.getLogger(name).level for name in ("botocore", "urllib3")}
+    root_level = root.level
+    yield deployed
+    root.setLevel(root_level)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def by_name(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {database["name"]: database for database in result["databases"]}
+
+
+# -- direct payloads and the aws_lambda_invocation envelope ------------------------------------
+
+
+def test_terraform_create_applies_every_pending_file_and_reports_it(function: Function, pg: EmbeddedPostgres) -> None:
+    result = function.invoke("terraform_create.json")
+    databases = by_name(result)
+    assert result["action"] == "migrate"
+    assert list(databases) == ["postgres", "projectdb"]
+    assert databases["postgres"]["applied"] == [202401010000]
+    assert databases["projectdb"]["applied"] == [202401010100]
+    assert databases["projectdb"]["pending"] == []
+    assert isinstance(databases["projectdb"]["duration_ms"], int)
+    assert tables(pg, "projectdb") == ["users"]
+    json.dumps(result)  # the invocation's result must be JSON
+
+
+def test_a_repeated_terraform_run_applies_nothing(function: Function) -> None:
+    function.invoke("terraform_create.json")
+    result = function.invoke("terraform_update.json")
+    assert [database["applied"] for database in result["databases"]] == [[], []]
+
+
+def test_terraform_delete_succeeds_without_touching_s3_or_the_database(
+    function: Function, refusing_endpoint: str
+) -> None:
+    function.setenv(
+        AWS_ENDPOINT_URL=refusing_endpoint, DATABASE_URL=refusing_endpoint.replace("http", "postgresql") + "/{database}"
+    )
+    result = function.invoke("terraform_delete.json")
+    assert result == {
+        "action": None,
+        "trigger": "terraform:delete",
+        "skipped": "terraform destroy: migrations are never undone",
+        "databases": [],
+    }
+
+
+def test_plan_lists_pending_versions_and_applies_nothing(function: Function, pg: EmbeddedPostgres) -> None:
+    result = function.invoke("invoke_plan.json")
+    assert result["action"] == "plan"
+    assert by_name(result)["projectdb"]["pending"] == [202401010100]
+    assert query(pg, "postgres", "SELECT 1 FROM pg_database WHERE datname = 'projectdb'") == []
+
+
+def test_status_reports_only_the_databases_asked_for(function: Function) -> None:
+    function.invoke("invoke_migrate.json")
+    result = function.invoke("invoke_status_projectdb.json")
+    assert result["action"] == "status"
+    assert [(d["name"], d["applied"], d["pending"]) for d in result["databases"]] == [("projectdb", [202401010100], [])]
+
+
+def test_an_unknown_action_fails_the_invocation(function: Function) -> None:
+    with pytest.raises(ConfigError, match="unknown action 'destroy'"):
+        function.invoke({"action": "destroy"})
+
+
+def test_applied_files_record_the_function_that_applied_them(function: Function, pg: EmbeddedPostgres) -> None:
+    function.invoke("invoke_migrate.json", FakeContext(function_name="acme-dbmigrate-prod"))
+    rows = query(pg, "projectdb", "SELECT applied_by, etag FROM dbmigrate.history")
+    assert rows == [
+        (
+            "lambda:acme-dbmigrate-prod",
+            function.aws.s3.head_object(Bucket=BUCKET, Key=PREFIX + "projectdb/202401010100_create_users.up.sql")[
+                "ETag"
+            ].strip('"'),
+        )
+    ]
+
+
+# -- S3 notifications ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fixture", ["sns_s3_put.json", "s3_put.json"])
+def test_an_uploaded_file_is_applied_by_its_notification(
+    function: Function, pg: EmbeddedPostgres, fixture: str
+) -> None:
+    function.invoke("terraform_create.json")
+    function.upload({NEW_FILE: "CREATE TABLE widgets (id bigint PRIMARY KEY);\n"})
+    result = function.invoke(fixture)
+    assert [(d["name"], d["applied"]) for d in result["databases"]] == [
+        ("postgres", []),
+        ("projectdb", [202401020900]),
+    ]
+    assert tables(pg, "projectdb") == ["users", "widgets"]
+
+
+def test_a_notification_creates_a_new_database_through_the_root_database_first(
+    function: Function, pg: EmbeddedPostgres
+) -> None:
+    # The fixture's records: a CREATE DATABASE in the root folder, and a new database's first file.
+    function.upload(
+        {
+            "postgres/202401020800_create_reportsdb.up.sql": "CREATE DATABASE reportsdb;",
+            "reportsdb/202401020810_créer_totaux.up.sql": "CREATE TABLE totaux (jour date PRIMARY KEY);",
+            NEW_FILE: "CREATE TABLE widgets (id bigint PRIMARY KEY);",
+            "projectdb/202401020900_add_widgets.down.sql": "DROP TABLE widgets;",
+            "README.md": "not a migration",
+        }
+    )
+    result = function.invoke("s3_several_records.json")
+    assert [(d["name"], d["applied"]) for d in result["databases"]] == [
+        ("postgres", [202401010000, 202401020800]),
+        ("projectdb", [202401010100, 202401020900]),
+        ("reportsdb", [202401020810]),
+    ]
+    assert tables(pg, "reportsdb") == ["totaux"]
+    skipped = [json.loads(line) for line in function.log_lines() if "skipping" in line]
+    assert [entry["key"] for entry in skipped] == ["migrations/README.md", "other-team/notes.sql"]
+
+
+@pytest.mark.parametrize("fixture", ["sns_s3_test_event.json", "s3_test_event.json", "s3_delete.json"])
+def test_test_events_and_removals_do_nothing(function: Function, pg: EmbeddedPostgres, fixture: str) -> None:
+    result = function.invoke(fixture)
+    assert result["action"] is None
+    assert result["databases"] == []
+    assert query(pg, "postgres", "SELECT 1 FROM pg_database WHERE datname = 'projectdb'") == []
+
+
+def test_a_notification_from_another_bucket_is_refused(function: Function, pg: EmbeddedPostgres) -> None:
+    with pytest.raises(ConfigError, match="'someone-elses-bucket', but this function migrates from bucket"):
+        function.invoke("sns_s3_other_bucket.json")
+    assert query(pg, "postgres", "SELECT 1 FROM pg_database WHERE datname = 'projectdb'") == []
+
+
+# -- failures raise -------------------------------------------------------------------------------
+
+
+def test_a_broken_migration_fails_the_invocation_naming_the_file(function: Function, pg: EmbeddedPostgres) -> None:
+    function.invoke("terraform_create.json")
+    function.upload({NEW_FILE: "CREATE TABLE widgets (id bigint PRIMARY KEY);\nSELECT * FROM no_such_table;\n"})
+    with pytest.raises(SqlError) as caught:
+        function.invoke("sns_s3_put.json")
+    assert caught.value.database == "projectdb"
+    assert caught.value.file == NEW_FILE
+    assert f"{NEW_FILE}:2" in str(caught.value)
+    assert "no_such_table" in str(caught.value)
+    assert tables(pg, "projectdb") == ["users"]
+    assert history(pg, "projectdb") == [(202401010100, "applied")]
+    failure = [json.loads(line) for line in function.log_lines() if '"level": "ERROR"' in line]
+    assert failure[-1]["error"]["file"] == NEW_FILE
+
+
+def test_a_misnamed_upload_fails_the_invocation_naming_the_key(function: Function) -> None:
+    function.upload({"projectdb/add_widgets.sql": "SELECT 1;"})
+    with pytest.raises(MigrationError, match=r"projectdb/add_widgets\.sql: file name must be"):
+        function.invoke("invoke_migrate.json")
+
+
+def test_a_run_short_of_time_stops_before_the_next_file_and_says_what_is_left(
+    function: Function, pg: EmbeddedPostgres
+) -> None:
+    function.setenv(MIN_TIME_LEFT_S="30")
+    with pytest.raises(DeadlineError) as caught:
+        function.invoke("invoke_migrate.json", FakeContext(remaining_ms=12_000))
+    assert "stopped before postgres/202401010000_create_projectdb.up.sql: 12 s left" in str(caught.value)
+    assert caught.value.details["not_started"] == [202401010000]
+    assert query(pg, "postgres", "SELECT 1 FROM pg_database WHERE datname = 'projectdb'") == []
+
+
+@pytest.mark.parametrize("endpoint", ["refusing_endpoint", "unanswering_endpoint"])
+def test_unreachable_s3_fails_within_ten_seconds_with_the_gateway_endpoint_hint(
+    function: Function, request: pytest.FixtureRequest, endpoint: str
+) -> None:
+    function.setenv(AWS_ENDPOINT_URL_S3=request.getfixturevalue(endpoint))
+    started = time.monotonic()
+    with pytest.raises(SourceError) as caught:
+        function.invoke("terraform_create.json")
+    assert time.monotonic() - started < 10
+    assert "S3 gateway endpoint" in str(caught.value)
+    assert "route tables" in str(caught.value)
+
+
+# -- credentials -------------------------------------------------------------------------------------
+
+ODD_PASSWORD = "p@ss:w/rd?#%&'\" 1"  # RDS-generated passwords use such characters
+
+
+@pytest.fixture
+def migrator(pg: EmbeddedPostgres) -> str:
+    """A login role whose password needs quoting in a URL."""
+    conn = psycopg2.connect(pg.dsn("postgres"))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("CREATE ROLE migrator LOGIN SUPERUSER PASSWORD %s", (ODD_PASSWORD,))
+    conn.close()
+    return "migrator"
+
+
+def put_secret(function: Function, secret: dict[str, Any]) -> str:
+    arn: str = function.aws.secretsmanager.create_secret(
+        Name="rds!db-3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f", SecretString=json.dumps(secret)
+    )["ARN"]
+    function.monkeypatch.delenv("DATABASE_URL")
+    function.setenv(DB_SECRET_ARN=arn)
+    return arn
+
+
+def test_rds_managed_secret_with_host_and_port_from_the_environment(
+    function: Function, pg: EmbeddedPostgres, migrator: str
+) -> None:
+    put_secret(function, {"username": migrator, "password": ODD_PASSWORD})
+    function.setenv(DB_HOST=pg.host, DB_PORT=str(pg.port))
+    result = function.invoke("invoke_migrate.json")
+    assert by_name(result)["projectdb"]["applied"] == [202401010100]
+    assert query(pg, "projectdb", "SELECT db_user FROM dbmigrate.history") == [("migrator",)]
+
+
+def test_secret_with_its_own_host_and_port(function: Function, pg: EmbeddedPostgres, migrator: str) -> None:
+    put_secret(
+        function,
+        {
+            "username": migrator,
+            "password": ODD_PASSWORD,
+            "engine": "postgres",
+            "host": pg.host,
+            "port": pg.port,
+            "dbname": "postgres",
+            "dbInstanceIdentifier": "acme-db",
+        },
+    )
+    assert by_name(function.invoke("invoke_migrate.json"))["projectdb"]["applied"] == [202401010100]
+
+
+def test_a_secret_without_a_host_asks_for_db_host(function: Function, migrator: str) -> None:
+    arn = put_secret(function, {"username": migrator, "password": ODD_PASSWORD})
+    with pytest.raises(ConfigError, match=f"no database host: DB_HOST is not set and the secret {arn} has no host"):
+        function.invoke("invoke_migrate.json")
+
+
+def test_a_missing_secret_is_named(function: Function) -> None:
+    function.monkeypatch.delenv("DATABASE_URL")
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-gone-AbCdEf"
+    function.setenv(DB_SECRET_ARN=arn)
+    with pytest.raises(ConfigError, match=f"cannot read the secret {arn}: ResourceNotFoundException"):
+        function.invoke("invoke_migrate.json")
+
+
+def test_unreachable_secrets_manager_fails_fast_with_the_interface_endpoint_hint(
+    function: Function, migrator: str, unanswering_endpoint: str
+) -> None:
+    put_secret(function, {"username": migrator, "password": ODD_PASSWORD})
+    function.setenv(AWS_ENDPOINT_URL_SECRETS_MANAGER=unanswering_endpoint, DB_HOST="127.0.0.1")
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="Secrets Manager interface endpoint"):
+        function.invoke("invoke_migrate.json")
+    assert time.monotonic() - started < 10
+
+
+Scenario = Callable[[Function, EmbeddedPostgres], Any]
+
+
+def wrong_database_port(function: Function, pg: EmbeddedPostgres) -> None:
+    function.setenv(DB_HOST=pg.host, DB_PORT="1", CONNECT_TIMEOUT_S="2")
+    function.invoke("invoke_migrate.json")
+
+
+def broken_file(function: Function, pg: EmbeddedPostgres) -> None:
+    function.upload({NEW_FILE: "SELECT current_setting('no.such');"})
+    function.invoke("sns_s3_put.json")
+
+
+def wrong_password(function: Function, pg: EmbeddedPostgres) -> None:
+    function.setenv(DB_HOST=pg.host, DB_PORT=str(pg.port))
+    function.aws.secretsmanager.put_secret_value(
+        SecretId=function.aws.secretsmanager.list_secrets()["SecretList"][0]["ARN"],
+        SecretString=json.dumps({"username": "migrator", "password": ODD_PASSWORD + "x"}),
+    )
+    function.invoke("invoke_migrate.json")
+
+
+def success(function: Function, pg: EmbeddedPostgres) -> dict[str, Any]:
+    function.setenv(DB_HOST=pg.host, DB_PORT=str(pg.port), LOG_LEVEL="DEBUG")
+    return function.invoke("terraform_create.json")
+
+
+@pytest.mark.parametrize("scenario", [success, broken_file, wrong_password, wrong_database_port])
+def test_the_password_never_appears_in_logs_results_or_errors(
+    function: Function, pg: EmbeddedPostgres, migrator: str, scenario: Scenario
+) -> None:
+    put_secret(function, {"username": migrator, "password": ODD_PASSWORD})
+    function.setenv(DB_HOST=pg.host, DB_PORT=str(pg.port))
+    outputs: list[str] = []
+    try:
+        outputs.append(json.dumps(scenario(function, pg)))
+    except MigrationError as exc:
+        outputs += [str(exc), repr(exc), json.dumps(exc.to_dict())]
+    lines = function.log_lines()
+    assert lines, "the run logged nothing"
+    for line in lines:
+        json.loads(line)  # every line is one JSON object
+    for text in [*outputs, *lines]:
+        assert ODD_PASSWORD not in text
+        assert quote(ODD_PASSWORD, safe="") not in text
+        assert pg.password not in text
+
+
+def test_the_connection_url_never_appears_in_logs_or_results(function: Function, pg: EmbeddedPostgres) -> None:
+    function.setenv(LOG_LEVEL="DEBUG")
+    result = function.invoke("terraform_create.json")
+    for text in [json.dumps(result), *function.log_lines()]:
+        assert pg.password not in text
+        assert pg.url() not in text
+
+
+def test_progress_is_logged_as_one_json_object_per_file(function: Function) -> None:
+    function.invoke("terraform_create.json")
+    entries = [json.loads(line) for line in function.log_lines()]
+    done = [entry["progress"] for entry in entries if entry["message"] == "file_done"]
+    assert [(d["database"], d["version"]) for d in done] == [("postgres", 202401010000), ("projectdb", 202401010100)]
+    requested = next(entry for entry in entries if entry["message"] == "run requested")
+    assert (requested["action"], requested["trigger"]) == ("migrate", "terraform:create")
+    finished = next(entry for entry in entries if entry["message"] == "run finished")
+    assert finished["result"]["action"] == "migrate"
