@@ -1,6 +1,8 @@
 """Typed wrappers over the events the migration Lambda receives: each becomes one RunRequest.
 
-- a direct payload ``{"action": "migrate" | "plan" | "status", "databases": [...]}``,
+- a direct payload ``{"action": "migrate" | "plan" | "status", "databases": [...]}``, or
+  ``{"action": "down", "database": ..., "to": VERSION}`` (only ever invoked directly:
+  never from the deploy-time invocation nor from an S3 event),
   also as sent by ``aws_lambda_invocation`` in CRUD lifecycle mode with its ``tf``
   envelope (``create``/``update`` run the payload's action, ``delete`` does nothing);
 - S3 event notifications, direct or wrapped in SNS: every record of the event makes one
@@ -28,9 +30,10 @@ __all__ = ["ACTIONS", "Action", "RunRequest", "parse_event"]
 
 log = logging.getLogger(__name__)
 
-Action = Literal["migrate", "plan", "status"]
-ACTIONS: tuple[Action, ...] = ("migrate", "plan", "status")
-PAYLOAD_FIELDS = frozenset({"action", "databases", "tf", "content_hash"})
+Action = Literal["migrate", "plan", "status", "down"]
+ACTIONS: tuple[Action, ...] = ("migrate", "plan", "status", "down")
+PAYLOAD_FIELDS = frozenset({"action", "databases", "tf", "content_hash", "database", "to"})
+DOWN_EXAMPLE = '{"action": "down", "database": "projectdb", "to": 202401010100}'
 TF_ACTIONS = ("create", "update", "delete")
 PAYLOAD_EXAMPLE = '{"action": "migrate", "databases": ["projectdb"]}'
 
@@ -41,11 +44,13 @@ class RunRequest:
 
     ``action`` is None when there is nothing to do (``skipped`` says why); ``databases``
     None means every database of the source. ``trigger`` names the event shape, for logs.
+    ``down_to`` is the target version of a ``down`` (its one database in ``databases``).
     """
 
     action: Action | None
     databases: tuple[str, ...] | None = None
     trigger: str = "invoke"
+    down_to: int | None = None
     skipped: str | None = None
     ignored_keys: tuple[str, ...] = field(default=())
 
@@ -104,12 +109,31 @@ def _from_payload(payload: Mapping[str, Any]) -> RunRequest:
     if action not in ACTIONS:
         raise ConfigError(
             f"unknown action {action!r}",
-            hint=f"use one of {', '.join(ACTIONS)}; the command line has the others (down, baseline, repair)",
+            hint=f"use one of {', '.join(ACTIONS)}; the command line has the others (baseline, repair)",
         )
     if "content_hash" in payload and not isinstance(payload["content_hash"], str):
         raise ConfigError("content_hash must be a string")
+    if action == "down" or "database" in payload or "to" in payload:
+        return _down(payload, trigger)
     databases = _database_list(payload["databases"]) if "databases" in payload else None
     return RunRequest(cast(Action, action), databases, trigger=trigger)
+
+
+def _down(payload: Mapping[str, Any], trigger: str) -> RunRequest:
+    """A down is asked for by a person, by name: never by a deploy or an upload."""
+    if payload.get("action") != "down":
+        raise ConfigError('"database" and "to" belong to the down action', hint=f"e.g. {DOWN_EXAMPLE}")
+    if trigger != "invoke":
+        raise ConfigError(
+            "down is never run by the deploy-time invocation",
+            hint=f"invoke the function directly with {DOWN_EXAMPLE}",
+        )
+    database, to = payload.get("database"), payload.get("to")
+    if not isinstance(database, str) or not DATABASE_NAME.match(database) or "databases" in payload:
+        raise ConfigError('down takes one database name in "database"', hint=f"e.g. {DOWN_EXAMPLE}")
+    if isinstance(to, bool) or not isinstance(to, int) or to < 0:
+        raise ConfigError('down takes the version to end at in "to" (a whole number)', hint=f"e.g. {DOWN_EXAMPLE}")
+    return RunRequest("down", (database,), trigger=trigger, down_to=to)
 
 
 def _terraform_action(envelope: object) -> str:

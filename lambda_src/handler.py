@@ -38,7 +38,10 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             on_event=lambda progress: log.info(progress.get("event", "progress"), extra={"progress": progress}),
             time_left=_time_left(context),
         )
-        report = getattr(runner, request.action)(request.databases)
+        if request.action == "down" and request.databases and request.down_to is not None:
+            report = runner.down(request.databases[0], request.down_to)
+        else:
+            report = getattr(runner, request.action)(request.databases)
     except MigrationError as exc:
         log.error("run failed: %s", exc, extra={"error": exc.to_dict()})
         raise

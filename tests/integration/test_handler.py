@@ -141,6 +141,25 @@ def test_status_reports_only_the_databases_asked_for(function: Function) -> None
     assert [(d["name"], d["applied"], d["pending"]) for d in result["databases"]] == [("projectdb", [202401010100], [])]
 
 
+def test_down_asked_for_directly_undoes_newer_versions_with_their_down_files(
+    function: Function, pg: EmbeddedPostgres
+) -> None:
+    function.upload(
+        {
+            "projectdb/202401020900_add_widgets.up.sql": "CREATE TABLE widgets (id int);\n",
+            "projectdb/202401020900_add_widgets.down.sql": "DROP TABLE widgets;\n",
+        }
+    )
+    function.invoke("invoke_migrate.json")
+    result = function.invoke("invoke_down_projectdb.json")
+    assert result["action"] == "down"
+    assert [(d["name"], d["reverted"], d["current_version"]) for d in result["databases"]] == [
+        ("projectdb", [202401020900], 202401010100)
+    ]
+    assert tables(pg, "projectdb") == ["users"]
+    assert history(pg, "projectdb") == [(202401010100, "applied")]
+
+
 def test_an_unknown_action_fails_the_invocation(function: Function) -> None:
     with pytest.raises(ConfigError, match="unknown action 'destroy'"):
         function.invoke({"action": "destroy"})

@@ -73,8 +73,13 @@ def test_repeated_database_names_are_asked_once_in_the_given_order() -> None:
     ("payload", "message"),
     [
         ({"action": "drop"}, "unknown action 'drop'"),
-        ({"action": "down"}, "unknown action 'down'"),
-        ({"action": "migrate", "database": ["projectdb"]}, "unknown field(s) in the payload: database"),
+        ({"action": "down"}, 'down takes one database name in "database"'),
+        ({"action": "down", "database": "projectdb"}, 'down takes the version to end at in "to"'),
+        ({"action": "down", "database": "projectdb", "to": True}, 'down takes the version to end at in "to"'),
+        ({"action": "down", "databases": ["a"], "database": "a", "to": 1}, "down takes one database name"),
+        ({"action": "down", "database": "p", "to": 1, "tf": {"action": "create"}}, "never run by the deploy-time"),
+        ({"action": "migrate", "database": ["projectdb"]}, '"database" and "to" belong to the down action'),
+        ({"action": "migrate", "colour": 1}, "unknown field(s) in the payload: colour"),
         ({"databases": ["projectdb"]}, "the payload has no action"),
         ({"action": "migrate", "databases": "projectdb"}, "databases must be a non-empty list"),
         ({"action": "migrate", "databases": []}, "databases must be a non-empty list"),
@@ -90,6 +95,11 @@ def test_malformed_payload_is_a_config_error_that_says_what_is_wrong(payload: ob
         parse(payload)
     assert message in str(caught.value)
     assert caught.value.hint or "expected" in str(caught.value) or "must" in str(caught.value)
+
+
+def test_down_is_asked_for_by_database_and_target_version() -> None:
+    request = parse({"action": "down", "database": "projectdb", "to": 202401010100})
+    assert (request.action, request.databases, request.down_to) == ("down", ("projectdb",), 202401010100)
 
 
 @pytest.mark.parametrize("event", [None, [], "migrate", 42])
