@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +22,7 @@ from .db import Connection
 from .errors import PartialMigrationError, SqlError
 from .history import History
 from .model import MigrationRef
-from .sqlscript import Mode, Script, Statement, analyze, line_of
+from .sqlscript import Mode, Script, SessionEffect, Statement, analyze, line_of
 
 __all__ = ["AppliedFile", "apply_file", "decode", "sha256"]
 
@@ -40,6 +40,11 @@ TRANSACTION_PREFIX = "BEGIN;\n"
 # Errors not worth re-running a file for to find the failing statement: the server
 # was waiting on something, or the connection is gone.
 NO_DIAGNOSTIC_RERUN = ("57014", "55P03", "40P01", "40001", "57P01", "57P02", "57P03")
+# Errors that mean "these statements cannot share one transaction" (a procedure that
+# commits, a new enum value used, ALTER TABLE with pending deferred trigger events):
+# the transaction was rolled back, so the file is run again statement by statement.
+NEEDS_AUTOCOMMIT = ("2D000", "55P04", "25001")
+PENDING_TRIGGER_EVENTS = "pending trigger events"
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class AppliedFile:
     mode: Mode
     statements: int
     duration_ms: int
+    reconnect: bool = False
 
 
 def sha256(data: bytes) -> str:
@@ -100,24 +106,47 @@ def apply_file(
                 {**row, "status": "applied", "statements_done": len(script.statements)},
                 duration_since_statement_start=True,
             )
-        _run_in_transaction(conn, ref, key, script, record)
-    else:
+        try:
+            _run_in_transaction(conn, ref, key, script, record)
+        except _NeedsAutocommitError as retry:
+            script = replace(script, mode=Mode.AUTOCOMMIT, reason=f"in one transaction: {retry.message}")
+    if script.mode is Mode.AUTOCOMMIT:
         _run_in_autocommit(conn, history, ref, key, script, row, started, undo=undo)
-    if script.resets_session:
-        # The next file must start from a clean session, as with one psql per file.
+    if script.session_effect is SessionEffect.DISCARD:
         with conn.cursor() as cur:
             cur.execute("DISCARD ALL")
-    return AppliedFile(ref, script.mode, len(script.statements), int((time.monotonic() - started) * 1000))
+    reconnect = script.session_effect is SessionEffect.RECONNECT
+    return AppliedFile(ref, script.mode, len(script.statements), _ms_since(started), reconnect)
+
+
+class _NeedsAutocommitError(Exception):
+    """The file's statements cannot share a transaction; it was rolled back whole."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
 
 
 def _run_in_transaction(conn: Connection, ref: MigrationRef, key: str, script: Script, record: str) -> None:
-    query = f"{TRANSACTION_PREFIX}{script.body}\n;\n{record};\nCOMMIT;"
+    # The history row is written as the session user even if the file ran SET ROLE, and
+    # cached sequence values are dropped, as a new psql session would not have them.
+    as_session_user = "SET LOCAL ROLE NONE;\n" if script.changes_role else ""
+    prefix = "" if script.preamble else TRANSACTION_PREFIX
+    query = f"{prefix}{script.body}\n;\n{as_session_user}{record};\nDISCARD SEQUENCES;\nCOMMIT;"
     try:
         with conn.cursor() as cur:
+            if script.preamble:
+                cur.execute(f"{TRANSACTION_PREFIX}{script.preamble}")
             cur.execute(query)
     except psycopg2.Error as exc:
         _rollback(conn)
-        line = _position_line(exc, script.body, len(TRANSACTION_PREFIX))
+        if script.statements and (exc.pgcode in NEEDS_AUTOCOMMIT or PENDING_TRIGGER_EVENTS in _server_message(exc)):
+            raise _NeedsAutocommitError(_server_message(exc)) from exc
+        line = _position_line(exc, script.body, len(prefix))
         if line is None and len(script.statements) == 1:
             line = script.statements[0].line
         elif line is None and exc.pgcode not in NO_DIAGNOSTIC_RERUN and not conn.closed:
@@ -137,22 +166,28 @@ def _run_in_autocommit(
     *,
     undo: bool,
 ) -> None:
-    if undo:
-        history.update(ref.version, status="running", statements_done=0, error=f"undoing with {key}")
-    else:
-        history.insert({**row, "status": "running", "statements_done": 0})
-    for index, statement in enumerate(script.statements):
-        try:
-            with conn.cursor() as cur:
-                cur.execute(statement.text)
-        except psycopg2.Error as exc:
-            _rollback(conn)
-            raise _autocommit_failure(conn, history, ref, key, script, index, exc, undo=undo) from exc
-        history.update(ref.version, statements_done=index + 1)
-    if undo:
-        history.delete(ref.version)
-    else:
-        history.update(ref.version, status="applied", duration_ms=int((time.monotonic() - started) * 1000))
+    history.as_session_user = script.changes_role
+    try:
+        if undo:
+            history.update(ref.version, status="running", statements_done=0, error=f"undoing with {key}")
+        else:
+            history.insert({**row, "status": "running", "statements_done": 0})
+        for index, statement in enumerate(script.statements):
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(statement.text)
+            except psycopg2.Error as exc:
+                _rollback(conn)
+                raise _autocommit_failure(conn, history, ref, key, script, index, exc, undo=undo) from exc
+            history.update(ref.version, statements_done=index + 1)
+        if undo:
+            history.delete(ref.version)
+        else:
+            history.update(ref.version, status="applied", duration_ms=_ms_since(started))
+        with conn.cursor() as cur:
+            cur.execute("DISCARD SEQUENCES")
+    finally:
+        history.as_session_user = False
 
 
 def _autocommit_failure(

@@ -65,6 +65,9 @@ class History:
         self.conn = conn
         self.schema = sql.Identifier(schema)
         self.table = sql.Identifier(schema, "history")
+        # Set while a file that ran SET ROLE is applied: rows are then written as the
+        # session user, in a transaction of their own, leaving the file's role in place.
+        self.as_session_user = False
 
     def read(self) -> list[AppliedMigration] | None:
         """Every row, oldest version first, in one query; None when the table does not exist."""
@@ -109,20 +112,17 @@ class History:
 
     def insert(self, row: dict[str, Any]) -> None:
         """Insert one row now (autocommit)."""
-        with self.conn.cursor() as cur:
-            cur.execute(self.insert_sql(row))
+        self._execute(self.insert_sql(row))
 
     def update(self, version: int, **changes: Any) -> None:
         """Update fields of one row now (autocommit)."""
         assignments = sql.SQL(", ").join(
             sql.SQL("{} = {}").format(sql.Identifier(name), sql.Literal(value)) for name, value in changes.items()
         )
-        with self.conn.cursor() as cur:
-            cur.execute(
-                sql.SQL("UPDATE {table} SET {assignments} WHERE version = {version}").format(
-                    table=self.table, assignments=assignments, version=sql.Literal(Decimal(version))
-                )
-            )
+        statement = sql.SQL("UPDATE {table} SET {assignments} WHERE version = {version}").format(
+            table=self.table, assignments=assignments, version=sql.Literal(Decimal(version))
+        )
+        self._execute(statement.as_string(self.conn))
 
     def delete_sql(self, version: int) -> str:
         """The DELETE of one row as a literal statement, to travel with a down file's SQL."""
@@ -133,8 +133,13 @@ class History:
 
     def delete(self, version: int) -> None:
         """Remove one row now (a file undone, or one that failed before any statement took effect)."""
+        self._execute(self.delete_sql(version))
+
+    def _execute(self, statement: str) -> None:
+        if self.as_session_user:
+            statement = f"BEGIN; SET LOCAL ROLE NONE; {statement}; COMMIT"
         with self.conn.cursor() as cur:
-            cur.execute(self.delete_sql(version))
+            cur.execute(statement)
 
 
 def _row(values: dict[str, Any]) -> AppliedMigration:

@@ -195,12 +195,11 @@ class Runner:
     def _session(self, database: str, refs: list[MigrationRef]) -> Iterator[tuple[History, DatabasePlan]]:
         """A connection to ``database`` (as its History) and its plan; the history table is
         created (or adopted from another tool) if missing. Only under the lock."""
-        conn = connect(self.settings, database)
+        history = History(connect(self.settings, database), self.settings.history_schema)
         try:
-            history = History(conn, self.settings.history_schema)
-            yield history, self._plan(database, refs, self._history(conn, database, refs, create=True))
+            yield history, self._plan(database, refs, self._history(history.conn, database, refs, create=True))
         finally:
-            conn.close()
+            history.conn.close()  # the file loop may have replaced the first connection
 
     def _migrate_database(self, database: str, refs: list[MigrationRef]) -> DatabaseResult:
         started = time.monotonic()
@@ -221,6 +220,9 @@ class Runner:
             self.on_event({"event": "file_start", **event})
             outcome = apply_file(history.conn, history, ref, self.source.read(key), self.settings.applied_by, undo=undo)
             done.append(ref.version)
+            if outcome.reconnect:  # the file changed what only a new session sees
+                history.conn.close()
+                history.conn = connect(self.settings, ref.database)
             self.on_event(
                 {"event": "file_done", **event, "mode": outcome.mode.value, "duration_ms": outcome.duration_ms}
             )

@@ -20,7 +20,7 @@ from pglast import parser as pg_parser
 
 from .errors import SqlError, UnsupportedSqlError
 
-__all__ = ["Mode", "Script", "Statement", "analyze", "line_of"]
+__all__ = ["Mode", "Script", "SessionEffect", "Statement", "analyze", "line_of"]
 
 
 class Mode(Enum):
@@ -28,6 +28,20 @@ class Mode(Enum):
 
     TRANSACTION = "transaction"
     AUTOCOMMIT = "autocommit"
+
+
+class SessionEffect(Enum):
+    """What a file leaves in its session that the next file must not see.
+
+    Each file should start as in a fresh session (as with one psql per file).
+    DISCARD clears settings, temporary tables and prepared statements; RECONNECT is
+    for what DISCARD ALL cannot undo: custom settings (``app.tenant``) stay defined,
+    and ALTER DATABASE/ROLE ... SET only reaches new sessions.
+    """
+
+    NONE = "none"
+    DISCARD = "discard"
+    RECONNECT = "reconnect"
 
 
 @dataclass(frozen=True)
@@ -40,7 +54,9 @@ class Statement:
     node: str
     transactional: bool
     transaction_kind: str | None = None
-    session_state: bool = False
+    session_effect: SessionEffect = SessionEffect.NONE
+    changes_role: bool = False
+    adds_enum_value: bool = False
     relations: tuple[str, ...] = ()
 
 
@@ -50,15 +66,19 @@ class Script:
 
     ``body`` is the text sent in TRANSACTION mode: the file itself, with a wrapping
     BEGIN/COMMIT blanked out so that character offsets (and so line numbers) still
-    match the file. ``resets_session`` is set when the file changes session state
-    (SET, set_config, temporary tables, ...) that must not leak into the next file.
+    match the file. ``session_effect`` says how to clean the session after the file;
+    ``changes_role`` that the file runs SET ROLE (the history row is written as the
+    session user). ``reason`` says why a file runs in autocommit. ``preamble`` runs in
+    the file's transaction before the body, in a round trip of its own.
     """
 
     statements: tuple[Statement, ...]
     mode: Mode
     body: str
-    resets_session: bool
+    session_effect: SessionEffect = SessionEffect.NONE
+    changes_role: bool = False
     reason: str | None = None
+    preamble: str = ""
 
     @property
     def is_empty(self) -> bool:
@@ -75,6 +95,8 @@ ALWAYS_OUTSIDE_TRANSACTION = {
     "CreateSubscriptionStmt": "CREATE SUBSCRIPTION",
     "AlterSubscriptionStmt": "ALTER SUBSCRIPTION",
     "DropSubscriptionStmt": "DROP SUBSCRIPTION",
+    "CallStmt": "CALL",
+    "DoStmt": "a DO block that commits",
 }
 ALLOWED_TRANSACTION_CONTROL = {
     "TRANS_STMT_SAVEPOINT",
@@ -83,6 +105,12 @@ ALLOWED_TRANSACTION_CONTROL = {
 }
 BEGIN_KINDS = {"TRANS_STMT_BEGIN", "TRANS_STMT_START"}
 SESSION_STATE_NODES = {"PrepareStmt", "ListenStmt", "DeclareCursorStmt", "LoadStmt"}
+NEW_SESSION_NODES = {"AlterDatabaseSetStmt", "AlterRoleSetStmt"}
+# PL/pgSQL that commits, or adds an enum value, inside a DO block.
+DO_TRANSACTION_CONTROL = re.compile(r"\b(commit|rollback)\s*(;|and\b)", re.IGNORECASE)
+DO_ADD_ENUM_VALUE = re.compile(r"\balter\s+type\b[^;]*\badd\s+value\b", re.IGNORECASE)
+CUSTOM_SET_CONFIG = re.compile(r"\bset_config\s*\(\s*'[^']*\.", re.IGNORECASE)
+SCS_OFF = re.compile(r"\bstandard_conforming_strings\s*(=|\bto\b)\s*'?off\b", re.IGNORECASE)
 META_COMMAND = re.compile(r"^[ \t]*(\\[A-Za-z!?]+)", re.MULTILINE)
 COPY_FROM_STDIN = re.compile(r"\bcopy\b[^;]*?\bfrom\s+stdin\b", re.IGNORECASE)
 SET_CONFIG = re.compile(r"\bset_config\s*\(", re.IGNORECASE)
@@ -99,6 +127,20 @@ def analyze(sql: str, *, database: str, file: str) -> Script:
         tree: dict[str, Any] = json.loads(pg_parser.parse_sql_json(sql))
     except pg_parser.ParseError as exc:
         _refuse_psql_only_syntax(sql, database=database, file=file)
+        if SCS_OFF.search(sql):
+            # The parser reads strings as standard_conforming_strings=on; the server
+            # follows the file's own setting. Send the file whole, as one transaction.
+            # The server parses a whole query string before running any of it, so the
+            # file's own SET comes too late for its strings: set it first, in a round
+            # trip of its own inside the file's transaction.
+            return Script(
+                (),
+                Mode.TRANSACTION,
+                sql,
+                SessionEffect.RECONNECT,
+                reason="parsed by the server only",
+                preamble="SET LOCAL standard_conforming_strings = off",
+            )
         message, index = exc.args[0], exc.args[1] if len(exc.args) > 1 else None
         raise SqlError(
             f"syntax error: {message}",
@@ -116,16 +158,26 @@ def analyze(sql: str, *, database: str, file: str) -> Script:
     reason = None
     if outside:
         reason = f"{_describe(outside[0])} (line {outside[0].line}) cannot run inside a transaction block"
-    elif _commits_enum_value_before_use(statements):
-        reason = "ALTER TYPE ... ADD VALUE is followed by statements that may use the new value"
-    resets = any(s.session_state for s in statements) or bool(SET_CONFIG.search(sql))
+    elif any(s.adds_enum_value for s in statements[:-1]):
+        # A new enum value cannot be used in the transaction that added it.
+        reason = "a new enum value is added and may be used by the statements after it"
+    effects = {s.session_effect for s in statements}
+    if CUSTOM_SET_CONFIG.search(sql):
+        effects.add(SessionEffect.RECONNECT)
+    elif SET_CONFIG.search(sql):
+        effects.add(SessionEffect.DISCARD)
+    effect = max(effects, key=_EFFECT_ORDER.index, default=SessionEffect.NONE)
     return Script(
         statements=tuple(statements),
         mode=Mode.AUTOCOMMIT if reason else Mode.TRANSACTION,
         body=body,
-        resets_session=resets,
+        session_effect=effect,
+        changes_role=any(s.changes_role for s in statements),
         reason=reason,
     )
+
+
+_EFFECT_ORDER = [SessionEffect.NONE, SessionEffect.DISCARD, SessionEffect.RECONNECT]
 
 
 def _statement(sql: str, encoded: bytes, raw: dict[str, Any]) -> Statement:
@@ -143,7 +195,10 @@ def _statement(sql: str, encoded: bytes, raw: dict[str, Any]) -> Statement:
         node=node_name,
         transactional=not _outside_transaction(node_name, node),
         transaction_kind=node.get("kind") if node_name == "TransactionStmt" else None,
-        session_state=_changes_session(node_name, node),
+        session_effect=_session_effect(node_name, node),
+        changes_role=node_name == "VariableSetStmt" and node.get("name") in ("role", "session_authorization"),
+        adds_enum_value=(node_name == "AlterEnumStmt" and "oldVal" not in node)
+        or (node_name == "DoStmt" and bool(DO_ADD_ENUM_VALUE.search(_do_body(node)))),
         relations=tuple(sorted(_relations(node))),
     )
 
@@ -164,13 +219,21 @@ def _relations(node: Any) -> set[str]:
     return found
 
 
-def _changes_session(name: str, node: dict[str, Any]) -> bool:
-    """Whether a statement leaves state in the session that outlives its transaction."""
-    if name in SESSION_STATE_NODES:
-        return True
-    if name == "VariableSetStmt":
-        return not node.get("is_local", False)
-    return '"relpersistence": "t"' in json.dumps(node)
+def _session_effect(name: str, node: dict[str, Any]) -> SessionEffect:
+    """What a statement leaves in the session beyond its transaction."""
+    if name in NEW_SESSION_NODES or (name == "VariableSetStmt" and "." in str(node.get("name", ""))):
+        return SessionEffect.RECONNECT
+    if name in SESSION_STATE_NODES or (name == "VariableSetStmt" and not node.get("is_local", False)):
+        return SessionEffect.DISCARD
+    return SessionEffect.DISCARD if '"relpersistence": "t"' in json.dumps(node) else SessionEffect.NONE
+
+
+def _do_body(node: dict[str, Any]) -> str:
+    for arg in node.get("args", []):
+        elem = arg.get("DefElem", {})
+        if elem.get("defname") == "as":
+            return str(elem.get("arg", {}).get("String", {}).get("sval", ""))
+    return ""
 
 
 def _leading_trivia(text: str) -> int:
@@ -197,8 +260,11 @@ def _leading_trivia(text: str) -> int:
 
 
 def _outside_transaction(name: str, node: dict[str, Any]) -> bool:
-    if name in ALWAYS_OUTSIDE_TRANSACTION:
+    # CALL is among them: a procedure may COMMIT, which it can only do outside a block.
+    if name in ALWAYS_OUTSIDE_TRANSACTION and name != "DoStmt":
         return True
+    if name == "DoStmt":
+        return bool(DO_TRANSACTION_CONTROL.search(_do_body(node)))
     if name in ("IndexStmt", "DropStmt"):
         return bool(node.get("concurrent"))
     if name == "ReindexStmt":
@@ -228,11 +294,6 @@ def _outside_transaction(name: str, node: dict[str, Any]) -> bool:
 def _describe(statement: Statement) -> str:
     first = " ".join(statement.text.split()[:4])
     return ALWAYS_OUTSIDE_TRANSACTION.get(statement.node, first)
-
-
-def _commits_enum_value_before_use(statements: list[Statement]) -> bool:
-    """A new enum value cannot be used in the transaction that added it (before PG 17)."""
-    return any(s.node == "AlterEnumStmt" for s in statements[:-1])
 
 
 def _unwrap_transaction(

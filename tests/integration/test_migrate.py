@@ -325,3 +325,24 @@ def test_unreachable_server_names_host_and_port(cli: Cli, write_migrations: Writ
     assert result.code == 1
     assert f"127.0.0.1:{port}/postgres" in result.err
     assert "secret" not in result.err
+
+
+def test_set_local_in_a_file_lasts_for_the_file_as_with_golang_migrate_and_flyway(
+    pg: EmbeddedPostgres, cli: Cli, write_migrations: Write
+) -> None:
+    """A deliberate difference from psql running statements one by one.
+
+    There SET LOCAL outside BEGIN only warns; here, as with golang-migrate, Flyway and
+    ``psql -1``, a file is one transaction, so it holds until the file ends.
+    """
+    root = write_migrations(
+        {
+            **CREATE_APPDB,
+            "appdb/1_local.up.sql": "CREATE SCHEMA elsewhere;\nSET LOCAL search_path TO elsewhere;\n"
+            "CREATE TABLE where_am_i (id integer);\n",
+            "appdb/2_next.up.sql": "CREATE TABLE next_file (id integer);\n",
+        }
+    )
+    assert cli("up", "--dir", str(root)).code == 0
+    rows = query(pg, "appdb", "SELECT schemaname, tablename FROM pg_tables WHERE schemaname IN ('elsewhere', 'public')")
+    assert sorted(rows) == [("elsewhere", "where_am_i"), ("public", "next_file")]

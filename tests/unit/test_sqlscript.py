@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dbmigrate.errors import SqlError, UnsupportedSqlError
-from dbmigrate.sqlscript import Mode, Script, analyze
+from dbmigrate.sqlscript import Mode, Script, SessionEffect, analyze
 
 
 def parse(sql: str) -> Script:
@@ -125,15 +125,43 @@ def test_empty_and_comment_only_files_have_no_statements() -> None:
 
 
 @pytest.mark.parametrize(
-    ("sql", "resets"),
+    ("sql", "effect"),
     [
-        ("SET search_path = app;", True),
-        ("SET LOCAL search_path = app;", False),
-        ("SELECT pg_catalog.set_config('search_path', '', false);", True),
-        ("CREATE TEMP TABLE t (x int);", True),
-        ("CREATE TABLE temperature (temp int);", False),
-        ("PREPARE q AS SELECT 1;", True),
+        ("SET search_path = app;", SessionEffect.DISCARD),
+        ("SET LOCAL search_path = app;", SessionEffect.NONE),
+        ("SELECT pg_catalog.set_config('search_path', '', false);", SessionEffect.DISCARD),
+        ("CREATE TEMP TABLE t (x int);", SessionEffect.DISCARD),
+        ("CREATE TABLE temperature (temp int);", SessionEffect.NONE),
+        ("PREPARE q AS SELECT 1;", SessionEffect.DISCARD),
+        ("SET app.tenant = 'x';", SessionEffect.RECONNECT),
+        ("SELECT set_config('app.tenant', 'x', false);", SessionEffect.RECONNECT),
+        ("ALTER DATABASE d SET search_path = app;", SessionEffect.RECONNECT),
+        ("ALTER ROLE r SET statement_timeout = 5;", SessionEffect.RECONNECT),
     ],
 )
-def test_files_that_change_session_state_are_marked_for_a_session_reset(sql: str, resets: bool) -> None:
-    assert parse(sql).resets_session is resets
+def test_what_a_file_leaves_in_its_session_is_cleaned_before_the_next_file(sql: str, effect: SessionEffect) -> None:
+    assert parse(sql).session_effect is effect
+
+
+def test_set_role_is_noticed_so_the_history_row_is_written_as_the_session_user() -> None:
+    assert parse("SET ROLE app_owner;\nCREATE TABLE t ();").changes_role
+    assert not parse("CREATE TABLE t ();").changes_role
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CALL refresh_everything();",
+        "DO $$ BEGIN FOR i IN 1..3 LOOP INSERT INTO t VALUES (i); COMMIT; END LOOP; END $$;",
+        "DO $$ BEGIN ALTER TYPE e ADD VALUE 'x'; END $$;\nUPDATE t SET e = 'x';",
+    ],
+)
+def test_procedures_commits_in_do_blocks_and_enum_values_added_in_do_blocks_run_in_autocommit(sql: str) -> None:
+    assert parse(sql).mode is Mode.AUTOCOMMIT
+
+
+def test_file_the_parser_cannot_read_with_standard_conforming_strings_off_goes_to_the_server_whole() -> None:
+    sql = "SET standard_conforming_strings = off;\nINSERT INTO t VALUES ('it\\'s');\n"
+    script = parse(sql)
+    assert script.mode is Mode.TRANSACTION and script.body == sql
+    assert script.session_effect is SessionEffect.RECONNECT
