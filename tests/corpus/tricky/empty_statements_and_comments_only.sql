@@ -1,0 +1,5 @@
+-- Nothing but comments and empty statements; psql runs nothing.
+;
+;;
+/* ; */ ;
+-- ;

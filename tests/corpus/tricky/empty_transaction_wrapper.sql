@@ -1,0 +1,4 @@
+-- A transaction wrapper around nothing.
+BEGIN;
+-- nothing here; really
+COMMIT;
