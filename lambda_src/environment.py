@@ -43,6 +43,7 @@ VARIABLES = (
     "STATEMENT_TIMEOUT_S",
     "LOCK_TIMEOUT_S",
     "MIN_TIME_LEFT_S",
+    "UPLOAD_SETTLE_S",
     "LOG_LEVEL",
 )
 
@@ -67,6 +68,7 @@ class FunctionEnv:
     statement_timeout_s: float | None = None
     lock_timeout_s: float | None = None
     min_time_left_s: float = 30.0
+    upload_settle_s: float = 5.0
     log_level: str = "INFO"
 
     @classmethod
@@ -102,6 +104,7 @@ class FunctionEnv:
             statement_timeout_s=_number(env, "STATEMENT_TIMEOUT_S", float),
             lock_timeout_s=_number(env, "LOCK_TIMEOUT_S", float),
             min_time_left_s=_number(env, "MIN_TIME_LEFT_S", float, cls.min_time_left_s),
+            upload_settle_s=_number(env, "UPLOAD_SETTLE_S", float, cls.upload_settle_s),
             log_level=log_level,
         )
 

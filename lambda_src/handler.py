@@ -14,6 +14,7 @@ from typing import Any
 from dbmigrate.errors import MigrationError
 from dbmigrate.runner import Runner
 from dbmigrate.s3source import S3Source
+from dbmigrate.sources import MigrationSource, SettledSource
 from environment import FunctionEnv, build_settings
 from events import parse_event
 from jsonlog import configure_logging
@@ -32,8 +33,13 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             return request.skipped_result()
         function = getattr(context, "function_name", None)
         settings = build_settings(env, applied_by=f"lambda:{function}" if function else "lambda")
+        source: MigrationSource = S3Source(env.bucket, env.prefix)
+        if request.trigger in ("s3", "sns"):  # an upload event: the rest of its batch may still be arriving
+            left = _time_left(context)
+            budget = (left() if left else 900.0) - env.min_time_left_s
+            source = SettledSource(source, settle_s=env.upload_settle_s, max_wait_s=max(0.0, budget / 2))
         runner = Runner(
-            S3Source(env.bucket, env.prefix),
+            source,
             settings,
             on_event=lambda progress: log.info(progress.get("event", "progress"), extra={"progress": progress}),
             time_left=_time_left(context),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -75,7 +76,13 @@ def function(
         monkeypatch.delenv(name, raising=False)
     aws.bucket(BUCKET)
     deployed = Function(aws, pg, monkeypatch, caplog)
-    deployed.setenv(MIGRATIONS_BUCKET=BUCKET, MIGRATIONS_PREFIX="migrations", DATABASE_URL=pg.url(), LOG_LEVEL="INFO")
+    deployed.setenv(
+        MIGRATIONS_BUCKET=BUCKET,
+        MIGRATIONS_PREFIX="migrations",
+        DATABASE_URL=pg.url(),
+        LOG_LEVEL="INFO",
+        UPLOAD_SETTLE_S="0.2",
+    )
     deployed.upload(BASE)
     caplog.set_level(logging.INFO)
     root, levels = logging.getLogger(), {name: logging.getLogger(name).level for name in ("botocore", "urllib3")}
@@ -158,6 +165,24 @@ def test_down_asked_for_directly_undoes_newer_versions_with_their_down_files(
     ]
     assert tables(pg, "projectdb") == ["users"]
     assert history(pg, "projectdb") == [(202401010100, "applied")]
+
+
+def test_an_upload_event_waits_for_the_rest_of_its_batch_before_it_runs(
+    function: Function, pg: EmbeddedPostgres
+) -> None:
+    function.setenv(UPLOAD_SETTLE_S="1")
+    function.invoke("terraform_create.json")
+    first = {"projectdb/202401020900_add_widgets.up.sql": "CREATE TABLE widgets (id int);\n"}
+    rest = {"projectdb/202401020800_add_gadgets.up.sql": "CREATE TABLE gadgets (id int);\n"}
+    function.upload(first)
+    timer = threading.Timer(0.5, function.upload, args=(rest,))  # the batch's other file, still on its way
+    timer.start()
+    try:
+        result = function.invoke("sns_s3_put.json")
+    finally:
+        timer.join()
+    assert by_name(result)["projectdb"]["applied"] == [202401020800, 202401020900]
+    assert tables(pg, "projectdb") == ["gadgets", "users", "widgets"]
 
 
 def test_an_unknown_action_fails_the_invocation(function: Function) -> None:
