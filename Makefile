@@ -15,8 +15,10 @@ export PIPENV_NOSPIN := 1
 export PIPENV_VERBOSITY := -1
 PIPENV := .tools/bin/pipenv
 RUN := $(PIPENV) run
+CHECKOV := .tools/checkov/bin/checkov
+NODE := node_modules/.bin/node
 
-.PHONY: help demo test deps lint typecheck clean postgres-binaries
+.PHONY: help demo test deps lint typecheck clean postgres-binaries package synth infra-tools
 
 help:
 	@echo "make demo   - the main job: a local end-to-end run on a throwaway PostgreSQL"
@@ -25,7 +27,7 @@ help:
 demo: deps
 	$(RUN) python -m local.demo
 
-test: deps lint typecheck
+test: deps infra-tools lint typecheck
 	$(RUN) pytest
 
 lint: deps
@@ -49,6 +51,25 @@ $(PIPENV):
 
 .venv/.synced: Pipfile.lock lambda_src/pyproject.toml | $(PIPENV)
 	$(PIPENV) sync --dev
+	touch $@
+
+# The Lambda zip (build/lambda.zip) and the synthesized stack (cdktf.out/); `cdktf synth` works too.
+package: deps
+	$(RUN) python -m infra.packaging
+
+synth: deps $(NODE)
+	PATH="$(CURDIR)/node_modules/.bin:$$PATH" $(RUN) python main.py
+
+# What the infra tests need besides the venv: checkov (own venv: its pins clash with ours) and Node 22 for jsii.
+infra-tools: $(CHECKOV) $(NODE)
+
+$(CHECKOV): tests/infra/checkov-requirements.txt
+	$(PYTHON) -m venv .tools/checkov
+	.tools/checkov/bin/pip install -q --no-deps -r tests/infra/checkov-requirements.txt
+	touch $@
+
+$(NODE): package.json package-lock.json
+	npm ci --no-audit --no-fund
 	touch $@
 
 clean:

@@ -1,0 +1,180 @@
+"""The migrations bucket and its objects: one object per migration file of the repository.
+
+The bucket is private (public access blocked, ACLs disabled, TLS-only policy),
+versioned and encrypted with the stack's key. Objects are laid out as
+``<prefix><database>/<file>``, exactly as in the repository's ``migrations/`` folder,
+and carry the file's sha256 so an edited file shows in ``terraform plan``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdktf import AssetType, TerraformAsset
+from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
+from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
+    S3BucketLifecycleConfiguration,
+    S3BucketLifecycleConfigurationRule,
+    S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload,
+    S3BucketLifecycleConfigurationRuleFilter,
+    S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration,
+)
+from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import (
+    S3BucketOwnershipControls,
+    S3BucketOwnershipControlsRule,
+)
+from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
+from cdktf_cdktf_provider_aws.s3_bucket_public_access_block import S3BucketPublicAccessBlock
+from cdktf_cdktf_provider_aws.s3_bucket_server_side_encryption_configuration import (
+    S3BucketServerSideEncryptionConfigurationA,
+    S3BucketServerSideEncryptionConfigurationRuleA,
+    S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA,
+)
+from cdktf_cdktf_provider_aws.s3_bucket_versioning import (
+    S3BucketVersioningA,
+    S3BucketVersioningVersioningConfiguration,
+)
+from cdktf_cdktf_provider_aws.s3_object import S3Object
+from constructs import Construct
+
+from dbmigrate.sources import LocalSource
+
+from . import policies
+
+__all__ = ["MigrationFile", "MigrationObjects", "MigrationsBucket", "migration_files"]
+
+NONCURRENT_VERSION_DAYS = 90
+
+
+@dataclass(frozen=True)
+class MigrationFile:
+    """One file to upload: its key below the migrations folder and its content hash."""
+
+    key: str
+    sha256: str
+
+
+def migration_files(folder: Path) -> list[MigrationFile]:
+    """Every up and down file of the folder, validated by the engine's own layout rules.
+
+    A misnamed file fails the synth with the engine's message naming it, so a file the
+    function would refuse never reaches the bucket.
+    """
+    source = LocalSource(folder)
+    keys = sorted(key for ref in source.list() for key in (ref.key, ref.down_key) if key is not None)
+    return [MigrationFile(key, hashlib.sha256(source.read(key)).hexdigest()) for key in keys]
+
+
+class MigrationsBucket(Construct):
+    """A private, versioned, KMS-encrypted bucket for the migration files.
+
+    Attributes: ``name``, ``arn``.
+    """
+
+    def __init__(self, scope: Construct, id: str, *, name: str, kms_key_arn: str) -> None:
+        super().__init__(scope, id)
+        bucket = S3Bucket(self, "bucket", bucket_prefix=f"{name}-migrations-", force_destroy=False)
+        S3BucketOwnershipControls(
+            self,
+            "ownership",
+            bucket=bucket.id,
+            rule=S3BucketOwnershipControlsRule(object_ownership="BucketOwnerEnforced"),
+        )
+        S3BucketPublicAccessBlock(
+            self,
+            "public-access",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+        )
+        S3BucketVersioningA(
+            self,
+            "versioning",
+            bucket=bucket.id,
+            versioning_configuration=S3BucketVersioningVersioningConfiguration(status="Enabled"),
+        )
+        S3BucketServerSideEncryptionConfigurationA(
+            self,
+            "encryption",
+            bucket=bucket.id,
+            rule=[
+                S3BucketServerSideEncryptionConfigurationRuleA(
+                    apply_server_side_encryption_by_default=S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA(
+                        sse_algorithm="aws:kms", kms_master_key_id=kms_key_arn
+                    ),
+                    bucket_key_enabled=True,
+                )
+            ],
+        )
+        S3BucketLifecycleConfiguration(
+            self,
+            "lifecycle",
+            bucket=bucket.id,
+            rule=[
+                S3BucketLifecycleConfigurationRule(
+                    id="old-versions-and-partial-uploads",
+                    status="Enabled",
+                    filter=[S3BucketLifecycleConfigurationRuleFilter(prefix="")],
+                    noncurrent_version_expiration=[
+                        S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration(
+                            noncurrent_days=NONCURRENT_VERSION_DAYS
+                        )
+                    ],
+                    abort_incomplete_multipart_upload=[
+                        S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload(days_after_initiation=7)
+                    ],
+                )
+            ],
+        )
+        S3BucketPolicy(self, "tls-only", bucket=bucket.id, policy=policies.tls_only_bucket_policy(bucket.arn))
+        self.name = bucket.id
+        self.arn = bucket.arn
+
+
+class MigrationObjects(Construct):
+    """One ``aws_s3_object`` per migration file, at ``<prefix><database>/<file>``.
+
+    The folder is copied into the synthesized stack as an asset (named by the hash of
+    its migration files, so the output does not depend on where the repository lives).
+    Attributes: ``objects`` (for ordering) and ``files``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        folder: Path,
+        bucket_name: str,
+        prefix: str,
+        kms_key_arn: str,
+        files: Sequence[MigrationFile],
+    ) -> None:
+        super().__init__(scope, id)
+        content = hashlib.sha256("".join(f"{item.key}\0{item.sha256}\n" for item in files).encode()).hexdigest()
+        asset = TerraformAsset(self, "files", path=str(folder), type=AssetType.DIRECTORY, asset_hash=content[:32])
+        self.objects = []
+        for item in files:
+            database, file_name = item.key.split("/")
+            version = file_name.split("_", 1)[0]
+            direction = "down" if file_name.endswith(".down.sql") else "up"
+            self.objects.append(
+                S3Object(
+                    self,
+                    f"{database}-{version}-{direction}",
+                    bucket=bucket_name,
+                    key=f"{prefix}{item.key}",
+                    source=f"{asset.path}/{item.key}",
+                    source_hash=item.sha256,
+                    content_type="application/sql; charset=utf-8",
+                    server_side_encryption="aws:kms",
+                    kms_key_id=kms_key_arn,
+                    bucket_key_enabled=True,
+                )
+            )
+        self.files = tuple(files)

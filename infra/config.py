@@ -1,0 +1,245 @@
+"""StackConfig: every setting of the example stack, its default, and its validation.
+
+``main.py`` is the only reader of the outside world: it passes the ``context`` of
+``cdktf.json`` and the environment to ``StackConfig.from_sources``. Every field can be
+set in the context under its own name, or in the environment as ``DBMIGRATE_<NAME>``
+(upper case; lists comma-separated; booleans true/false), the environment winning.
+The defaults synthesize with no AWS account.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["ENV_PREFIX", "ConfigError", "StackConfig"]
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "DBMIGRATE_"
+RunMode = Literal["every-apply", "on-change"]
+Architecture = Literal["x86_64", "arm64"]
+
+NAME = re.compile(r"^[a-z][a-z0-9-]{1,24}[a-z0-9]$")
+REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+
+
+class ConfigError(ValueError):
+    """A setting is missing, malformed or inconsistent; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """The example stack's settings, validated once at construction."""
+
+    name: str = "dbmigrate"
+    """Prefix of every resource name: lower-case letters, digits and hyphens."""
+    region: str = "eu-west-1"
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    # Terraform state: a local file beside the synthesized stack, or an S3 bucket.
+    state_bucket: str | None = None
+    state_key: str = "dbmigrate/terraform.tfstate"
+
+    # What the function runs and how often.
+    migrations_dir: Path = ROOT / "migrations"
+    migrations_prefix: str = "migrations/"
+    run_mode: RunMode = "every-apply"
+    architecture: Architecture = "x86_64"
+
+    # The network: a new VPC, or bring your own (then no network is created).
+    vpc_cidr: str = "10.20.0.0/16"
+    existing_vpc_id: str | None = None
+    existing_subnet_ids: tuple[str, ...] = ()
+
+    # The database: a new RDS PostgreSQL, or bring your own (needs your VPC too).
+    db_engine_version: str = "16"
+    db_instance_class: str = "db.t4g.micro"
+    db_allocated_storage_gb: int = 20
+    db_max_allocated_storage_gb: int = 100
+    db_multi_az: bool = True
+    db_deletion_protection: bool = True
+    db_backup_retention_days: int = 7
+    db_monitoring_interval_s: int = 60
+    db_master_username: str = "dbadmin"
+    existing_db_host: str | None = None
+    existing_db_port: int = 5432
+    existing_db_secret_arn: str | None = None
+    existing_db_security_group_id: str | None = None
+    existing_db_secret_kms_key_arn: str | None = None
+
+    # The function and the engine's timeouts (seconds).
+    root_database: str = "postgres"
+    function_timeout_s: int = 300
+    function_memory_mb: int = 512
+    reserved_concurrency: int = 1
+    """1: runs never overlap, but a deploy-time invoke is throttled (the provider retries) while an
+    upload-triggered run holds the slot; 2 lets it wait on the engine's advisory lock instead."""
+    connect_timeout_s: int = 5
+    lock_wait_s: int = 120
+    statement_timeout_s: int = 0
+    lock_timeout_s: int = 10
+    min_time_left_s: int = 30
+    log_level: str = "INFO"
+    log_retention_days: int = 365
+    alarm_actions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        problems = list(self._problems())
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    @property
+    def creates_network(self) -> bool:
+        return self.existing_vpc_id is None
+
+    @property
+    def creates_database(self) -> bool:
+        return self.existing_db_host is None
+
+    @classmethod
+    def from_sources(cls, context: Mapping[str, Any], environ: Mapping[str, str]) -> StackConfig:
+        """Defaults, then ``cdktf.json`` context values, then ``DBMIGRATE_*`` variables."""
+        fields = {item.name: item for item in dataclasses.fields(cls)}
+        unknown = sorted(set(context) - set(fields))
+        if unknown:
+            raise ConfigError(f"unknown setting(s) in the cdktf.json context: {', '.join(unknown)}")
+        values: dict[str, Any] = {}
+        hints = typing.get_type_hints(cls)
+        for name in fields:
+            if name in context:
+                values[name] = _coerce(name, context[name], hints[name])
+            env_name = ENV_PREFIX + name.upper()
+            if environ.get(env_name, "").strip():
+                values[name] = _coerce(env_name, environ[env_name].strip(), hints[name])
+        if "migrations_dir" in values and not Path(values["migrations_dir"]).is_absolute():
+            values["migrations_dir"] = ROOT / values["migrations_dir"]
+        return cls(**values)
+
+    def _problems(self) -> typing.Iterator[str]:
+        if not NAME.match(self.name):
+            yield f"name {self.name!r} must be 3-26 lower-case letters, digits or hyphens, starting with a letter"
+        if not REGION.match(self.region):
+            yield f"region {self.region!r} is not an AWS region name like eu-west-1"
+        if self.run_mode not in typing.get_args(RunMode):
+            yield f"run_mode {self.run_mode!r} must be one of {', '.join(typing.get_args(RunMode))}"
+        if self.architecture not in typing.get_args(Architecture):
+            yield f"architecture {self.architecture!r} must be one of {', '.join(typing.get_args(Architecture))}"
+        if self.migrations_prefix and not self.migrations_prefix.endswith("/"):
+            yield f"migrations_prefix {self.migrations_prefix!r} must end with '/' (or be empty)"
+        if self.migrations_prefix.startswith("/"):
+            yield "migrations_prefix must not start with '/'"
+        if not DATABASE_NAME.match(self.root_database):
+            yield f"root_database {self.root_database!r} is not a valid database name"
+        try:
+            network = ipaddress.ip_network(self.vpc_cidr)
+            if not 16 <= network.prefixlen <= 24:
+                yield f"vpc_cidr {self.vpc_cidr} must be a /16 to /24 network"
+        except ValueError:
+            yield f"vpc_cidr {self.vpc_cidr!r} is not a CIDR block"
+        if self.existing_vpc_id is not None and len(self.existing_subnet_ids) < 1:
+            yield "existing_vpc_id needs existing_subnet_ids (private subnets, ideally in two AZs)"
+        if self.existing_vpc_id is None and self.existing_subnet_ids:
+            yield "existing_subnet_ids needs existing_vpc_id"
+        byo_db = (self.existing_db_host, self.existing_db_secret_arn, self.existing_db_security_group_id)
+        if any(value is not None for value in byo_db) and not all(value is not None for value in byo_db):
+            yield (
+                "bring-your-own database needs existing_db_host, existing_db_secret_arn "
+                "and existing_db_security_group_id"
+            )
+        if self.existing_db_host is not None and self.existing_vpc_id is None:
+            yield "an existing database needs existing_vpc_id and existing_subnet_ids: the function must run in its VPC"
+        if self.log_level.upper() not in LOG_LEVELS:
+            yield f"log_level must be one of {', '.join(LOG_LEVELS)}"
+        if self.log_retention_days not in RETENTION_DAYS:
+            yield f"log_retention_days {self.log_retention_days} is not a CloudWatch retention (e.g. 30, 90, 365)"
+        if not 60 <= self.function_timeout_s <= 900:
+            yield "function_timeout_s must be between 60 and 900 (the Lambda maximum)"
+        if not 256 <= self.function_memory_mb <= 10240:
+            yield "function_memory_mb must be between 256 and 10240"
+        if self.reserved_concurrency < 1:
+            yield "reserved_concurrency must be at least 1"
+        if not 1 <= self.connect_timeout_s <= self.function_timeout_s // 10:
+            yield "connect_timeout_s must be at least 1 and at most a tenth of function_timeout_s"
+        if self.lock_wait_s + self.min_time_left_s + self.connect_timeout_s >= self.function_timeout_s:
+            yield (
+                "lock_wait_s + min_time_left_s + connect_timeout_s must leave time to migrate within function_timeout_s"
+            )
+        for label, value in (
+            ("statement_timeout_s", self.statement_timeout_s),
+            ("lock_timeout_s", self.lock_timeout_s),
+        ):
+            if value < 0:
+                yield f"{label} must not be negative (0 means no limit)"
+        if self.db_max_allocated_storage_gb < self.db_allocated_storage_gb:
+            yield "db_max_allocated_storage_gb must be at least db_allocated_storage_gb"
+        if self.db_monitoring_interval_s not in (0, 1, 5, 10, 15, 30, 60):
+            yield "db_monitoring_interval_s must be one of 0, 1, 5, 10, 15, 30, 60"
+        if not re.match(r"^\d+(\.\d+)?$", self.db_engine_version):
+            yield f"db_engine_version {self.db_engine_version!r} must be like 16 or 16.4"
+
+
+def _coerce(source: str, value: Any, hint: Any) -> Any:
+    """Turn a context (JSON) or environment (string) value into the field's type."""
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
+    if optional:
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+        if value is None:
+            return None
+    origin = typing.get_origin(hint)
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in {"true", "false", "1", "0", "yes", "no"}:
+                return value.lower() in {"true", "1", "yes"}
+            raise ValueError("expected true or false")
+        if hint is int:
+            if isinstance(value, bool):
+                raise ValueError("expected a whole number")
+            return int(value)
+        if hint is Path:
+            return Path(value)
+        if origin is tuple:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(item).strip() for item in items if str(item).strip())
+        if origin is Mapping or hint is Mapping:
+            if isinstance(value, str):
+                pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+                return {key.strip(): val.strip() for key, val in pairs}
+            return {str(key): str(val) for key, val in dict(value).items()}
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: cannot read {value!r}: {exc}") from exc

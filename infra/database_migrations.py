@@ -1,0 +1,171 @@
+"""DatabaseMigrations: the reusable construct ("the plugin") for your own cdktf stack.
+
+    from infra.database_migrations import DatabaseMigrations, DatabaseMigrationsProps, DatabaseTarget
+
+    migrations = DatabaseMigrations(stack, "migrations", DatabaseMigrationsProps(
+        name="shop", vpc_id=vpc.id, subnet_ids=private_subnet_ids,
+        database=DatabaseTarget(host=db.address, port=5432, secret_arn=secret_arn,
+                                security_group_id=db_sg.id),
+        migrations_dir=Path(__file__).parent / "migrations",
+        package=Path(__file__).parent / "build" / "lambda.zip",
+    ))
+
+Given the network and the database, it adds the bucket and one object per migration
+file, the function with its role, security group (and the ingress rule on the
+database's group), log group, dead-letter queue and alarm, the S3 -> SNS -> Lambda
+path, and the invocation that migrates on apply, ordered after the objects, the
+policies and whatever ``run_after`` lists (your VPC endpoints). It creates no network
+and no database. The subnets need a route to S3 (a gateway endpoint) and to Secrets
+Manager (an interface endpoint or NAT).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cdktf import AssetType, ITerraformDependable, TerraformAsset
+from constructs import Construct
+
+from .bucket import MigrationObjects, MigrationsBucket, migration_files
+from .encryption import Account, EncryptionKey
+from .function import FunctionSettings, MigrationFunction, function_environment
+from .invocation import MigrationInvocation, RunMode, content_hash
+from .notifications import UploadNotifications
+
+__all__ = ["DatabaseMigrations", "DatabaseMigrationsProps", "DatabaseTarget"]
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    """The PostgreSQL server to migrate.
+
+    ``secret_arn`` is a Secrets Manager secret in the RDS-managed format (JSON with
+    ``username`` and ``password``). ``secret_kms_key_arn`` is the key that encrypts it,
+    when that is a customer-managed key other than the construct's own.
+    """
+
+    host: str
+    secret_arn: str
+    security_group_id: str
+    port: int = 5432
+    secret_kms_key_arn: str | None = None
+
+
+@dataclass(frozen=True)
+class DatabaseMigrationsProps:
+    """What the construct needs; see the module docstring for an example."""
+
+    name: str
+    vpc_id: str
+    subnet_ids: Sequence[str]
+    database: DatabaseTarget
+    migrations_dir: Path
+    package: Path
+    prefix: str = "migrations/"
+    run_mode: RunMode = "every-apply"
+    function: FunctionSettings = field(default_factory=FunctionSettings)
+    kms_key_arn: str | None = None
+    """Key for the bucket, topic, queue, logs and environment; ``None`` creates one."""
+    account: Account | None = None
+    https_egress_cidrs: Sequence[str] = ("0.0.0.0/0",)
+    """Where the function may open HTTPS connections (Secrets Manager, S3 without a prefix list)."""
+    https_egress_prefix_lists: Sequence[str] = ()
+    run_after: Sequence[ITerraformDependable] = ()
+    """Resources the deploy-time run waits for besides its own (e.g. the VPC endpoints)."""
+
+
+class DatabaseMigrations(Construct):
+    """Migrations stored in S3 and applied by a Lambda in the VPC on every apply.
+
+    Attributes: ``function_name``, ``function_arn``, ``bucket_name``, ``bucket_arn``,
+    ``topic_arn``, ``security_group_id``, ``dead_letter_queue_arn``, ``alarm_name``,
+    ``invocation_result`` (the run's JSON result), ``files`` (what was uploaded).
+    """
+
+    def __init__(self, scope: Construct, id: str, props: DatabaseMigrationsProps) -> None:
+        super().__init__(scope, id)
+        account = props.account or Account(self, "account")
+        key_arn = props.kms_key_arn or EncryptionKey(self, "key", name=props.name, account=account).arn
+        files = migration_files(props.migrations_dir)
+        package_sha256 = hashlib.sha256(props.package.read_bytes()).hexdigest()
+        package = TerraformAsset(
+            self, "package", path=str(props.package), type=AssetType.FILE, asset_hash=package_sha256[:32]
+        )
+
+        bucket = MigrationsBucket(self, "bucket", name=props.name, kms_key_arn=key_arn)
+        objects = MigrationObjects(
+            self,
+            "objects",
+            folder=props.migrations_dir,
+            bucket_name=bucket.name,
+            prefix=props.prefix,
+            kms_key_arn=key_arn,
+            files=files,
+        )
+        target = props.database
+        function = MigrationFunction(
+            self,
+            "function",
+            name=props.name,
+            package_path=package.path,
+            package_hash=base64.b64encode(bytes.fromhex(package_sha256)).decode("ascii"),
+            vpc_id=props.vpc_id,
+            subnet_ids=props.subnet_ids,
+            environment=function_environment(
+                bucket=bucket.name,
+                prefix=props.prefix,
+                secret_arn=target.secret_arn,
+                host=target.host,
+                port=target.port,
+                settings=props.function,
+            ),
+            bucket_arn=bucket.arn,
+            prefix=props.prefix,
+            secret_arn=target.secret_arn,
+            database_security_group_id=target.security_group_id,
+            database_port=target.port,
+            kms_key_arns=[key_arn, *([target.secret_kms_key_arn] if target.secret_kms_key_arn else [])],
+            https_egress_cidrs=props.https_egress_cidrs,
+            https_egress_prefix_lists=props.https_egress_prefix_lists,
+            settings=props.function,
+        )
+        notifications = UploadNotifications(
+            self,
+            "uploads",
+            name=props.name,
+            bucket_name=bucket.name,
+            bucket_arn=bucket.arn,
+            prefix=props.prefix,
+            function_arn=function.arn,
+            account_id=account.account_id,
+            kms_key_arn=key_arn,
+        )
+        invocation = MigrationInvocation(
+            self,
+            "run",
+            function_name=function.name,
+            run_mode=props.run_mode,
+            content=content_hash(files, package_sha256, props.prefix),
+            after=[
+                *objects.objects,
+                function.role_policy,
+                *function.network_rules,
+                function.function,
+                *props.run_after,
+            ],
+        )
+
+        self.function_name = function.name
+        self.function_arn = function.arn
+        self.bucket_name = bucket.name
+        self.bucket_arn = bucket.arn
+        self.topic_arn = notifications.topic_arn
+        self.security_group_id = function.security_group_id
+        self.dead_letter_queue_arn = function.dead_letter_queue_arn
+        self.alarm_name = function.alarm_name
+        self.invocation_result = invocation.result
+        self.files = files

@@ -1,0 +1,251 @@
+"""The migration function: Lambda in the VPC, its role, security group, log group,
+dead-letter queue and the alarm on failed asynchronous runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from cdktf import TerraformResource
+from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
+from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
+from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
+from cdktf_cdktf_provider_aws.lambda_function import (
+    LambdaFunction,
+    LambdaFunctionDeadLetterConfig,
+    LambdaFunctionEnvironment,
+    LambdaFunctionLoggingConfig,
+    LambdaFunctionTracingConfig,
+    LambdaFunctionVpcConfig,
+)
+from cdktf_cdktf_provider_aws.security_group import SecurityGroup
+from cdktf_cdktf_provider_aws.sqs_queue import SqsQueue
+from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityGroupEgressRule
+from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
+from constructs import Construct
+
+from . import policies
+
+__all__ = ["FunctionSettings", "MigrationFunction"]
+
+HANDLER = "handler.handler"
+DEAD_LETTER_RETENTION_S = 14 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class FunctionSettings:
+    """How the function runs; the engine's timeouts become its environment (seconds)."""
+
+    runtime: str = "python3.12"
+    architecture: str = "x86_64"
+    timeout_s: int = 300
+    memory_mb: int = 512
+    reserved_concurrency: int = 1
+    root_database: str = "postgres"
+    connect_timeout_s: int = 5
+    lock_wait_s: int = 120
+    statement_timeout_s: int = 0
+    lock_timeout_s: int = 10
+    min_time_left_s: int = 30
+    log_level: str = "INFO"
+    log_retention_days: int = 365
+    alarm_actions: Sequence[str] = field(default_factory=tuple)
+
+
+def function_environment(
+    *, bucket: str, prefix: str, secret_arn: str, host: str, port: int | str, settings: FunctionSettings
+) -> dict[str, str]:
+    """The variables the handler reads (lambda_src/environment.py)."""
+    return {
+        "MIGRATIONS_BUCKET": bucket,
+        "MIGRATIONS_PREFIX": prefix,
+        "DB_SECRET_ARN": secret_arn,
+        "DB_HOST": host,
+        "DB_PORT": str(port),
+        # The database forces TLS; require it here too so that nothing can downgrade.
+        "DB_SSLMODE": "require",
+        "ROOT_DATABASE": settings.root_database,
+        "CONNECT_TIMEOUT_S": str(settings.connect_timeout_s),
+        "LOCK_WAIT_S": str(settings.lock_wait_s),
+        "STATEMENT_TIMEOUT_S": str(settings.statement_timeout_s),
+        "LOCK_TIMEOUT_S": str(settings.lock_timeout_s),
+        "MIN_TIME_LEFT_S": str(settings.min_time_left_s),
+        "LOG_LEVEL": settings.log_level.upper(),
+    }
+
+
+class MigrationFunction(Construct):
+    """The Lambda that runs migrations, attached to the given subnets.
+
+    Its security group allows egress only to the database (whose group gets the
+    matching ingress rule) and HTTPS to the given CIDRs and prefix lists (the S3 and
+    Secrets Manager endpoints). Asynchronous runs (S3 -> SNS) that still fail after
+    Lambda's retries land in the dead-letter queue, and the alarm fires on the first.
+
+    Attributes: ``function``, ``name``, ``arn``, ``role_policy`` and ``network_rules`` (ordering),
+    ``security_group_id``, ``dead_letter_queue_arn``, ``alarm_name``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        name: str,
+        package_path: str,
+        package_hash: str,
+        vpc_id: str,
+        subnet_ids: Sequence[str],
+        environment: Mapping[str, str],
+        bucket_arn: str,
+        prefix: str,
+        secret_arn: str,
+        database_security_group_id: str,
+        database_port: int,
+        kms_key_arns: Sequence[str],
+        https_egress_cidrs: Sequence[str],
+        https_egress_prefix_lists: Sequence[str],
+        settings: FunctionSettings,
+    ) -> None:
+        super().__init__(scope, id)
+        function_name = f"{name}-migrate"
+        key_arn = kms_key_arns[0]
+
+        security_group = SecurityGroup(
+            self,
+            "sg",
+            name=function_name,
+            description="Migration function: PostgreSQL to the database, HTTPS to the AWS endpoints",
+            vpc_id=vpc_id,
+        )
+        rules: list[TerraformResource] = []
+        to_database = VpcSecurityGroupEgressRule(
+            self,
+            "to-database",
+            security_group_id=security_group.id,
+            description="PostgreSQL to the database",
+            referenced_security_group_id=database_security_group_id,
+            ip_protocol="tcp",
+            from_port=database_port,
+            to_port=database_port,
+        )
+        from_function = VpcSecurityGroupIngressRule(
+            self,
+            "database-from-function",
+            security_group_id=database_security_group_id,
+            description=f"PostgreSQL from {function_name}",
+            referenced_security_group_id=security_group.id,
+            ip_protocol="tcp",
+            from_port=database_port,
+            to_port=database_port,
+        )
+        rules += [to_database, from_function]
+        for index, cidr in enumerate(https_egress_cidrs):
+            https = VpcSecurityGroupEgressRule(
+                self,
+                f"https-{index}",
+                security_group_id=security_group.id,
+                description="HTTPS to the AWS APIs (interface endpoints)",
+                cidr_ipv4=cidr,
+                ip_protocol="tcp",
+                from_port=443,
+                to_port=443,
+            )
+            rules.append(https)
+        for index, prefix_list in enumerate(https_egress_prefix_lists):
+            s3_https = VpcSecurityGroupEgressRule(
+                self,
+                f"https-prefix-list-{index}",
+                security_group_id=security_group.id,
+                description="HTTPS to S3 through the gateway endpoint",
+                prefix_list_id=prefix_list,
+                ip_protocol="tcp",
+                from_port=443,
+                to_port=443,
+            )
+            rules.append(s3_https)
+
+        log_group = CloudwatchLogGroup(
+            self,
+            "logs",
+            name=f"/aws/lambda/{function_name}",
+            retention_in_days=settings.log_retention_days,
+            kms_key_id=key_arn,
+        )
+        dead_letters = SqsQueue(
+            self,
+            "dead-letters",
+            name=f"{function_name}-failed",
+            kms_master_key_id=key_arn,
+            kms_data_key_reuse_period_seconds=3600,
+            message_retention_seconds=DEAD_LETTER_RETENTION_S,
+        )
+        role = IamRole(
+            self,
+            "role",
+            name=function_name,
+            assume_role_policy=policies.assume_role("lambda.amazonaws.com"),
+        )
+        role_policy = IamRolePolicy(
+            self,
+            "permissions",
+            role=role.id,
+            policy=policies.function_permissions(
+                bucket_arn=bucket_arn,
+                prefix=prefix,
+                secret_arn=secret_arn,
+                kms_key_arns=kms_key_arns,
+                log_group_arn=log_group.arn,
+                dead_letter_queue_arn=dead_letters.arn,
+            ),
+        )
+        function = LambdaFunction(
+            self,
+            "function",
+            function_name=function_name,
+            description="Applies the PostgreSQL migrations stored in S3",
+            role=role.arn,
+            runtime=settings.runtime,
+            architectures=[settings.architecture],
+            handler=HANDLER,
+            filename=package_path,
+            source_code_hash=package_hash,
+            timeout=settings.timeout_s,
+            memory_size=settings.memory_mb,
+            reserved_concurrent_executions=settings.reserved_concurrency,
+            environment=LambdaFunctionEnvironment(variables=dict(environment)),
+            kms_key_arn=key_arn,
+            vpc_config=LambdaFunctionVpcConfig(subnet_ids=list(subnet_ids), security_group_ids=[security_group.id]),
+            dead_letter_config=LambdaFunctionDeadLetterConfig(target_arn=dead_letters.arn),
+            logging_config=LambdaFunctionLoggingConfig(log_format="Text", log_group=log_group.name),
+            tracing_config=LambdaFunctionTracingConfig(mode="Active"),
+            # Lambda checks the role's network-interface permissions when it creates the function.
+            depends_on=[role_policy],
+        )
+        alarm = CloudwatchMetricAlarm(
+            self,
+            "failed-runs",
+            alarm_name=f"{function_name}-failed-async-runs",
+            alarm_description=(
+                f"An S3-triggered migration run failed after Lambda's retries; the event is in {function_name}-failed"
+            ),
+            namespace="AWS/SQS",
+            metric_name="ApproximateNumberOfMessagesVisible",
+            dimensions={"QueueName": dead_letters.name},
+            statistic="Maximum",
+            period=300,
+            evaluation_periods=1,
+            threshold=0,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            alarm_actions=list(settings.alarm_actions),
+        )
+        self.function = function
+        self.name = function.function_name
+        self.arn = function.arn
+        self.role_policy: TerraformResource = role_policy
+        self.network_rules = rules
+        self.security_group_id = security_group.id
+        self.dead_letter_queue_arn = dead_letters.arn
+        self.alarm_name = alarm.alarm_name

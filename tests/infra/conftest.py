@@ -1,0 +1,100 @@
+"""The infra tests synthesize the stack once per session (two variants) and read the JSON.
+
+The default stack (a new VPC and database, deploy-time run on every apply) uses the
+configuration ``main.py`` would read, with a migrations folder of the tests' own; the
+bring-your-own variant runs the construct on an existing VPC and database, in the
+content-hash run mode.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.config import StackConfig
+from infra.packaging import BuildResult, build_package
+from infra.stack import synthesize
+from main import load_config
+from tests.integration.aws import aws, moto_endpoint  # noqa: F401  (fixtures of the replay test)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+MIGRATIONS = {
+    "postgres/0001_create_app.up.sql": "CREATE DATABASE app;\n",
+    "app/0001_users.up.sql": "CREATE TABLE users (id bigint PRIMARY KEY);\n",
+    "app/0001_users.down.sql": "DROP TABLE users;\n",
+    "app/20240102090000_index_users.up.sql": "CREATE INDEX CONCURRENTLY users_id ON users (id);\n",
+    "app/README.md": "not a migration: never uploaded\n",
+}
+BYO: dict[str, Any] = {
+    "existing_vpc_id": "vpc-0123456789abcdef0",
+    "existing_subnet_ids": ("subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"),
+    "existing_db_host": "shop.cluster-abc.eu-west-1.rds.amazonaws.com",
+    "existing_db_secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-1234-AbCdEf",
+    "existing_db_security_group_id": "sg-0cccccccccccccccc",
+    "existing_db_secret_kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555",
+    "run_mode": "on-change",
+}
+
+
+@dataclass(frozen=True)
+class Synth:
+    """One synthesized stack: its JSON, the folder it was written to, and how long it took."""
+
+    stack: dict[str, Any]
+    stack_dir: Path
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def migrations_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("migrations")
+    for key, text in MIGRATIONS.items():
+        (folder / key).parent.mkdir(parents=True, exist_ok=True)
+        (folder / key).write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def package() -> BuildResult:
+    return build_package()
+
+
+@pytest.fixture(scope="session")
+def stack_config(migrations_folder: Path) -> StackConfig:
+    return load_config({"DBMIGRATE_MIGRATIONS_DIR": str(migrations_folder)})
+
+
+@pytest.fixture(scope="session")
+def synths(
+    stack_config: StackConfig, package: BuildResult, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Synth]]:
+    results = {}
+    for variant, config in (("default", stack_config), ("byo", replace(stack_config, **BYO))):
+        outdir = tmp_path_factory.mktemp(f"synth-{variant}")
+        started = time.monotonic()
+        stack_file = synthesize(config, package=package.path, outdir=outdir)
+        seconds = time.monotonic() - started
+        results[variant] = Synth(json.loads(stack_file.read_text(encoding="utf-8")), stack_file.parent, seconds)
+    yield results
+
+
+@pytest.fixture(scope="session")
+def synth(synths: dict[str, Synth]) -> Synth:
+    return synths["default"]
+
+
+@pytest.fixture(scope="session")
+def stack(synth: Synth) -> dict[str, Any]:
+    return synth.stack
+
+
+@pytest.fixture(scope="session")
+def byo_stack(synths: dict[str, Synth]) -> dict[str, Any]:
+    return synths["byo"].stack
