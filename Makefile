@@ -21,14 +21,14 @@ NODE := node_modules/.bin/node
 .PHONY: help demo test deps lint typecheck clean postgres-binaries package synth infra-tools
 
 help:
-	@echo "make demo   - the main job: a local end-to-end run on a throwaway PostgreSQL"
+	@echo "make demo   - the main job: synthesize the stack and deploy it locally (PostgreSQL, moto, the packaged function)"
 	@echo "make test   - the whole test suite (lint, types, tests)"
 
-demo: deps
-	$(RUN) python -m local.demo
+demo: deps $(NODE)
+	PATH="$(CURDIR)/node_modules/.bin:$$PATH" $(RUN) python -m local.demo
 
 test: deps infra-tools lint typecheck
-	$(RUN) pytest
+	PATH="$(CURDIR)/node_modules/.bin:$$PATH" $(RUN) pytest
 
 lint: deps
 	$(RUN) ruff check .

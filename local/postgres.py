@@ -85,7 +85,7 @@ class EmbeddedPostgres:
     database that goes away mid-run) until ``destroy()`` removes the folder.
     """
 
-    def __init__(self, *, settings: Mapping[str, str] | None = None, port: int | None = None):
+    def __init__(self, *, settings: Mapping[str, str] | None = None, port: int | None = None, tls: bool = True):
         self.bindir = find_bindir()
         self.settings = {**FAST_SETTINGS, **(settings or {})}
         self.port = port or _free_port()
@@ -97,6 +97,7 @@ class EmbeddedPostgres:
         self.log_file = self._root / "server.log"
         self._as_root = os.geteuid() == 0
         self._initialized = False
+        self.tls = tls
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> EmbeddedPostgres:
@@ -197,7 +198,33 @@ class EmbeddedPostgres:
             ],
         )
         pwfile.unlink()
+        if self.tls:
+            self._certificate()
         self._initialized = True
+
+    def _certificate(self) -> None:
+        """A self-signed certificate, so that clients can require TLS as they do with RDS."""
+        cert, key = self.data_dir / "server.crt", self.data_dir / "server.key"
+        self._run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ]
+        )
+        key.chmod(0o600)
+        self.settings = {**self.settings, "ssl": "on", "ssl_cert_file": str(cert), "ssl_key_file": str(key)}
 
     def _run(self, command: list[str]) -> None:
         if self._as_root:

@@ -26,6 +26,7 @@ def reset_cluster(server: EmbeddedPostgres) -> None:
         cur.execute("CREATE SCHEMA public")
         cur.execute("SELECT rolname FROM pg_roles WHERE rolname <> %s AND rolname NOT LIKE 'pg\\_%%'", (server.user,))
         for (name,) in cur.fetchall():
+            cur.execute(f'DROP OWNED BY "{name}" CASCADE')  # its grants, e.g. CREATE on postgres
             cur.execute(f'DROP ROLE "{name}"')
     conn.close()
 

@@ -1,0 +1,97 @@
+"""In-process AWS stand-ins: a moto server on 127.0.0.1 for S3, SNS and Secrets Manager.
+
+Code under test reaches it through the standard ``AWS_ENDPOINT_URL`` variable (see
+``environ``), with fake credentials; nothing ever leaves this machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import urllib.request
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import boto3.session
+from moto.server import ThreadedMotoServer
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sns import SNSClient
+
+__all__ = ["LocalAws"]
+
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LocalAws:
+    """A moto server for one region; ``environ`` points boto3 (in any process) at it."""
+
+    def __init__(self, region: str) -> None:
+        self.region = region
+        self.port = _free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.environ = {
+            **FAKE_CREDENTIALS,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+        }
+
+    def start(self) -> LocalAws:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> LocalAws:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        """Forget every bucket, topic and secret (between tests)."""
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+    def create_bucket(self, name: str) -> None:
+        location: Any = {"LocationConstraint": self.region} if self.region != "us-east-1" else {}
+        self.s3.create_bucket(Bucket=name, CreateBucketConfiguration=location)
+
+    def client(self, service: str) -> Any:
+        session: Any = boto3.session.Session()
+        return session.client(
+            service,
+            region_name=self.region,
+            endpoint_url=self.endpoint,
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    @cached_property
+    def s3(self) -> S3Client:
+        client: S3Client = self.client("s3")
+        return client
+
+    @cached_property
+    def sns(self) -> SNSClient:
+        client: SNSClient = self.client("sns")
+        return client
+
+    @cached_property
+    def secretsmanager(self) -> SecretsManagerClient:
+        client: SecretsManagerClient = self.client("secretsmanager")
+        return client

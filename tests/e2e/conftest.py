@@ -1,0 +1,67 @@
+"""The end-to-end tests play the synthesized example stack on local stand-ins.
+
+The stack is synthesized once per session exactly as the main job does it
+(``python main.py`` into a temporary ``CDKTF_OUTDIR``); each test gets a fresh
+PostgreSQL state, a fresh moto state and its own function process.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from local.aws import LocalAws
+from local.demo import Demo
+from local.deploy import LocalDeploy
+from local.function import PackageImage, runtime_python
+from local.postgres import EmbeddedPostgres
+from local.stack import SynthesizedStack
+
+
+@pytest.fixture(scope="session")
+def stack_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Demo(io.StringIO()).synthesize(tmp_path_factory.mktemp("cdktf.out")).file
+
+
+@pytest.fixture
+def stack(stack_file: Path) -> SynthesizedStack:
+    return SynthesizedStack(stack_file)  # fresh stand-in values per test
+
+
+@pytest.fixture(scope="session")
+def local_aws_server() -> Iterator[LocalAws]:
+    with LocalAws("eu-west-1") as aws:
+        yield aws
+
+
+@pytest.fixture
+def local_aws(local_aws_server: LocalAws, stack: SynthesizedStack) -> LocalAws:
+    local_aws_server.reset()
+    local_aws_server.region = stack.region()
+    return local_aws_server
+
+
+@pytest.fixture(scope="session")
+def image(stack_file: Path) -> Iterator[PackageImage]:
+    """The synthesized function's package, unpacked once for the session."""
+    package = SynthesizedStack(stack_file).one("aws_lambda_function").args["filename"]
+    prepared = PackageImage(stack_file.parent / package)
+    yield prepared
+    prepared.remove()
+
+
+@pytest.fixture
+def deployed(
+    stack: SynthesizedStack, pg: EmbeddedPostgres, local_aws: LocalAws, image: PackageImage
+) -> Iterator[LocalDeploy]:
+    """The stack provisioned on the stand-ins (bucket, database user and secret, topic), not yet applied."""
+    # Uploads in a test arrive one at a time: a short settle time keeps the tests quick.
+    deploy = LocalDeploy(
+        stack, pg, local_aws, python=runtime_python()[0], image=image, overrides={"UPLOAD_SETTLE_S": "0.3"}
+    )
+    deploy.provision()
+    yield deploy
+    deploy.close()
