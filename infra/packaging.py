@@ -52,7 +52,7 @@ RUNTIME_DEPENDENCIES = ("psycopg2-binary", "pglast")
 PROVIDED_BY_RUNTIME = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3")
 
 Architecture = Literal["x86_64", "arm64"]
-RUNTIME_GLIBC_MINOR = {"3.12": 34, "3.13": 34}
+RUNTIME_GLIBC_MINOR = {"3.11": 26, "3.12": 34, "3.13": 34}
 """glibc 2.x of the Lambda runtime's OS, by Python version (Amazon Linux 2023)."""
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 FILE_MODE = 0o644

@@ -24,7 +24,7 @@ from typing import Any, TextIO
 
 from local.aws import LocalAws
 from local.deploy import LocalDeploy
-from local.function import FunctionError, runtime_python
+from local.function import FunctionError
 from local.postgres import EmbeddedPostgres
 from local.stack import SynthesizedStack, find_stack_file
 
@@ -83,18 +83,17 @@ def run(outdir: Path, out: TextIO, *, stack: SynthesizedStack | None = None) -> 
     """The main job; ``stack`` skips synthesis (tests synthesize once per session)."""
     demo = Demo(out)
     stack = stack or demo.synthesize(outdir)
-    python, exact = runtime_python()
-    if not exact:
-        demo.say(f"note: no python3.12 here (pyenv install 3.12): the package runs under {python}")
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log_path = LOG_DIR / "function.log"
     with log_path.open("w") as logs, EmbeddedPostgres() as server, LocalAws(stack.region()) as aws:
         demo.step(f"stand-ins up: PostgreSQL on {server.host}:{server.port} (for RDS), moto on {aws.endpoint}")
-        deploy = LocalDeploy(stack, server, aws, python=python, logs=logs)
+        deploy = LocalDeploy(stack, server, aws, logs=logs)
         try:
             deploy.provision()
             demo.step(f"bucket {deploy.bucket}, database secret, topic created; deploying ...")
             demo.show("deploy: objects uploaded, deploy-time invocation ran", deploy.apply())
+            if deploy.note:
+                demo.say(f"note: {deploy.note}")
             version = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
             key = f"projectdb/{version}_add_widget_notes.up.sql"
             demo.step(f"out of band: uploading {key} to the bucket; its S3 event goes through SNS to the function")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,11 +31,11 @@ import psycopg2
 from psycopg2 import sql
 
 from local.aws import LocalAws
-from local.function import LocalFunction, PackageImage
+from local.function import LocalFunction, PackageImage, runtime_python
 from local.postgres import EmbeddedPostgres
 from local.stack import Resource, SynthesizedStack
 
-__all__ = ["LocalDeploy", "NoNotificationError"]
+__all__ = ["LocalDeploy", "NoNotificationError", "runnable_package"]
 
 LOCAL_BUCKET_SUFFIX = "local"
 
@@ -60,6 +61,7 @@ class LocalDeploy:
     function: LocalFunction | None = field(default=None, repr=False)
     bucket: str = ""
     topic_arn: str = ""
+    note: str = ""
     _own_image: bool = False
 
     # -- stand-ins ------------------------------------------------------------------------
@@ -103,17 +105,23 @@ class LocalDeploy:
     def apply(self, *, function: LocalFunction | None = None, upload: bool = True) -> Any:
         """Upload the objects and run the invocation; returns its result or raises FunctionError."""
         uploaded = [self._upload_object(obj) for obj in self.stack.resources("aws_s3_object")] if upload else []
+        result = self._invoke("create" if self.applies == 0 else "update", function)
+        self.applies += 1
+        return {"uploaded": len(uploaded), "result": result}
+
+    def destroy(self) -> Any:
+        """What ``terraform destroy`` sends the function (CRUD scope): the delete envelope."""
+        return self._invoke("delete", None)
+
+    def _invoke(self, action: str, function: LocalFunction | None) -> Any:
         invocation = self.stack.one("aws_lambda_invocation")
-        function = function or self._function()
         payload = json.loads(invocation.args["input"])
         event = dict(payload)
         if invocation.args.get("lifecycle_scope") == "CRUD":
-            action = "create" if self.applies == 0 else "update"
             event[invocation.args.get("terraform_key", "tf")] = {"action": action, "prev_input": self.previous_input}
-        self.applies += 1
-        result = function.invoke(event)
+        result = (function or self._function()).invoke(event)
         self.previous_input = payload
-        return {"uploaded": len(uploaded), "result": result}
+        return result
 
     def _upload_object(self, obj: Resource) -> str:
         args = self.stack.resolve({name: obj.args[name] for name in ("bucket", "key") if name in obj.args})
@@ -138,7 +146,7 @@ class LocalDeploy:
         if variables.get("DB_PORT") == instance_port:
             variables["DB_PORT"] = str(self.server.port)
         if self.image is None:
-            self.image = PackageImage(self.package or self.stack.path(resource.args["filename"]))
+            self.image = PackageImage(self._package(self.stack.path(resource.args["filename"])))
             self._own_image = True
         return LocalFunction(
             self.image,
@@ -150,6 +158,12 @@ class LocalDeploy:
             python=self.python,
             logs=self.logs,
         )
+
+    def _package(self, synthesized: Path) -> Path:
+        if self.package is None:
+            self.package, python, self.note = runnable_package(synthesized)
+            self.python = self.python or python
+        return self.package
 
     # -- the out-of-band path ----------------------------------------------------------------
     def upload(self, relative_key: str, body: bytes, *, function: LocalFunction | None = None) -> Any:
@@ -226,6 +240,20 @@ class LocalDeploy:
         if self.image is not None and self._own_image:
             self.image.remove()
             self.image = None
+
+
+def runnable_package(synthesized: Path) -> tuple[Path, str, str]:
+    """(package, interpreter, note): the synthesized zip under the runtime's python3.12; on a
+    machine without one, the same package built for this interpreter, and a note saying so."""
+    python, exact = runtime_python()
+    if exact:
+        return synthesized, python, ""
+    from infra.packaging import Target, build_package  # noqa: PLC0415 (only on machines without 3.12)
+
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    target = Target(python_version=version)
+    package = build_package(synthesized.parent / f"lambda-{target.slug}.zip", target=target).path
+    return package, python, f"no python3.12 on this machine: the package was rebuilt for Python {version}"
 
 
 def _now() -> str:

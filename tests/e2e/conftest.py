@@ -15,8 +15,8 @@ import pytest
 
 from local.aws import LocalAws
 from local.demo import Demo
-from local.deploy import LocalDeploy
-from local.function import PackageImage, runtime_python
+from local.deploy import LocalDeploy, runnable_package
+from local.function import PackageImage
 from local.postgres import EmbeddedPostgres
 from local.stack import SynthesizedStack
 
@@ -45,23 +45,32 @@ def local_aws(local_aws_server: LocalAws, stack: SynthesizedStack) -> LocalAws:
 
 
 @pytest.fixture(scope="session")
-def image(stack_file: Path) -> Iterator[PackageImage]:
-    """The synthesized function's package, unpacked once for the session."""
-    package = SynthesizedStack(stack_file).one("aws_lambda_function").args["filename"]
-    prepared = PackageImage(stack_file.parent / package)
+def runnable(stack_file: Path) -> tuple[Path, str, str]:
+    """The synthesized function's package and the interpreter to run it (see runnable_package)."""
+    return runnable_package(
+        stack_file.parent / SynthesizedStack(stack_file).one("aws_lambda_function").args["filename"]
+    )
+
+
+@pytest.fixture(scope="session")
+def image(runnable: tuple[Path, str, str]) -> Iterator[PackageImage]:
+    """The package, unpacked once for the session."""
+    prepared = PackageImage(runnable[0])
     yield prepared
     prepared.remove()
 
 
 @pytest.fixture
 def deployed(
-    stack: SynthesizedStack, pg: EmbeddedPostgres, local_aws: LocalAws, image: PackageImage
+    stack: SynthesizedStack,
+    pg: EmbeddedPostgres,
+    local_aws: LocalAws,
+    image: PackageImage,
+    runnable: tuple[Path, str, str],
 ) -> Iterator[LocalDeploy]:
     """The stack provisioned on the stand-ins (bucket, database user and secret, topic), not yet applied."""
     # Uploads in a test arrive one at a time: a short settle time keeps the tests quick.
-    deploy = LocalDeploy(
-        stack, pg, local_aws, python=runtime_python()[0], image=image, overrides={"UPLOAD_SETTLE_S": "0.3"}
-    )
+    deploy = LocalDeploy(stack, pg, local_aws, python=runnable[1], image=image, overrides={"UPLOAD_SETTLE_S": "0.3"})
     deploy.provision()
     yield deploy
     deploy.close()
