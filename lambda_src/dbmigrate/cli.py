@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from .config import Settings
 from .errors import ConfigError, MigrationError
+from .lint import CONFIG_NAME, SEVERITIES, LintConfig, lint
 from .model import FILE_NAME, validate_database_name
 from .runner import Runner, RunReport
 from .sources import LocalSource
@@ -35,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "new":
             return _new(args)
+        if args.command == "lint":
+            return _lint(args)
         runner = Runner(
             LocalSource(args.dir),
             _settings(args),
@@ -119,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="VERSION",
         help="record this unfinished file as applied: you finished it by hand (repeatable)",
     )
+    lint = commands.add_parser("lint", parents=[common], help="find statements risky on a live database")
+    lint.add_argument("--config", type=Path, help=f"lint config (default: <dir>/{CONFIG_NAME})")
+    lint.add_argument("--database", action="append", metavar="NAME", help="only this database (repeatable)")
     new = commands.add_parser("new", parents=[common], help="create a correctly named migration file")
     new.add_argument("database_name", metavar="DATABASE")
     new.add_argument("description", metavar="DESCRIPTION")
@@ -147,6 +153,21 @@ def _settings(args: argparse.Namespace) -> Settings:
         allow_out_of_order=args.allow_out_of_order,
         applied_by=f"cli:{getpass.getuser()}@{socket.gethostname()}",
     )
+
+
+def _lint(args: argparse.Namespace) -> int:
+    config = LintConfig.load(args.config or Path(args.dir) / CONFIG_NAME)
+    findings = lint(LocalSource(args.dir), config, args.database)
+    failing = [f for f in findings if f.severity == "error" and not f.accepted]
+    if args.json:
+        print(json.dumps({"findings": [f.to_dict() for f in findings], "errors": len(failing)}, indent=2))
+    else:
+        for finding in findings:
+            print(finding)
+        counts = {level: sum(1 for f in findings if f.severity == level and not f.accepted) for level in SEVERITIES}
+        accepted = sum(1 for f in findings if f.accepted)
+        print(f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info, {accepted} accepted")
+    return EXIT_FAILED if failing else EXIT_OK
 
 
 def _new(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -58,6 +58,8 @@ class Statement:
     changes_role: bool = False
     adds_enum_value: bool = False
     relations: tuple[str, ...] = ()
+    tree: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """The statement's parse tree (pglast JSON), for the linter."""
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,7 @@ def _statement(sql: str, encoded: bytes, raw: dict[str, Any]) -> Statement:
         adds_enum_value=(node_name == "AlterEnumStmt" and "oldVal" not in node)
         or (node_name == "DoStmt" and bool(DO_ADD_ENUM_VALUE.search(_do_body(node)))),
         relations=tuple(sorted(_relations(node))),
+        tree=node,
     )
 
 
