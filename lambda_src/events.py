@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 Action = Literal["migrate", "plan", "status", "down"]
 ACTIONS: tuple[Action, ...] = ("migrate", "plan", "status", "down")
-PAYLOAD_FIELDS = frozenset({"action", "databases", "tf", "content_hash", "database", "to"})
+PAYLOAD_FIELDS = frozenset({"action", "databases", "tf", "content_hash", "database", "to", "manifest"})
 DOWN_EXAMPLE = '{"action": "down", "database": "projectdb", "to": 202401010100}'
 TF_ACTIONS = ("create", "update", "delete")
 PAYLOAD_EXAMPLE = '{"action": "migrate", "databases": ["projectdb"]}'
@@ -45,12 +45,14 @@ class RunRequest:
     ``action`` is None when there is nothing to do (``skipped`` says why); ``databases``
     None means every database of the source. ``trigger`` names the event shape, for logs.
     ``down_to`` is the target version of a ``down`` (its one database in ``databases``).
+    ``manifest`` (plan only) lists files and checksums to plan against instead of the bucket.
     """
 
     action: Action | None
     databases: tuple[str, ...] | None = None
     trigger: str = "invoke"
     down_to: int | None = None
+    manifest: list[Any] | None = field(default=None, repr=False)
     skipped: str | None = None
     ignored_keys: tuple[str, ...] = field(default=())
 
@@ -116,7 +118,13 @@ def _from_payload(payload: Mapping[str, Any]) -> RunRequest:
     if action == "down" or "database" in payload or "to" in payload:
         return _down(payload, trigger)
     databases = _database_list(payload["databases"]) if "databases" in payload else None
-    return RunRequest(cast(Action, action), databases, trigger=trigger)
+    manifest = payload.get("manifest")
+    if manifest is not None and (action != "plan" or not isinstance(manifest, list)):
+        raise ConfigError(
+            "a manifest goes with the plan action, as a list of {file, sha256}",
+            hint="this is what `dbmigrate plan --function NAME` sends",
+        )
+    return RunRequest(cast(Action, action), databases, trigger=trigger, manifest=manifest)
 
 
 def _down(payload: Mapping[str, Any], trigger: str) -> RunRequest:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dbmigrate.errors import MigrationError
+from dbmigrate.manifest import ManifestSource
 from dbmigrate.runner import Runner
 from dbmigrate.s3source import S3Source
 from dbmigrate.sources import MigrationSource, SettledSource
@@ -34,7 +35,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         function = getattr(context, "function_name", None)
         settings = build_settings(env, applied_by=f"lambda:{function}" if function else "lambda")
         source: MigrationSource = S3Source(env.bucket, env.prefix)
-        if request.trigger in ("s3", "sns"):  # an upload event: the rest of its batch may still be arriving
+        if request.manifest is not None:  # a remote plan: the caller's files, not the bucket's
+            source = ManifestSource(request.manifest, origin="the caller's manifest")
+        elif request.trigger in ("s3", "sns"):  # an upload event: the rest of its batch may still be arriving
             left = _time_left(context)
             budget = (left() if left else 900.0) - env.min_time_left_s
             source = SettledSource(source, settle_s=env.upload_settle_s, max_wait_s=max(0.0, budget / 2))

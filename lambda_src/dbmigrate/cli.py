@@ -22,6 +22,7 @@ from .config import Settings
 from .errors import ConfigError, MigrationError
 from .lint import CONFIG_NAME, SEVERITIES, LintConfig, lint
 from .model import FILE_NAME, validate_database_name
+from .remote import lambda_invoker, remote_plan
 from .runner import Runner, RunReport
 from .sources import LocalSource
 
@@ -38,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _new(args)
         if args.command == "lint":
             return _lint(args)
+        if args.command == "plan" and args.function:
+            return _remote_plan(args)
         runner = Runner(
             LocalSource(args.dir),
             _settings(args),
@@ -93,7 +96,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dbmigrate", description="PostgreSQL schema migrations.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("up", parents=[common, database], help="apply every pending migration")
-    commands.add_parser("plan", parents=[common, database], help="list what up would apply; change nothing")
+    plan = commands.add_parser("plan", parents=[common, database], help="list what up would apply; change nothing")
+    plan.add_argument(
+        "--function", metavar="NAME", help="ask the deployed migration Lambda instead (sends names and checksums)"
+    )
     commands.add_parser("status", parents=[common, database], help="applied and pending migrations")
     down = commands.add_parser(
         "down", parents=[common, database], help="undo applied versions above --to with their .down.sql files"
@@ -153,6 +159,24 @@ def _settings(args: argparse.Namespace) -> Settings:
         allow_out_of_order=args.allow_out_of_order,
         applied_by=f"cli:{getpass.getuser()}@{socket.gethostname()}",
     )
+
+
+def _remote_plan(args: argparse.Namespace) -> int:
+    result = remote_plan(LocalSource(args.dir), lambda_invoker(args.function), args.database)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for database in result.get("databases", []):
+            current = _version(database["current_version"])
+            print(f"{database['name']}: {len(database['pending'])} pending (current {current})")
+            for version in database["pending"]:
+                print(f"  + {version}")
+            for kind in ("changed", "missing", "out_of_order"):
+                if database.get(kind):
+                    print(f"  {kind.replace('_', ' ')}: {database[kind]}")
+        for problem in result.get("problems", []):
+            print(f"problem: {problem['message']}")
+    return EXIT_FAILED if result.get("problems") else EXIT_OK
 
 
 def _lint(args: argparse.Namespace) -> int:

@@ -40,7 +40,8 @@ class RunReport:
     """The one JSON-serialisable result of an action.
 
     ``migrate``: per database the versions applied by this run and those still pending.
-    ``plan``: the versions a migrate would apply, and the problems that would stop it.
+    ``plan``: the versions a migrate would apply, the drift (changed, missing and
+    out-of-order versions), and the problems that would stop a migrate.
     ``status``: per database every applied version, the pending ones, and the history.
     ``down``: per database the versions undone (``reverted``), newest first.
     ``repair`` and ``baseline``: ``changes``, each change made to the history.
@@ -57,6 +58,8 @@ class RunReport:
     def to_dict(self) -> dict[str, Any]:
         if self.action == "status":
             databases = [result.plan.to_dict() if result.plan else result.to_dict() for result in self.databases]
+        elif self.action == "plan":
+            databases = [{**result.to_dict(), **_drift(result.plan)} for result in self.databases]
         else:
             databases = [result.to_dict() for result in self.databases]
         data: dict[str, Any] = {
@@ -72,3 +75,11 @@ class RunReport:
         if self.action in ("repair", "baseline"):
             data["changes"] = self.changes
         return data
+
+
+def _drift(plan: DatabasePlan | None) -> dict[str, Any]:
+    """What a plan found besides pending files: changed, missing and out-of-order versions."""
+    if plan is None:
+        return {}
+    state = plan.to_dict()
+    return {name: state[name] for name in ("exists", "changed", "missing", "out_of_order", "unfinished", "notes")}

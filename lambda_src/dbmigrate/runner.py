@@ -25,7 +25,7 @@ from .model import DATABASE_NAME, MigrationRef
 from .plan import DONE, AppliedMigration, DatabasePlan, plan_database
 from .repair import repair_history
 from .report import DatabaseResult, RunReport
-from .sources import MigrationSource
+from .sources import ChecksumSource, MigrationSource
 
 __all__ = ["DatabaseResult", "RunReport", "Runner"]
 
@@ -295,6 +295,8 @@ class Runner:
                 continue
             if ref.etag is not None and ref.etag == row.etag:
                 checksums[ref.version] = row.checksum
+            elif isinstance(self.source, ChecksumSource):  # a manifest: checksums without bodies
+                checksums[ref.version] = self.source.checksum(ref.key)
             else:
                 checksums[ref.version] = sha256(self.source.read(ref.key))
         return checksums

@@ -10,12 +10,12 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .errors import SourceError
 from .model import Entry, MigrationRef, parse_layout
 
-__all__ = ["LocalSource", "MigrationSource", "SettledSource"]
+__all__ = ["ChecksumSource", "LocalSource", "MigrationSource", "SettledSource"]
 
 
 class MigrationSource(Protocol):
@@ -33,6 +33,13 @@ class MigrationSource(Protocol):
     def list(self) -> list[MigrationRef]: ...
 
     def read(self, key: str) -> bytes: ...
+
+
+@runtime_checkable
+class ChecksumSource(Protocol):
+    """A source that knows its files' sha256 without reading them (a manifest)."""
+
+    def checksum(self, key: str) -> str: ...
 
 
 class LocalSource:

@@ -19,7 +19,10 @@ from urllib.parse import quote
 import psycopg2
 import pytest
 
+from dbmigrate.cli import main as cli_main
 from dbmigrate.errors import ConfigError, DeadlineError, MigrationError, SourceError, SqlError
+from dbmigrate.remote import remote_plan
+from dbmigrate.sources import LocalSource
 from environment import VARIABLES
 from handler import handler
 from jsonlog import JsonFormatter
@@ -447,3 +450,72 @@ def test_progress_is_logged_as_one_json_object_per_file(function: Function) -> N
     assert (requested["action"], requested["trigger"]) == ("migrate", "terraform:create")
     finished = next(entry for entry in entries if entry["message"] == "run finished")
     assert finished["result"]["action"] == "migrate"
+
+
+# -- the remote plan: the caller's manifest against the databases' history ----------------------
+
+
+def remote(function: Function, folder: Path, files: dict[str, str]) -> dict[str, Any]:
+    """``dbmigrate plan --function`` on ``files``, its invoke going straight to the handler."""
+    for key, text in files.items():
+        (folder / key).parent.mkdir(parents=True, exist_ok=True)
+        (folder / key).write_text(text)
+    return remote_plan(LocalSource(folder), function.invoke)
+
+
+def test_remote_plan_lists_what_would_be_applied_before_anything_is_uploaded(
+    function: Function, pg: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    function.invoke("invoke_migrate.json")
+    new = {"projectdb/202401020900_add_widgets.up.sql": "CREATE TABLE widgets (id int);\n"}
+    result = remote(function, tmp_path, {**BASE, **new})
+    assert result["action"] == "plan" and result["problems"] == []
+    assert by_name(result)["projectdb"]["pending"] == [202401020900]
+    assert "widgets" not in tables(pg, "projectdb")
+    listed = function.aws.s3.list_objects_v2(Bucket=BUCKET, Prefix=PREFIX)["Contents"]
+    assert not any(item["Key"].endswith("add_widgets.up.sql") for item in listed)
+
+
+def test_remote_plan_reports_drift_changed_missing_and_out_of_order(
+    function: Function, pg: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    function.upload({"projectdb/202401010200_more.up.sql": "CREATE TABLE more ();\n"})
+    function.invoke("invoke_migrate.json")
+    local = {
+        "postgres/202401010000_create_projectdb.up.sql": BASE["postgres/202401010000_create_projectdb.up.sql"],
+        "projectdb/202401010100_create_users.up.sql": "CREATE TABLE users (id bigint PRIMARY KEY);\n",  # edited
+        "projectdb/202401010150_late.up.sql": "CREATE TABLE late ();\n",  # older than the newest applied
+    }  # and 202401010200_more is gone from the local folder
+    projectdb = by_name(result := remote(function, tmp_path, local))["projectdb"]
+    assert projectdb["changed"] == [202401010100]
+    assert projectdb["missing"] == [202401010200]
+    assert projectdb["out_of_order"] == [202401010150]
+    assert [problem["error"] for problem in result["problems"]] == ["ChecksumMismatchError"]
+
+
+def test_remote_plan_from_the_command_line_exits_1_on_drift(
+    function: Function, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    function.invoke("invoke_migrate.json")
+    invoked: list[str] = []
+
+    def invoker(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        invoked.append(name)
+        return lambda payload: function.invoke(json.loads(json.dumps(payload)))
+
+    monkeypatch.setattr("dbmigrate.cli.lambda_invoker", invoker)
+    remote(function, tmp_path, BASE)
+    assert cli_main(["plan", "--function", "acme-dbmigrate", "--dir", str(tmp_path)]) == 0
+    assert "projectdb: 0 pending (current 202401010100)" in capsys.readouterr().out
+    (tmp_path / "projectdb/202401010100_create_users.up.sql").write_text("-- edited\n")
+    assert cli_main(["plan", "--function", "acme-dbmigrate", "--dir", str(tmp_path), "--json"]) == 1
+    printed = json.loads(capsys.readouterr().out)
+    assert [problem["error"] for problem in printed["problems"]] == ["ChecksumMismatchError"]
+    assert invoked == ["acme-dbmigrate", "acme-dbmigrate"]
+
+
+def test_a_manifest_with_another_action_or_a_bad_entry_is_refused(function: Function) -> None:
+    with pytest.raises(ConfigError, match="a manifest goes with the plan action"):
+        function.invoke({"action": "migrate", "manifest": []})
+    with pytest.raises(ConfigError, match="a manifest entry is not"):
+        function.invoke({"action": "plan", "manifest": [{"file": "projectdb/1_x.up.sql", "sha256": "short"}]})
