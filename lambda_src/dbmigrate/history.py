@@ -35,6 +35,23 @@ COLUMNS = (
     "error",
 )
 
+# The columns an INSERT sets (the rest have defaults); duration_ms last, as it may be measured.
+INSERTED = (
+    "version",
+    "description",
+    "file",
+    "checksum",
+    "status",
+    "etag",
+    "mode",
+    "applied_by",
+    "statements_done",
+    "statements_total",
+    "error",
+    "duration_ms",
+)
+MEASURED_DURATION = "(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::bigint"
+
 TABLE_DDL = """
 CREATE SCHEMA IF NOT EXISTS {schema};
 CREATE TABLE IF NOT EXISTS {table} (
@@ -68,6 +85,7 @@ class History:
         # Set while a file that ran SET ROLE is applied: rows are then written as the
         # session user, in a transaction of their own, leaving the file's role in place.
         self.as_session_user = False
+        self._templates: dict[bool, str] = {}
 
     def read(self) -> list[AppliedMigration] | None:
         """Every row, oldest version first, in one query; None when the table does not exist."""
@@ -95,20 +113,26 @@ class History:
         With ``duration_since_statement_start`` the duration is measured by the server
         from the start of the query string that carries the insert (the file's SQL).
         """
-        columns = [name for name in row if name != "duration_ms"]
-        values: list[sql.Composable] = [sql.Literal(row[name]) for name in columns]
-        if duration_since_statement_start:
-            columns.append("duration_ms")
-            values.append(sql.SQL("(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::bigint"))
-        elif "duration_ms" in row:
-            columns.append("duration_ms")
-            values.append(sql.Literal(row["duration_ms"]))
-        statement = sql.SQL("INSERT INTO {table} ({columns}) VALUES ({values})").format(
-            table=self.table,
-            columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
-            values=sql.SQL(", ").join(values),
-        )
-        return statement.as_string(self.conn)
+        unknown = set(row) - set(INSERTED)
+        if unknown:
+            raise ValueError(f"not history columns: {sorted(unknown)}")
+        template = self._insert_template(measured=duration_since_statement_start)
+        columns = INSERTED[:-1] if duration_since_statement_start else INSERTED
+        with self.conn.cursor() as cur:
+            return cur.mogrify(template, [row.get(name) for name in columns]).decode()
+
+    def _insert_template(self, *, measured: bool) -> str:
+        """``INSERT ... VALUES (%s, ...)`` for every inserted column, built once per table."""
+        if measured not in self._templates:
+            values: list[sql.Composable] = [sql.Placeholder()] * (len(INSERTED) - 1)
+            values.append(sql.SQL(MEASURED_DURATION) if measured else sql.Placeholder())
+            statement = sql.SQL("INSERT INTO {table} ({columns}) VALUES ({values})").format(
+                table=self.table,
+                columns=sql.SQL(", ").join(map(sql.Identifier, INSERTED)),
+                values=sql.SQL(", ").join(values),
+            )
+            self._templates[measured] = statement.as_string(self.conn)
+        return self._templates[measured]
 
     def insert(self, row: dict[str, Any]) -> None:
         """Insert one row now (autocommit)."""

@@ -215,7 +215,7 @@ class Runner:
         """Apply (or undo) files in order, reporting progress; returns the versions done."""
         done: list[int] = []
         for index, (ref, key) in enumerate(files, start=1):
-            self._check_time(ref, [r for r, _ in files[index - 1 :]], done)
+            self._check_time(ref, files[index - 1 :], done)
             event = {"database": ref.database, "file": key, "version": ref.version, "index": index, "total": len(files)}
             self.on_event({"event": "file_start", **event})
             outcome = apply_file(history.conn, history, ref, self.source.read(key), self.settings.applied_by, undo=undo)
@@ -248,7 +248,7 @@ class Runner:
             )
         return [(by_version[row.version], by_version[row.version].down_key or "") for row in undo]
 
-    def _check_time(self, ref: MigrationRef, remaining: Sequence[MigrationRef], applied: list[int]) -> None:
+    def _check_time(self, ref: MigrationRef, remaining: Sequence[tuple[MigrationRef, str]], applied: list[int]) -> None:
         if self.time_left is None:
             return
         left = self.time_left()
@@ -257,12 +257,12 @@ class Runner:
         raise DeadlineError(
             f"stopped before {ref.key}: {left:.0f} s left, less than the {self.settings.min_time_left_s:.0f} s "
             f"kept in reserve; applied in this run: {applied or 'none'}; not started: "
-            f"{[r.version for r in remaining]}",
+            f"{[r.version for r, _ in remaining]}",
             database=ref.database,
             file=ref.key,
             hint="run again to continue (applied files are recorded), or give the function a longer timeout",
             applied=applied,
-            not_started=[r.version for r in remaining],
+            not_started=[r.version for r, _ in remaining],
         )
 
     def _history(

@@ -55,14 +55,33 @@ class LocalSource:
                 f"migrations folder {self.origin} does not exist",
                 hint="pass --dir with the folder that holds one sub-folder per database",
             )
-        entries = [Entry(path.relative_to(self.root).as_posix()) for path in self.root.rglob("*") if path.is_file()]
+        entries = [Entry(key) for key in _files(self.root)]
         return parse_layout(entries, origin=self.origin)
 
     def read(self, key: str) -> bytes:
         try:
-            return (self.root / key).read_bytes()
+            with open(self.root / key, "rb") as file:
+                return file.read()
         except OSError as exc:
             raise SourceError(f"cannot read {key} in {self.origin}: {exc.strerror}", file=key) from exc
+
+
+def _files(root: Path) -> list[str]:
+    """Keys of every file below ``root``: a scan of two levels (the layout's depth), deeper only where needed."""
+    keys: list[str] = []
+    with os.scandir(root) as top:
+        for folder in top:
+            if not folder.is_dir():
+                keys.append(folder.name)
+                continue
+            with os.scandir(folder.path) as inner:
+                for entry in inner:
+                    if entry.is_dir():
+                        base = Path(entry.path)
+                        keys += [p.relative_to(root).as_posix() for p in base.rglob("*") if p.is_file()]
+                    else:
+                        keys.append(f"{folder.name}/{entry.name}")
+    return keys
 
 
 class SettledSource:

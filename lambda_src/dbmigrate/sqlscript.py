@@ -14,9 +14,8 @@ import json
 import re
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from typing import Any
-
-from pglast import parser as pg_parser
 
 from .errors import SqlError, UnsupportedSqlError
 
@@ -57,9 +56,13 @@ class Statement:
     session_effect: SessionEffect = SessionEffect.NONE
     changes_role: bool = False
     adds_enum_value: bool = False
-    relations: tuple[str, ...] = ()
     tree: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """The statement's parse tree (pglast JSON), for the linter."""
+
+    @cached_property
+    def relations(self) -> tuple[str, ...]:
+        """Tables and views the statement names (``schema.name`` where qualified)."""
+        return tuple(sorted(_relations(self.tree)))
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,8 @@ def line_of(text: str, offset: int) -> int:
 
 def analyze(sql: str, *, database: str, file: str) -> Script:
     """Parse a file; raise SqlError (syntax) or UnsupportedSqlError naming the line."""
+    from pglast import parser as pg_parser  # noqa: PLC0415 (70 ms: only when a file is read)
+
     try:
         tree: dict[str, Any] = json.loads(pg_parser.parse_sql_json(sql))
     except pg_parser.ParseError as exc:
@@ -152,8 +157,8 @@ def analyze(sql: str, *, database: str, file: str) -> Script:
             hint="fix the SQL; nothing of this file was run",
         ) from exc
 
-    encoded = sql.encode("utf-8")
-    statements = [_statement(sql, encoded, raw) for raw in tree.get("stmts", [])]
+    positions = _Positions(sql)
+    statements = [_statement(positions, raw) for raw in tree.get("stmts", [])]
     body, statements = _unwrap_transaction(sql, statements, database=database, file=file)
 
     outside = [s for s in statements if not s.transactional]
@@ -182,18 +187,39 @@ def analyze(sql: str, *, database: str, file: str) -> Script:
 _EFFECT_ORDER = [SessionEffect.NONE, SessionEffect.DISCARD, SessionEffect.RECONNECT]
 
 
-def _statement(sql: str, encoded: bytes, raw: dict[str, Any]) -> Statement:
+class _Positions:
+    """Byte offsets (the parser's) to character offsets and lines, for statements in order."""
+
+    def __init__(self, sql: str) -> None:
+        self.sql = sql
+        self.encoded = sql.encode("utf-8")
+        self.byte = self.char = 0
+        self.line = 1
+        self.line_char = 0
+
+    def char_of(self, byte: int) -> int:
+        self.char += len(self.encoded[self.byte : byte].decode("utf-8"))
+        self.byte = byte
+        return self.char
+
+    def line_of(self, char: int) -> int:
+        self.line += self.sql.count("\n", self.line_char, char)
+        self.line_char = char
+        return self.line
+
+
+def _statement(positions: _Positions, raw: dict[str, Any]) -> Statement:
     start = raw.get("stmt_location", 0)
     length = raw.get("stmt_len", 0)
-    chunk = encoded[start : start + length] if length else encoded[start:]
-    offset = len(encoded[:start].decode("utf-8"))
-    text = chunk.decode("utf-8")
+    encoded = positions.encoded
+    text = (encoded[start : start + length] if length else encoded[start:]).decode("utf-8")
     lead = _leading_trivia(text)
+    offset = positions.char_of(start) + lead
     node_name, node = next(iter(raw["stmt"].items()))
     return Statement(
         text=text[lead:].rstrip(),
-        line=line_of(sql, offset + lead),
-        offset=offset + lead,
+        line=positions.line_of(offset),
+        offset=offset,
         node=node_name,
         transactional=not _outside_transaction(node_name, node),
         transaction_kind=node.get("kind") if node_name == "TransactionStmt" else None,
@@ -201,7 +227,6 @@ def _statement(sql: str, encoded: bytes, raw: dict[str, Any]) -> Statement:
         changes_role=node_name == "VariableSetStmt" and node.get("name") in ("role", "session_authorization"),
         adds_enum_value=(node_name == "AlterEnumStmt" and "oldVal" not in node)
         or (node_name == "DoStmt" and bool(DO_ADD_ENUM_VALUE.search(_do_body(node)))),
-        relations=tuple(sorted(_relations(node))),
         tree=node,
     )
 
@@ -228,7 +253,24 @@ def _session_effect(name: str, node: dict[str, Any]) -> SessionEffect:
         return SessionEffect.RECONNECT
     if name in SESSION_STATE_NODES or (name == "VariableSetStmt" and not node.get("is_local", False)):
         return SessionEffect.DISCARD
-    return SessionEffect.DISCARD if '"relpersistence": "t"' in json.dumps(node) else SessionEffect.NONE
+    return SessionEffect.DISCARD if _creates_temporary(name, node) else SessionEffect.NONE
+
+
+TEMPORARY_TARGET = {
+    "CreateStmt": ("relation",),
+    "CreateTableAsStmt": ("into", "rel"),
+    "ViewStmt": ("view",),
+    "CreateSeqStmt": ("sequence",),
+    "SelectStmt": ("intoClause", "rel"),
+}
+
+
+def _creates_temporary(name: str, node: dict[str, Any]) -> bool:
+    """Whether the statement creates a temporary table, view or sequence (dropped per session)."""
+    target: Any = node
+    for key in TEMPORARY_TARGET.get(name, ("-",)):
+        target = target.get(key, {}) if isinstance(target, dict) else {}
+    return isinstance(target, dict) and target.get("relpersistence") == "t"
 
 
 def _do_body(node: dict[str, Any]) -> str:
