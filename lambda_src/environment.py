@@ -16,13 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dbmigrate.config import Settings, url_template
 from dbmigrate.errors import ConfigError
 from dbmigrate.model import ROOT_DATABASE
-from dbmigrate.s3source import fast_client_config
+from dbmigrate.s3source import aws_client
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -142,7 +141,7 @@ def build_settings(
 
 def _template_from_secret(env: FunctionEnv, client: SecretsManagerClient | None) -> str:
     arn = env.secret_arn or ""
-    secret = _read_secret(arn, client or boto3.client("secretsmanager", config=fast_client_config()))
+    secret = _read_secret(arn, client or aws_client("secretsmanager"))
     user, password = secret.get("username"), secret.get("password")
     if not isinstance(user, str) or not isinstance(password, str) or not user or not password:
         raise ConfigError(
