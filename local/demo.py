@@ -96,7 +96,10 @@ def run(outdir: Path, out: TextIO, *, stack: SynthesizedStack | None = None) -> 
                 demo.say(f"note: {deploy.note}")
             version = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
             key = f"projectdb/{version}_add_widget_notes.up.sql"
-            demo.step(f"out of band: uploading {key} to the bucket; its S3 event goes through SNS to the function")
+            demo.step(
+                f"out of band: uploading {key} to the bucket; its S3 event goes through SNS to the function, "
+                "which first waits UPLOAD_SETTLE_S (5 s) for the rest of a batch"
+            )
             demo.show("the S3 event's run", deploy.upload(key, NEW_MIGRATION.encode()))
             demo.show("deploy again: nothing is re-applied", deploy.apply())
         except FunctionError as exc:
