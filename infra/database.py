@@ -86,7 +86,7 @@ class Database(Construct):
             name=f"{name}-rds-monitoring",
             assume_role_policy=policies.assume_role("monitoring.rds.amazonaws.com", account_id=account.account_id),
         )
-        IamRolePolicyAttachment(
+        monitoring_policy = IamRolePolicyAttachment(
             self,
             "monitoring-policy",
             role=monitoring_role.name,
@@ -126,6 +126,8 @@ class Database(Construct):
             monitoring_interval=settings.monitoring_interval_s,
             monitoring_role_arn=monitoring_role.arn if settings.monitoring_interval_s else None,
             enabled_cloudwatch_logs_exports=["postgresql", "upgrade"],
+            # RDS checks the monitoring role's permissions when it creates the instance.
+            depends_on=[monitoring_policy],
         )
         self.host = instance.address
         self.port = PORT

@@ -13,8 +13,9 @@
 Given the network and the database, it adds the bucket and one object per migration
 file, the function with its role, security group (and the ingress rule on the
 database's group), log group, dead-letter queue and alarm, the S3 -> SNS -> Lambda
-path, and the invocation that migrates on apply, ordered after the objects, the
-policies and whatever ``run_after`` lists (your VPC endpoints). It creates no network
+path, and the invocation that migrates on apply, ordered after the bucket, the objects,
+the function with its policies and rules, and whatever ``run_after`` lists (your route
+table associations, VPC endpoints and their security group rules). It creates no network
 and no database. The subnets need a route to S3 (a gateway endpoint) and to Secrets
 Manager (an interface endpoint or NAT).
 """
@@ -27,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cdktf import AssetType, ITerraformDependable, TerraformAsset
+from cdktf import AssetType, ITerraformDependable, TerraformAsset, TerraformResource
 from constructs import Construct
 
 from .bucket import MigrationObjects, MigrationsBucket, migration_files
@@ -75,7 +76,14 @@ class DatabaseMigrationsProps:
     """Where the function may open HTTPS connections (Secrets Manager, S3 without a prefix list)."""
     https_egress_prefix_lists: Sequence[str] = ()
     run_after: Sequence[ITerraformDependable] = ()
-    """Resources the deploy-time run waits for besides its own (e.g. the VPC endpoints)."""
+    """Resources the deploy-time run waits for besides its own: everything on the function's
+    network path that it does not create (route table associations, VPC endpoints and the rules
+    of their security groups, the database's other security group rules)."""
+
+
+def resources_of(*scopes: Construct) -> list[TerraformResource]:
+    """Every Terraform resource defined inside the given constructs, in definition order."""
+    return [item for scope in scopes for item in scope.node.find_all() if isinstance(item, TerraformResource)]
 
 
 class DatabaseMigrations(Construct):
@@ -150,13 +158,9 @@ class DatabaseMigrations(Construct):
             function_name=function.name,
             run_mode=props.run_mode,
             content=content_hash(files, package_sha256, props.prefix),
-            after=[
-                *objects.objects,
-                function.role_policy,
-                *function.network_rules,
-                function.function,
-                *props.run_after,
-            ],
+            # The whole bucket, its objects and the function with its role, policies and
+            # security group rules: a run that starts before one of them fails or hangs.
+            after=[*resources_of(bucket, objects, function), *props.run_after],
         )
 
         self.function_name = function.name

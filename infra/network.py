@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 
-from cdktf import Fn
+from cdktf import Fn, TerraformResource
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
-from cdktf_cdktf_provider_aws.data_aws_availability_zones import DataAwsAvailabilityZones
+from cdktf_cdktf_provider_aws.data_aws_availability_zones import (
+    DataAwsAvailabilityZones,
+    DataAwsAvailabilityZonesFilter,
+)
 from cdktf_cdktf_provider_aws.default_security_group import DefaultSecurityGroup
 from cdktf_cdktf_provider_aws.flow_log import FlowLog
 from cdktf_cdktf_provider_aws.iam_role import IamRole
@@ -37,8 +40,10 @@ class Network(Construct):
     """VPC, two private subnets in two AZs, S3 gateway and Secrets Manager interface endpoints,
     flow logs, and a default security group that allows nothing.
 
-    Attributes: ``vpc_id``, ``cidr``, ``subnet_ids``, ``s3_prefix_list_id`` and
-    ``endpoints`` (what a run needs to exist first).
+    Attributes: ``vpc_id``, ``cidr``, ``subnet_ids``, ``s3_prefix_list_id``, ``endpoints`` and
+    ``run_dependencies``: what a function in the subnets needs before it runs (the route table
+    associations, without which the subnets use the VPC's main table and have no S3 route; the
+    endpoints; the rules of the endpoints' security group).
     """
 
     def __init__(
@@ -54,7 +59,14 @@ class Network(Construct):
         log_retention_days: int,
     ) -> None:
         super().__init__(scope, id)
-        zones = DataAwsAvailabilityZones(self, "zones", state="available")
+        # Only the region's own zones: Local and Wavelength Zones are opt-in, and RDS, the
+        # interface endpoints and Lambda are not offered in most of them.
+        zones = DataAwsAvailabilityZones(
+            self,
+            "zones",
+            state="available",
+            filter=[DataAwsAvailabilityZonesFilter(name="opt-in-status", values=["opt-in-not-required"])],
+        )
         vpc = Vpc(
             self,
             "vpc",
@@ -68,6 +80,7 @@ class Network(Construct):
         blocks = list(ipaddress.ip_network(cidr).subnets(new_prefix=min(ipaddress.ip_network(cidr).prefixlen + 4, 28)))
         routes = RouteTable(self, "private-routes", vpc_id=vpc.id, tags={"Name": f"{name}-private"})
         subnets = []
+        associations = []
         for index in range(AVAILABILITY_ZONES):
             subnet = Subnet(
                 self,
@@ -78,7 +91,9 @@ class Network(Construct):
                 map_public_ip_on_launch=False,
                 tags={"Name": f"{name}-private-{index}"},
             )
-            RouteTableAssociation(self, f"private-{index}-routes", subnet_id=subnet.id, route_table_id=routes.id)
+            associations.append(
+                RouteTableAssociation(self, f"private-{index}-routes", subnet_id=subnet.id, route_table_id=routes.id)
+            )
             subnets.append(subnet)
 
         s3 = VpcEndpoint(
@@ -97,7 +112,7 @@ class Network(Construct):
             description="Interface endpoints: HTTPS from inside the VPC",
             vpc_id=vpc.id,
         )
-        VpcSecurityGroupIngressRule(
+        endpoint_https = VpcSecurityGroupIngressRule(
             self,
             "endpoint-https-in",
             security_group_id=endpoint_sg.id,
@@ -132,7 +147,9 @@ class Network(Construct):
             name=f"{name}-flow-logs",
             assume_role_policy=policies.assume_role("vpc-flow-logs.amazonaws.com", account_id=account.account_id),
         )
-        IamRolePolicy(self, "flow-logs-policy", role=flow_role.id, policy=policies.log_delivery(flow_logs.arn))
+        flow_policy = IamRolePolicy(
+            self, "flow-logs-policy", role=flow_role.id, policy=policies.log_delivery(flow_logs.arn)
+        )
         FlowLog(
             self,
             "flow-log",
@@ -142,6 +159,8 @@ class Network(Construct):
             log_destination=flow_logs.arn,
             iam_role_arn=flow_role.arn,
             max_aggregation_interval=600,
+            # The flow log service checks the role when it creates the log.
+            depends_on=[flow_policy],
         )
 
         self.vpc_id = vpc.id
@@ -149,3 +168,4 @@ class Network(Construct):
         self.subnet_ids = [subnet.id for subnet in subnets]
         self.s3_prefix_list_id = s3.prefix_list_id
         self.endpoints = [s3, secrets]
+        self.run_dependencies: list[TerraformResource] = [*associations, s3, secrets, endpoint_https]

@@ -57,7 +57,7 @@ class MigrationsStack(TerraformStack):
             )
             vpc_id, subnet_ids = network.vpc_id, network.subnet_ids
             https_cidrs, prefix_lists = [network.cidr], [network.s3_prefix_list_id]
-            run_after = list(network.endpoints)
+            run_after = list(network.run_dependencies)
         else:
             assert config.existing_vpc_id is not None
             vpc_id, subnet_ids = config.existing_vpc_id, list(config.existing_subnet_ids)

@@ -46,26 +46,53 @@ def strings(value: Any) -> Iterator[str]:
 
 def references(stack: Stack) -> set[str]:
     """Every address the stack refers to: ``type.name``, ``data.type.name``, ``var.x``, ``local.x``."""
+    found = expression_references({key: value for key, value in stack.items() if key != "terraform"})
+    for kind in ("resource", "data"):
+        for blocks in stack.get(kind, {}).values():
+            for settings in blocks.values():
+                found.update(settings.get("depends_on", []))
+    return found
+
+
+def expression_references(value: Any) -> set[str]:
+    """The addresses that the ``${...}`` expressions inside ``value`` refer to (not ``depends_on``)."""
     found: set[str] = set()
-    for text in strings({key: value for key, value in stack.items() if key != "terraform"}):
+    for text in strings(value):
         for expression in INTERPOLATION.findall(text):
             bare = STRING_LITERAL.sub('""', expression)
             for root, rest in TRAVERSAL.findall(bare):
                 parts = [root, *rest.lstrip(".").split(".")]
                 if root in BUILTIN_ROOTS:
                     continue
-                if root == "data":
-                    found.add(".".join(parts[:3]))
-                elif root in {"var", "local", "module"}:
-                    found.add(".".join(parts[:2]))
-                else:
-                    found.add(".".join(parts[:2]))
-    for kind in ("resource", "data"):
-        for blocks in stack.get(kind, {}).values():
-            for block in blocks.values():
-                for address in block.get("depends_on", []):
-                    found.add(address)
+                found.add(".".join(parts[:3] if root == "data" else parts[:2]))
     return found
+
+
+def block(stack: Stack, address: str) -> dict[str, Any]:
+    """The block of a resource (``type.name``) or data source (``data.type.name``)."""
+    parts = address.split(".")
+    kind, resource_type, name = ("data", parts[1], parts[2]) if parts[0] == "data" else ("resource", *parts)
+    found: dict[str, Any] = stack[kind][resource_type][name]
+    return found
+
+
+def direct_dependencies(stack: Stack, address: str) -> set[str]:
+    """What one resource waits for: the addresses its expressions refer to, and its ``depends_on``."""
+    settings = block(stack, address)
+    found = expression_references({key: value for key, value in settings.items() if key != "depends_on"})
+    found.update(settings.get("depends_on", []))
+    return {item for item in found if item.split(".")[0] not in {"var", "local", "module"}}
+
+
+def dependency_closure(stack: Stack, address: str) -> set[str]:
+    """Everything Terraform creates before ``address``: its dependencies, followed transitively."""
+    seen: set[str] = set()
+    pending = [address]
+    while pending:
+        for item in direct_dependencies(stack, pending.pop()) - seen:
+            seen.add(item)
+            pending.append(item)
+    return seen
 
 
 def addresses(stack: Stack) -> set[str]:

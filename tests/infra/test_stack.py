@@ -212,6 +212,12 @@ def test_network_has_two_private_subnets_and_endpoints_for_s3_and_secrets(stack:
     assert "ingress" not in default_sg and "egress" not in default_sg
 
 
+def test_subnets_are_placed_only_in_the_regions_own_zones_never_local_zones(stack: dict[str, Any]) -> None:
+    zones = stack["data"]["aws_availability_zones"][only_zone(stack)]
+    assert zones["state"] == "available"
+    assert zones["filter"] == [{"name": "opt-in-status", "values": ["opt-in-not-required"]}]
+
+
 def only_zone(stack: dict[str, Any]) -> str:
     return str(next(iter(stack["data"]["aws_availability_zones"])))
 
