@@ -18,6 +18,10 @@ ACCEPTED_FINDINGS: dict[tuple[str, str], str] = {
     ("CKV_AWS_144", "aws_s3_bucket"): (
         "the repository is the source of the files and every apply uploads them again; a replica adds nothing"
     ),
+    ("CKV_AWS_115", "aws_lambda_function"): (
+        "no reserved concurrency by default: Lambda refuses any reservation on accounts limited to 10, and "
+        "overlapping runs queue on the engine's advisory lock; set reserved_concurrency to reserve"
+    ),
     ("CKV_AWS_272", "aws_lambda_function"): (
         "the package is built reproducibly from the repository and pinned by source_code_hash; "
         "code signing needs an AWS Signer profile, outside this example"

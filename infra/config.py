@@ -104,9 +104,11 @@ class StackConfig:
     root_database: str = "postgres"
     function_timeout_s: int = 300
     function_memory_mb: int = 512
-    reserved_concurrency: int = 1
-    """1: runs never overlap, but a deploy-time invoke is throttled (the provider retries) while an
-    upload-triggered run holds the slot; 2 lets it wait on the engine's advisory lock instead."""
+    reserved_concurrency: int | None = None
+    """None (default): no reservation; overlapping runs are safe, they queue on the engine's advisory
+    lock. A number reserves that much of the account's concurrency, which Lambda refuses (after
+    creating the function) when it would leave less than 10 unreserved: new accounts often have a
+    limit of 10, where any reservation fails the first deploy."""
     connect_timeout_s: int = 5
     lock_wait_s: int = 120
     statement_timeout_s: int = 0
@@ -189,8 +191,8 @@ class StackConfig:
             yield "function_timeout_s must be between 60 and 900 (the Lambda maximum)"
         if not 256 <= self.function_memory_mb <= 10240:
             yield "function_memory_mb must be between 256 and 10240"
-        if self.reserved_concurrency < 1:
-            yield "reserved_concurrency must be at least 1"
+        if self.reserved_concurrency is not None and self.reserved_concurrency < 1:
+            yield "reserved_concurrency must be at least 1 (0 would throttle every run), or unset for no reservation"
         if not 1 <= self.connect_timeout_s <= self.function_timeout_s // 10:
             yield "connect_timeout_s must be at least 1 and at most a tenth of function_timeout_s"
         if self.lock_wait_s + self.min_time_left_s + self.connect_timeout_s >= self.function_timeout_s:

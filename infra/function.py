@@ -41,7 +41,8 @@ class FunctionSettings:
     architecture: str = "x86_64"
     timeout_s: int = 300
     memory_mb: int = 512
-    reserved_concurrency: int = 1
+    reserved_concurrency: int | None = None
+    """None: no reservation (see StackConfig.reserved_concurrency for why)."""
     root_database: str = "postgres"
     connect_timeout_s: int = 5
     lock_wait_s: int = 120

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,24 @@ def synths(
         seconds = time.monotonic() - started
         results[variant] = Synth(json.loads(stack_file.read_text(encoding="utf-8")), stack_file.parent, seconds)
     yield results
+
+
+SynthesizeWith = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture(scope="session")
+def synthesize_with(
+    stack_config: StackConfig, package: BuildResult, tmp_path_factory: pytest.TempPathFactory
+) -> SynthesizeWith:
+    """Synthesize the default stack with some settings changed; returns its JSON."""
+
+    def run(**settings: Any) -> dict[str, Any]:
+        outdir = tmp_path_factory.mktemp("synth-with")
+        stack_file = synthesize(replace(stack_config, **settings), package=package.path, outdir=outdir)
+        found: dict[str, Any] = json.loads(stack_file.read_text(encoding="utf-8"))
+        return found
+
+    return run
 
 
 @pytest.fixture(scope="session")

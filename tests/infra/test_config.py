@@ -47,6 +47,7 @@ def test_environment_overrides_the_context_and_types_are_read() -> None:
         ({"function_timeout_s": 3}, "function_timeout_s"),
         ({"lock_wait_s": 290}, "lock_wait_s"),
         ({"log_retention_days": 10}, "log_retention_days"),
+        ({"reserved_concurrency": 0}, "reserved_concurrency"),
         ({"existing_db_host": "db.internal"}, "existing_db_host"),
         (
             {"existing_db_host": "h", "existing_db_secret_arn": "arn", "existing_db_security_group_id": "sg-1"},
