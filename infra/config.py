@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .names import Part, name_problems
+
 __all__ = ["ENV_PREFIX", "ConfigError", "StackConfig"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,9 +28,10 @@ ENV_PREFIX = "DBMIGRATE_"
 RunMode = Literal["every-apply", "on-change"]
 Architecture = Literal["x86_64", "arm64"]
 
-NAME = re.compile(r"^[a-z][a-z0-9-]{1,24}[a-z0-9]$")
+NAME = re.compile(r"^[a-z](?:-?[a-z0-9])+$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+ENGINE_VERSION = re.compile(r"^\d+(\.\d+)?$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 RETENTION_DAYS = (
     1,
@@ -94,6 +97,8 @@ class StackConfig:
     db_backup_retention_days: int = 7
     db_monitoring_interval_s: int = 60
     db_master_username: str = "dbadmin"
+    db_apply_immediately: bool = False
+    """Apply database changes now, not in the next maintenance window (set it for a major upgrade)."""
     existing_db_host: str | None = None
     existing_db_port: int = 5432
     existing_db_secret_arn: str | None = None
@@ -131,6 +136,14 @@ class StackConfig:
     def creates_database(self) -> bool:
         return self.existing_db_host is None
 
+    def _parts(self) -> tuple[Part, ...]:
+        """The parts of the stack that derive names from ``name``."""
+        return (
+            "migrations",
+            *(("network",) if self.creates_network else ()),
+            *(("database",) if self.creates_database else ()),
+        )
+
     @classmethod
     def from_sources(cls, context: Mapping[str, Any], environ: Mapping[str, str]) -> StackConfig:
         """Defaults, then ``cdktf.json`` context values, then ``DBMIGRATE_*`` variables."""
@@ -151,8 +164,13 @@ class StackConfig:
         return cls(**values)
 
     def _problems(self) -> typing.Iterator[str]:
-        if not NAME.match(self.name):
-            yield f"name {self.name!r} must be 3-26 lower-case letters, digits or hyphens, starting with a letter"
+        if not NAME.match(self.name) or len(self.name) < 3:
+            yield (
+                f"name {self.name!r} must be at least 3 lower-case letters, digits and single hyphens, "
+                "starting with a letter and ending with a letter or digit"
+            )
+        elif ENGINE_VERSION.match(self.db_engine_version):
+            yield from name_problems(self.name, engine_version=self.db_engine_version, parts=self._parts())
         if not REGION.match(self.region):
             yield f"region {self.region!r} is not an AWS region name like eu-west-1"
         if self.run_mode not in typing.get_args(RunMode):
@@ -209,7 +227,7 @@ class StackConfig:
             yield "db_max_allocated_storage_gb must be at least db_allocated_storage_gb"
         if self.db_monitoring_interval_s not in (0, 1, 5, 10, 15, 30, 60):
             yield "db_monitoring_interval_s must be one of 0, 1, 5, 10, 15, 30, 60"
-        if not re.match(r"^\d+(\.\d+)?$", self.db_engine_version):
+        if not ENGINE_VERSION.match(self.db_engine_version):
             yield f"db_engine_version {self.db_engine_version!r} must be like 16 or 16.4"
 
 

@@ -1,10 +1,19 @@
-"""The example's database: RDS PostgreSQL, private, encrypted, TLS forced, RDS-managed password."""
+"""The example's database: RDS PostgreSQL, private, encrypted, TLS forced, RDS-managed password.
+
+Day 2: the parameter group is named from a prefix and its family (``postgres16``) follows
+the engine version, created before the old one is destroyed, so a major upgrade (a new
+family) replaces it in the same apply. The final snapshot taken on destroy is named with
+the instance's creation time, kept in a ``terraform_data`` resource (built into Terraform,
+no provider): a stack destroyed, deployed again and destroyed again takes a second snapshot
+instead of colliding with the first.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cdktf import DataResource, Fn, TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws.db_instance import DbInstance
 from cdktf_cdktf_provider_aws.db_parameter_group import DbParameterGroup, DbParameterGroupParameter
 from cdktf_cdktf_provider_aws.db_subnet_group import DbSubnetGroup
@@ -15,6 +24,7 @@ from constructs import Construct
 
 from . import policies
 from .encryption import Account
+from .names import parameter_group_prefix, postgres_family
 
 __all__ = ["Database", "DatabaseSettings"]
 
@@ -34,6 +44,8 @@ class DatabaseSettings:
     backup_retention_days: int
     monitoring_interval_s: int
     master_username: str
+    apply_immediately: bool = False
+    """Apply changes (a major upgrade included) now rather than in the next maintenance window."""
 
 
 class Database(Construct):
@@ -59,7 +71,8 @@ class Database(Construct):
         settings: DatabaseSettings,
     ) -> None:
         super().__init__(scope, id)
-        major = settings.engine_version.split(".")[0]
+        family = postgres_family(settings.engine_version)
+        identifier = f"{name}-db"
         subnets = DbSubnetGroup(self, "subnets", name=f"{name}-db", subnet_ids=list(subnet_ids))
         security_group = SecurityGroup(
             self,
@@ -71,14 +84,16 @@ class Database(Construct):
         parameters = DbParameterGroup(
             self,
             "parameters",
-            name=f"{name}-postgres{major}",
-            family=f"postgres{major}",
+            name_prefix=parameter_group_prefix(name, family),
+            family=family,
             description="TLS only; DDL and slow statements logged",
             parameter=[
                 DbParameterGroupParameter(name="rds.force_ssl", value="1", apply_method="pending-reboot"),
                 DbParameterGroupParameter(name="log_statement", value="ddl"),
                 DbParameterGroupParameter(name="log_min_duration_statement", value="1000"),
             ],
+            # A new family is a new group: create it and move the instance before the old one goes.
+            lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
         )
         monitoring_role = IamRole(
             self,
@@ -92,10 +107,24 @@ class Database(Construct):
             role=monitoring_role.name,
             policy_arn=f"arn:{account.partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",
         )
+        # Set once when the instance is first created (and again when it is replaced): the
+        # final snapshot's name is unique per instance and does not change between plans.
+        lifetime = DataResource(
+            self,
+            "lifetime",
+            input={"created_at": Fn.timestamp()},
+            triggers_replace={
+                "identifier": identifier,
+                "kms_key_id": kms_key_arn,
+                "username": settings.master_username,
+            },
+            lifecycle=TerraformResourceLifecycle(ignore_changes=["input"]),
+        )
+        created_at = Fn.formatdate("YYYYMMDDhhmmss", lifetime.get_string_attribute("output.created_at"))
         instance = DbInstance(
             self,
             "instance",
-            identifier=f"{name}-db",
+            identifier=identifier,
             engine="postgres",
             engine_version=settings.engine_version,
             instance_class=settings.instance_class,
@@ -115,10 +144,13 @@ class Database(Construct):
             multi_az=settings.multi_az,
             deletion_protection=settings.deletion_protection,
             skip_final_snapshot=False,
-            final_snapshot_identifier=f"{name}-db-final",
+            final_snapshot_identifier=f"{identifier}-final-{created_at}",
             backup_retention_period=settings.backup_retention_days,
             copy_tags_to_snapshot=True,
             auto_minor_version_upgrade=True,
+            # A new engine_version with a new major is the upgrade; RDS refuses it without this.
+            allow_major_version_upgrade=True,
+            apply_immediately=settings.apply_immediately,
             iam_database_authentication_enabled=True,
             performance_insights_enabled=True,
             performance_insights_kms_key_id=kms_key_arn,

@@ -32,9 +32,11 @@ from cdktf import AssetType, ITerraformDependable, TerraformAsset, TerraformReso
 from constructs import Construct
 
 from .bucket import MigrationObjects, MigrationsBucket, migration_files
+from .config import ConfigError
 from .encryption import Account, EncryptionKey
 from .function import FunctionSettings, MigrationFunction, function_environment
 from .invocation import MigrationInvocation, RunMode, content_hash
+from .names import name_problems
 from .notifications import UploadNotifications
 
 __all__ = ["DatabaseMigrations", "DatabaseMigrationsProps", "DatabaseTarget"]
@@ -79,6 +81,11 @@ class DatabaseMigrationsProps:
     """Resources the deploy-time run waits for besides its own: everything on the function's
     network path that it does not create (route table associations, VPC endpoints and the rules
     of their security groups, the database's other security group rules)."""
+
+    def __post_init__(self) -> None:
+        problems = list(name_problems(self.name, parts=("migrations",)))
+        if problems:
+            raise ConfigError("DatabaseMigrationsProps: " + "; ".join(problems))
 
 
 def resources_of(*scopes: Construct) -> list[TerraformResource]:

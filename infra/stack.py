@@ -82,6 +82,7 @@ class MigrationsStack(TerraformStack):
                     backup_retention_days=config.db_backup_retention_days,
                     monitoring_interval_s=config.db_monitoring_interval_s,
                     master_username=config.db_master_username,
+                    apply_immediately=config.db_apply_immediately,
                 ),
             )
             target = DatabaseTarget(
