@@ -114,3 +114,40 @@ def test_exit_code_is_1_on_problems_0_without_and_2_for_an_error_instead_of_a_pl
     path.write_text("")
     assert main([str(path)]) == 2
     assert main([str(tmp_path / "absent.json")]) == 2
+
+
+def test_the_summary_says_every_plan_replaces_the_run_and_each_apply_invokes_twice() -> None:
+    markdown = render({**PLAN, "problems": []}, "every-apply")
+    note = markdown.split("No drift: a deploy would apply 2 file(s).", 1)[1]
+    assert "`aws_lambda_invocation`" in note and "*must be replaced*" in note
+    assert "`applied_at` is `timestamp()`" in note
+    assert "at least 1 to add and 1 to destroy" in note
+    assert note.index('"action": "delete"') < note.index('"action": "create"'), "destroy first, then create"
+    assert "on-change" not in note
+
+
+def test_in_on_change_mode_the_summary_says_the_run_is_replaced_when_its_content_changes() -> None:
+    note = render(PLAN, "on-change").split("**A deploy would fail:**", 1)[1]
+    assert "whenever its trigger `content` changes" in note
+    assert "timestamp()" not in note
+
+
+def test_an_unknown_run_mode_explains_both(tmp_path: Path) -> None:
+    markdown = render(PLAN, None)
+    assert "With run_mode `every-apply`:" in markdown and "With run_mode `on-change`:" in markdown
+
+
+def test_the_command_reads_the_run_mode_as_the_synth_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps({**PLAN, "problems": []}))
+    monkeypatch.setenv("DBMIGRATE_RUN_MODE", "on-change")
+    assert main([str(path)]) == 0
+    assert "whenever its trigger `content` changes" in capsys.readouterr().out
+    monkeypatch.setenv("DBMIGRATE_RUN_MODE", "every-apply")
+    assert main([str(path)]) == 0
+    assert "`applied_at` is `timestamp()`" in capsys.readouterr().out
+    monkeypatch.setenv("DBMIGRATE_RUN_MODE", "sometimes")
+    assert main([str(path)]) == 0
+    assert "With run_mode `on-change`:" in capsys.readouterr().out
