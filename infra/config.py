@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .names import Part, name_problems
+from .names import Part, name_problems, tag_problems
 
 __all__ = ["ENV_PREFIX", "ConfigError", "StackConfig"]
 
@@ -171,6 +171,7 @@ class StackConfig:
             )
         elif ENGINE_VERSION.match(self.db_engine_version):
             yield from name_problems(self.name, engine_version=self.db_engine_version, parts=self._parts())
+        yield from tag_problems(self.tags)
         if not REGION.match(self.region):
             yield f"region {self.region!r} is not an AWS region name like eu-west-1"
         if self.run_mode not in typing.get_args(RunMode):

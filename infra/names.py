@@ -10,7 +10,7 @@ checks every literal name in the synthesized stack is one listed here.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,6 +22,7 @@ __all__ = [
     "name_problems",
     "parameter_group_prefix",
     "postgres_family",
+    "tag_problems",
 ]
 
 Part = Literal["migrations", "network", "database"]
@@ -276,3 +277,22 @@ def name_problems(
             + "; ".join(too_long)
             + f". Fix: use a name of at most {longest} characters"
         )
+
+
+TAG_CHARACTERS = r"[\w .:/=+\-@]*"
+"""What AWS accepts in tag keys and values (letters, digits, spaces and _.:/=+-@)."""
+
+
+def tag_problems(tags: Mapping[str, str]) -> Iterator[str]:
+    """Tags AWS would refuse at apply: keys of 1-128 characters not under ``aws:``, values of at most 256."""
+    for key, value in tags.items():
+        if not 1 <= len(key) <= 128 or key.lower().startswith("aws:") or not re.fullmatch(TAG_CHARACTERS, key):
+            yield (
+                f"tag key {key!r} is refused by AWS (1-128 letters, digits, spaces or _.:/=+-@, not starting "
+                "with aws:). Fix: rename the tag"
+            )
+        if len(value) > 256 or not re.fullmatch(TAG_CHARACTERS, value):
+            yield (
+                f"tag {key!r}: its value of {len(value)} characters is refused by AWS (at most 256 letters, digits, "
+                "spaces or _.:/=+-@). Fix: shorten or change the value"
+            )

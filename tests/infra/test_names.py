@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +138,22 @@ def test_the_construct_refuses_a_name_too_long_for_its_bucket(tmp_path: Path) ->
             migrations_dir=tmp_path,
             package=tmp_path / "lambda.zip",
         )
+
+
+@pytest.mark.parametrize(
+    ("tags", "named"),
+    [
+        ({"k" * 129: "v"}, "tag key 'kkk"),
+        ({"aws:team": "data"}, "tag key 'aws:team'"),
+        ({"team": "v" * 257}, "its value of 257 characters"),
+        ({"team": "a;b"}, "tag 'team'"),
+    ],
+)
+def test_tags_aws_would_refuse_are_refused_before_deploying(tags: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        StackConfig(tags=tags)
+
+
+def test_tags_at_the_limits_are_accepted() -> None:
+    tags = {"k" * 128: "v" * 256, "cost-center": "", "owner": "team@example.invalid", "path": "a/b:c=d+e"}
+    assert StackConfig(tags=tags).tags == tags
