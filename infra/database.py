@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.db_instance import DbInstance
 from cdktf_cdktf_provider_aws.db_parameter_group import DbParameterGroup, DbParameterGroupParameter
 from cdktf_cdktf_provider_aws.db_subnet_group import DbSubnetGroup
@@ -19,6 +20,7 @@ from .encryption import Account
 __all__ = ["Database", "DatabaseSettings"]
 
 PORT = 5432
+LOG_EXPORTS = ("postgresql", "upgrade")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class DatabaseSettings:
     backup_retention_days: int
     monitoring_interval_s: int
     master_username: str
+    log_retention_days: int = 365
 
 
 class Database(Construct):
@@ -92,10 +95,22 @@ class Database(Construct):
             role=monitoring_role.name,
             policy_arn=f"arn:{account.partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",
         )
+        # RDS would create the export log groups itself, unencrypted and kept forever: create them first.
+        identifier = f"{name}-db"
+        log_groups = [
+            CloudwatchLogGroup(
+                self,
+                f"logs-{export}",
+                name=f"/aws/rds/instance/{identifier}/{export}",
+                retention_in_days=settings.log_retention_days,
+                kms_key_id=kms_key_arn,
+            )
+            for export in LOG_EXPORTS
+        ]
         instance = DbInstance(
             self,
             "instance",
-            identifier=f"{name}-db",
+            identifier=identifier,
             engine="postgres",
             engine_version=settings.engine_version,
             instance_class=settings.instance_class,
@@ -125,7 +140,8 @@ class Database(Construct):
             performance_insights_retention_period=7,
             monitoring_interval=settings.monitoring_interval_s,
             monitoring_role_arn=monitoring_role.arn if settings.monitoring_interval_s else None,
-            enabled_cloudwatch_logs_exports=["postgresql", "upgrade"],
+            enabled_cloudwatch_logs_exports=list(LOG_EXPORTS),
+            depends_on=log_groups,
         )
         self.host = instance.address
         self.port = PORT
