@@ -1,11 +1,14 @@
-// Evaluates one request against IAM policies with @cloud-copilot/iam-simulate (a maintained
-// AWS IAM simulator): reads {"simulation": ...} as JSON on stdin, prints the response as JSON.
+// Evaluates requests against IAM policies with @cloud-copilot/iam-simulate (a maintained AWS
+// IAM simulator): reads {"simulations": [...]} as JSON on stdin, prints the responses as JSON.
 const { runSimulation } = require("@cloud-copilot/iam-simulate");
 
 let input = "";
 process.stdin.on("data", (chunk) => (input += chunk));
 process.stdin.on("end", async () => {
-  const { simulation } = JSON.parse(input);
-  const response = await runSimulation(simulation, {});
-  process.stdout.write(JSON.stringify(response));
+  const { simulations } = JSON.parse(input);
+  const responses = [];
+  for (const simulation of simulations) {
+    responses.push(await runSimulation(simulation, {}));
+  }
+  process.stdout.write(JSON.stringify(responses));
 });
