@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 import zipfile
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,12 @@ import pytest
 from infra.config import ConfigError, StackConfig
 from infra.packaging import CA_BUNDLE_ENTRY, BuildResult, build_package
 from infra.stack import synthesize
+from local.aws import LocalAws
+from local.deploy import MIGRATION_ROLE, LocalDeploy
+from local.function import FunctionError
+from local.postgres import EmbeddedPostgres
+from local.stack import SynthesizedStack
+from tests.helpers import query
 
 from .conftest import Synth
 from .iam_policies import Request, decide, resolve
@@ -335,3 +342,39 @@ def test_a_stack_asking_for_a_ca_bundle_refuses_a_package_without_one(
 ) -> None:
     with pytest.raises(ConfigError, match=f"has no {CA_BUNDLE_ENTRY}"):
         synthesize(secure_config, package=package.path, outdir=tmp_path)
+
+
+@pytest.fixture
+def secure_replay(secure: Synth, pg: EmbeddedPostgres) -> Iterator[LocalDeploy]:
+    """The secure stack played locally: its migration role, its verify-full against the local CA."""
+    stack = SynthesizedStack(secure.stack_dir / "cdk.tf.json")
+    with LocalAws(stack.region()) as aws:
+        aws.reset()
+        deploy = LocalDeploy(stack, pg, aws)
+        deploy.provision()
+        yield deploy
+        deploy.close()
+
+
+def test_local_deploy_migrates_as_the_migration_role_over_verified_tls(
+    secure_replay: LocalDeploy, pg: EmbeddedPostgres
+) -> None:
+    created = secure_replay.apply()["result"]
+    assert {database["name"]: database["applied"] for database in created["databases"]} == {
+        "postgres": [1],
+        "app": [1, 20240102090000],
+    }
+    owner = query(pg, "postgres", "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'app'")
+    assert owner == [(MIGRATION_ROLE,)]
+    assert query(
+        pg, "postgres", "SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = %s", (MIGRATION_ROLE,)
+    ) == [(False, False)]
+
+
+def test_local_deploy_with_a_ca_that_did_not_sign_the_server_fails_the_apply_naming_tls(
+    secure_replay: LocalDeploy, ca_bundle: Path, pg: EmbeddedPostgres
+) -> None:
+    secure_replay.overrides["DB_SSLROOTCERT"] = str(ca_bundle)  # a valid bundle, but not the server's CA
+    with pytest.raises(FunctionError, match="TLS verification of the database server failed"):
+        secure_replay.apply()
+    assert "app" not in [row[0] for row in query(pg, "postgres", "SELECT datname FROM pg_database")]
