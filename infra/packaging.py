@@ -385,9 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.packaging", description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", choices=["x86_64", "arm64"], default="x86_64", help="the function's architecture")
     parser.add_argument("--output", type=Path, help="where to write the zip (default: build/lambda.zip)")
+    parser.add_argument("--ca-bundle", type=Path, help=f"the database's CA bundle, packed as {CA_BUNDLE_ENTRY}")
     args = parser.parse_args(argv)
     try:
-        result = build_package(args.output, Target(args.arch))
+        result = build_package(args.output, Target(args.arch), ca_bundle=args.ca_bundle)
     except PackagingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from infra.config import ConfigError, StackConfig
-from infra.packaging import CA_BUNDLE_ENTRY, BuildResult, build_package
+from infra.packaging import CA_BUNDLE_ENTRY, BuildResult, PackagingError, build_package
 from infra.stack import synthesize
 from local.aws import LocalAws
 from local.deploy import MIGRATION_ROLE, LocalDeploy
@@ -378,3 +378,14 @@ def test_local_deploy_with_a_ca_that_did_not_sign_the_server_fails_the_apply_nam
     with pytest.raises(FunctionError, match="TLS verification of the database server failed"):
         secure_replay.apply()
     assert "app" not in [row[0] for row in query(pg, "postgres", "SELECT datname FROM pg_database")]
+
+
+@pytest.mark.parametrize("content", [None, "not a certificate\n"])
+def test_a_ca_bundle_that_is_missing_or_holds_no_certificate_fails_the_build(
+    tmp_path: Path, content: str | None
+) -> None:
+    bundle = tmp_path / "global-bundle.pem"
+    if content is not None:
+        bundle.write_text(content)
+    with pytest.raises(PackagingError, match=re.escape("global-bundle.pem")):
+        build_package(tmp_path / "lambda.zip", ca_bundle=bundle)
