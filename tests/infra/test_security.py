@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from infra.accepted_findings import ACCEPTED_FINDINGS
 from infra.config import ConfigError, StackConfig
 from infra.packaging import CA_BUNDLE_ENTRY, BuildResult, PackagingError, build_package
 from infra.stack import synthesize
@@ -32,6 +33,7 @@ from tests.helpers import query
 from .conftest import Synth
 from .iam_policies import Request, decide, resolve
 from .terraform_json import only, ref, resources
+from .test_checkov import resource_types, run_checkov
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
@@ -389,3 +391,13 @@ def test_a_ca_bundle_that_is_missing_or_holds_no_certificate_fails_the_build(
         bundle.write_text(content)
     with pytest.raises(PackagingError, match=re.escape("global-bundle.pem")):
         build_package(tmp_path / "lambda.zip", ca_bundle=bundle)
+
+
+def test_checkov_finds_nothing_new_in_the_stack_with_every_security_setting(secure: Synth) -> None:
+    results = run_checkov(secure.stack_dir)
+    types = resource_types(secure.stack)
+    failed = [
+        (str(item["check_id"]), types[str(item["resource"]).rsplit(".", 1)[-1]])
+        for item in results.get("failed_checks", [])
+    ]
+    assert [finding for finding in failed if finding not in ACCEPTED_FINDINGS] == []
