@@ -47,7 +47,7 @@ class DatabaseTarget:
 
     ``secret_arn`` is the Secrets Manager secret of the role the function connects as, in
     the RDS-managed format (JSON with ``username`` and ``password``): a migration role's
-    (README: "The migration role"), or the RDS master user's. The function may read that
+    (README: "Who may change a schema"), or the RDS master user's. The function may read that
     secret and no other. ``secret_kms_key_arn`` is the key that encrypts it, when that is
     a customer-managed key other than the construct's own.
     """

@@ -87,7 +87,7 @@ class MigrationsStack(TerraformStack):
                     log_retention_days=config.log_retention_days,
                 ),
             )
-            # The function connects as the migration role when one is given (README: "The migration role").
+            # The function connects as the migration role when one is given (README: "Who may change a schema").
             target = DatabaseTarget(
                 host=database.host,
                 port=database.port,
