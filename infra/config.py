@@ -124,6 +124,8 @@ class StackConfig:
     """An address to e-mail when the alarm fires: the stack creates a topic and subscribes it."""
 
     # Who may change a schema (README: "Who may change a schema").
+    deployer_arn: str | None = None
+    """The IAM role (or user) that runs ``terraform apply``; default: whoever plans, read at plan time."""
     migration_uploaders: tuple[str, ...] = ()
     """IAM role or user ARNs (``*`` allowed) that may write under the prefix besides the deploying principal."""
     allow_down: bool = False
@@ -231,14 +233,17 @@ class StackConfig:
             yield f"db_engine_version {self.db_engine_version!r} must be like 16 or 16.4"
 
     def _security_problems(self) -> typing.Iterator[str]:
-        for arn in self.migration_uploaders:
+        principals = [("migration_uploaders", arn) for arn in self.migration_uploaders]
+        if self.deployer_arn is not None:
+            principals.append(("deployer_arn", self.deployer_arn))
+        for label, arn in principals:
             if ARN_ASSUMED_ROLE.match(arn):
                 yield (
-                    f"migration_uploaders: {arn} is a session (assumed-role) ARN; "
-                    "list the role itself: arn:aws:iam::<account>:role/<name>"
+                    f"{label}: {arn} is a session (assumed-role) ARN; "
+                    "give the role itself: arn:aws:iam::<account>:role/<name>"
                 )
             elif not IAM_PRINCIPAL_ARN.match(arn):
-                yield f"migration_uploaders: {arn!r} is not an IAM role or user ARN (arn:aws:iam::<account>:role/<x>)"
+                yield f"{label}: {arn!r} is not an IAM role or user ARN (arn:aws:iam::<account>:role/<name>)"
         if self.migration_secret_arn is not None and not SECRET_ARN.match(self.migration_secret_arn):
             yield (
                 f"migration_secret_arn {self.migration_secret_arn!r} is not a Secrets Manager secret ARN "

@@ -83,6 +83,8 @@ class DatabaseMigrationsProps:
     uploaders: Sequence[str] = ()
     """IAM role or user ARNs that may write under the prefix besides the deploying principal;
     the bucket policy denies writes and deletes there to everyone else."""
+    deployer_arn: str | None = None
+    """The role (or user) that runs ``terraform apply``; ``None``: whoever runs the plan."""
 
 
 class DatabaseMigrations(Construct):
@@ -115,7 +117,7 @@ class DatabaseMigrations(Construct):
             name=props.name,
             kms_key_arn=key_arn,
             prefix=props.prefix,
-            writers=[account.deployer_arn, *props.uploaders],
+            writers=[props.deployer_arn or account.deployer_arn, *props.uploaders],
         )
         if own_key is not None:
             own_key.allow_bucket_notifications(bucket.arn)

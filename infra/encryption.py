@@ -18,16 +18,23 @@ __all__ = ["Account", "EncryptionKey"]
 
 class Account(Construct):
     """Where the stack is deployed, read at plan time: account id, partition, region, and
-    ``deployer_arn``, the IAM role (or user) that runs ``terraform apply`` (the issuer of an
-    assumed-role session, which is what ``aws:PrincipalArn`` holds for its requests)."""
+    ``deployer_arn``, the IAM role (or user) that runs the plan (the issuer of an assumed-role
+    session, which is what ``aws:PrincipalArn`` holds for its requests)."""
 
     def __init__(self, scope: Construct, id: str) -> None:
         super().__init__(scope, id)
-        caller = DataAwsCallerIdentity(self, "caller")
-        self.account_id = caller.account_id
-        self.deployer_arn = DataAwsIamSessionContext(self, "deployer", arn=caller.arn).issuer_arn
+        self._caller = DataAwsCallerIdentity(self, "caller")
+        self.account_id = self._caller.account_id
         self.partition = DataAwsPartition(self, "partition").partition
         self.region = DataAwsRegion(self, "region").region
+        self._deployer_arn: str | None = None
+
+    @property
+    def deployer_arn(self) -> str:
+        """Added on first use: for an assumed role the provider reads the role (``iam:GetRole``)."""
+        if self._deployer_arn is None:
+            self._deployer_arn = DataAwsIamSessionContext(self, "deployer", arn=self._caller.arn).issuer_arn
+        return self._deployer_arn
 
 
 class EncryptionKey(Construct):

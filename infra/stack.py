@@ -150,6 +150,7 @@ class MigrationsStack(TerraformStack):
                 https_egress_prefix_lists=prefix_lists,
                 run_after=run_after,
                 uploaders=config.migration_uploaders,
+                deployer_arn=config.deployer_arn,
             ),
         )
         key.allow_bucket_notifications(migrations.bucket_arn)

@@ -1,5 +1,5 @@
-"""A second stack, synthesized once per session with every security setting given (uploaders,
-a migration role's secret, a CA bundle, ``allow_down``, an alarm e-mail), and the values AWS
+"""A second stack, synthesized once per session with every security setting given (the deployer
+and uploaders, a migration role's secret, a CA bundle, ``allow_down``, an alarm e-mail), and the values AWS
 decides at apply time for the references its policies hold."""
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def ca_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def secure_config(stack_config: StackConfig, ca_bundle: Path) -> StackConfig:
     return replace(
         stack_config,
+        deployer_arn=DEPLOYER_ROLE,
         migration_uploaders=(UPLOADER_ROLE,),
         allow_down=True,
         migration_secret_arn=MIGRATION_SECRET,
@@ -75,9 +76,10 @@ def concrete(stack: dict[str, Any]) -> dict[str, str]:
         f"data.aws_caller_identity.{next(iter(data['aws_caller_identity']))}.account_id": ACCOUNT,
         f"data.aws_partition.{next(iter(data['aws_partition']))}.partition": "aws",
         f"data.aws_region.{next(iter(data['aws_region']))}.region": REGION,
-        # The issuer of the deploying session: its role (what aws:PrincipalArn holds for it).
-        f"data.aws_iam_session_context.{next(iter(data['aws_iam_session_context']))}.issuer_arn": DEPLOYER_ROLE,
     }
+    for name in data.get("aws_iam_session_context", {}):
+        # The issuer of the deploying session: its role (what aws:PrincipalArn holds for it).
+        values[f"data.aws_iam_session_context.{name}.issuer_arn"] = DEPLOYER_ROLE
     for name in resources(stack, "aws_kms_key"):
         values[f"aws_kms_key.{name}.arn"] = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1111-2222"
     for name in resources(stack, "aws_sqs_queue"):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ..conftest import Synth
@@ -87,6 +88,13 @@ def test_the_deployer_is_the_issuer_role_of_the_callers_session(stack: dict[str,
     caller = next(iter(stack["data"]["aws_caller_identity"]))
     (session,) = stack["data"]["aws_iam_session_context"].values()
     assert session["arn"] == f"${{data.aws_caller_identity.{caller}.arn}}"
+
+
+def test_a_deployer_given_by_setting_is_named_itself_and_the_callers_session_is_not_read(secure: Synth) -> None:
+    assert "aws_iam_session_context" not in secure.stack["data"]
+    _, policy = only(secure.stack, "aws_s3_bucket_policy")
+    writers = json.loads(policy["policy"])["Statement"][1]["Condition"]["ArnNotLike"]["aws:PrincipalArn"]
+    assert writers == [DEPLOYER_ROLE, UPLOADER_ROLE]
 
 
 def kms_key_policy(stack: dict[str, Any]) -> dict[str, Any]:

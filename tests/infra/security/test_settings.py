@@ -87,6 +87,7 @@ def test_down_through_the_function_is_off_unless_the_stack_enables_it(secure: Sy
     ("settings", "named"),
     [
         ({"migration_uploaders": (DEPLOYER_SESSION,)}, "is a session (assumed-role) ARN"),
+        ({"deployer_arn": DEPLOYER_SESSION}, "deployer_arn: arn:aws:sts::"),
         ({"migration_uploaders": ("developer",)}, "is not an IAM role or user ARN"),
         ({"migration_secret_arn": "dbmigrate/migrator"}, "migration_secret_arn"),
         ({"db_ca_bundle": Path("/nonexistent/global-bundle.pem")}, "db_ca_bundle"),
