@@ -24,6 +24,7 @@ import json
 import secrets
 import sys
 import uuid
+import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -275,11 +276,17 @@ def runnable_package(synthesized: Path) -> tuple[Path, str, str]:
     python, exact = runtime_python()
     if exact:
         return synthesized, python, ""
-    from infra.packaging import Target, build_package  # noqa: PLC0415 (only on machines without 3.12)
+    from infra.packaging import CA_BUNDLE_ENTRY, Target, build_package  # noqa: PLC0415 (only without 3.12)
 
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
     target = Target(python_version=version)
-    package = build_package(synthesized.parent / f"lambda-{target.slug}.zip", target=target).path
+    output = synthesized.parent / f"lambda-{target.slug}.zip"
+    with zipfile.ZipFile(synthesized) as archive:  # the same CA bundle as the synthesized package, if any
+        bundle = archive.read(CA_BUNDLE_ENTRY) if CA_BUNDLE_ENTRY in archive.namelist() else None
+    ca_bundle = output.with_suffix(".ca.pem") if bundle is not None else None
+    if ca_bundle is not None and bundle is not None:
+        ca_bundle.write_bytes(bundle)
+    package = build_package(output, target=target, ca_bundle=ca_bundle).path
     return package, python, f"no python3.12 on this machine: the package was rebuilt for Python {version}"
 
 

@@ -15,6 +15,7 @@ import pytest
 from infra.config import StackConfig
 from infra.packaging import BuildResult, build_package
 from infra.stack import synthesize
+from local.postgres import EmbeddedPostgres
 
 from ..conftest import Synth
 from ..terraform_json import only, resources
@@ -31,15 +32,20 @@ MIGRATION_SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:dbmigrate/
 
 
 @pytest.fixture(scope="session")
-def ca_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("ca")
-    bundle = folder / "global-bundle.pem"
-    new_ca = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test CA"]
-    subprocess.run(
-        [*new_ca, "-keyout", str(folder / "ca.key"), "-out", str(bundle)],
-        check=True,
-        capture_output=True,
-    )
+def ca_bundle(pg_server: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stack's ``db_ca_bundle``: the CA of the tests' PostgreSQL server, standing in for RDS's."""
+    bundle = tmp_path_factory.mktemp("ca") / "global-bundle.pem"
+    bundle.write_bytes(pg_server.ca_file.read_bytes())
+    return bundle
+
+
+@pytest.fixture(scope="session")
+def wrong_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A valid CA bundle that signed nothing the tests connect to."""
+    folder = tmp_path_factory.mktemp("wrong-ca")
+    bundle = folder / "other-ca.pem"
+    new_ca = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=other CA"]
+    subprocess.run([*new_ca, "-keyout", str(folder / "ca.key"), "-out", str(bundle)], check=True, capture_output=True)
     return bundle
 
 

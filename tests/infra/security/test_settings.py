@@ -134,10 +134,19 @@ def test_local_deploy_migrates_as_the_migration_role_over_verified_tls(
     ) == [(False, False)]
 
 
-def test_local_deploy_with_a_ca_that_did_not_sign_the_server_fails_the_apply_naming_tls(
-    secure_replay: LocalDeploy, ca_bundle: Path, pg: EmbeddedPostgres
+def test_the_packaged_bundle_is_what_the_function_verifies_the_server_with(
+    secure_replay: LocalDeploy, pg: EmbeddedPostgres
 ) -> None:
-    secure_replay.overrides["DB_SSLROOTCERT"] = str(ca_bundle)  # a valid bundle, but not the server's CA
+    # The stack's own DB_SSLROOTCERT, resolved inside the synthesized package (which holds the server's CA).
+    secure_replay.overrides["DB_SSLROOTCERT"] = CA_BUNDLE_ENTRY
+    created = secure_replay.apply()["result"]
+    assert [database["name"] for database in created["databases"]] == ["postgres", "app"]
+
+
+def test_local_deploy_with_a_ca_that_did_not_sign_the_server_fails_the_apply_naming_tls(
+    secure_replay: LocalDeploy, wrong_ca: Path, pg: EmbeddedPostgres
+) -> None:
+    secure_replay.overrides["DB_SSLROOTCERT"] = str(wrong_ca)  # a valid bundle, but not the server's CA
     with pytest.raises(FunctionError, match="TLS verification of the database server failed"):
         secure_replay.apply()
     assert "app" not in [row[0] for row in query(pg, "postgres", "SELECT datname FROM pg_database")]
