@@ -44,7 +44,8 @@ class Database(Construct):
 
     The master password is managed by RDS in Secrets Manager (encrypted with our key);
     the function reads it from there. Its security group starts with no ingress: whoever
-    needs the database adds a rule (the migrations construct does).
+    needs the database adds a rule (the migrations construct does). Its log exports go to
+    log groups created before it, encrypted with our key and kept ``log_retention_days``.
 
     Attributes: ``host``, ``port``, ``secret_arn``, ``security_group_id``.
     """
