@@ -22,10 +22,10 @@ from local.postgres import EmbeddedPostgres
 from local.stack import SynthesizedStack
 from tests.helpers import query
 
-from ..conftest import Synth
+from ..conftest import ROOT, Synth
 from ..terraform_json import only, ref, resources
 from ..test_checkov import resource_types, run_checkov
-from .conftest import DEPLOYER_SESSION
+from .conftest import DEPLOYER_SESSION, UPLOADER_ROLE
 
 
 def test_rds_log_exports_go_to_encrypted_log_groups_with_retention_created_first(stack: dict[str, Any]) -> None:
@@ -171,3 +171,24 @@ def test_checkov_finds_nothing_new_in_the_stack_with_every_security_setting(secu
         for item in results.get("failed_checks", [])
     ]
     assert [finding for finding in failed if finding not in ACCEPTED_FINDINGS] == []
+
+
+def test_security_settings_come_from_the_environment_like_every_other() -> None:
+    bundle = ROOT / "build" / "test-global-bundle.pem"
+    bundle.parent.mkdir(exist_ok=True)
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    try:
+        config = StackConfig.from_sources(
+            {"allow_down": True},
+            {
+                "DBMIGRATE_MIGRATION_UPLOADERS": f"{UPLOADER_ROLE}, arn:aws:iam::123456789012:role/release-*",
+                "DBMIGRATE_DB_CA_BUNDLE": "build/test-global-bundle.pem",  # relative: from the repository
+                "DBMIGRATE_ALLOW_DOWN": "false",
+                "DBMIGRATE_ALARM_EMAIL": "oncall@example.com",
+            },
+        )
+    finally:
+        bundle.unlink()
+    assert config.migration_uploaders == (UPLOADER_ROLE, "arn:aws:iam::123456789012:role/release-*")
+    assert config.db_ca_bundle == bundle
+    assert (config.allow_down, config.alarm_email) == (False, "oncall@example.com")
