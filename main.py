@@ -29,7 +29,7 @@ def load_config(environ: Mapping[str, str]) -> StackConfig:
 def main() -> int:
     try:
         config = load_config(os.environ)
-        package = build_package(target=Target(config.architecture))
+        package = build_package(target=Target(config.architecture), ca_bundle=config.db_ca_bundle)
     except (ConfigError, PackagingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdktf import AssetType, TerraformAsset
+from cdktf import AssetType, ITerraformDependable, TerraformAsset
 from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
 from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
     S3BucketLifecycleConfiguration,
@@ -71,10 +71,14 @@ def migration_files(folder: Path) -> list[MigrationFile]:
 class MigrationsBucket(Construct):
     """A private, versioned, KMS-encrypted bucket for the migration files.
 
-    Attributes: ``name``, ``arn``.
+    Only ``writers`` (the deploying principal and the uploaders the user lists) may
+    write or delete under ``prefix``; the bucket policy denies it to everyone else.
+    Attributes: ``name``, ``arn``, ``policy`` (write the objects after it).
     """
 
-    def __init__(self, scope: Construct, id: str, *, name: str, kms_key_arn: str) -> None:
+    def __init__(
+        self, scope: Construct, id: str, *, name: str, kms_key_arn: str, prefix: str, writers: Sequence[str]
+    ) -> None:
         super().__init__(scope, id)
         bucket = S3Bucket(self, "bucket", bucket_prefix=f"{name}-migrations-", force_destroy=False)
         S3BucketOwnershipControls(
@@ -131,7 +135,12 @@ class MigrationsBucket(Construct):
                 )
             ],
         )
-        S3BucketPolicy(self, "tls-only", bucket=bucket.id, policy=policies.tls_only_bucket_policy(bucket.arn))
+        self.policy = S3BucketPolicy(
+            self,
+            "policy",
+            bucket=bucket.id,
+            policy=policies.migrations_bucket_policy(bucket_arn=bucket.arn, prefix=prefix, writers=writers),
+        )
         self.name = bucket.id
         self.arn = bucket.arn
 
@@ -141,6 +150,7 @@ class MigrationObjects(Construct):
 
     The folder is copied into the synthesized stack as an asset (named by the hash of
     its migration files, so the output does not depend on where the repository lives).
+    ``after``: what must be in place first (the bucket policy that admits the deployer).
     Attributes: ``objects`` (for ordering) and ``files``.
     """
 
@@ -154,6 +164,7 @@ class MigrationObjects(Construct):
         prefix: str,
         kms_key_arn: str,
         files: Sequence[MigrationFile],
+        after: Sequence[ITerraformDependable] = (),
     ) -> None:
         super().__init__(scope, id)
         content = hashlib.sha256("".join(f"{item.key}\0{item.sha256}\n" for item in files).encode()).hexdigest()
@@ -175,6 +186,7 @@ class MigrationObjects(Construct):
                     server_side_encryption="aws:kms",
                     kms_key_id=kms_key_arn,
                     bucket_key_enabled=True,
+                    depends_on=list(after) or None,
                 )
             )
         self.files = tuple(files)

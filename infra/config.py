@@ -33,6 +33,10 @@ REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 ENGINE_VERSION = re.compile(r"^\d+(\.\d+)?$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}|\*):((role|user)/[\w+=,.@/*-]+|root)$")
+ARN_ASSUMED_ROLE = re.compile(r"^arn:aws[a-z-]*:sts::")
+SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")
+EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
 RETENTION_DAYS = (
     1,
     3,
@@ -122,6 +126,22 @@ class StackConfig:
     log_level: str = "INFO"
     log_retention_days: int = 365
     alarm_actions: tuple[str, ...] = ()
+    """SNS topic ARNs the failed-runs alarm notifies; with neither this nor alarm_email it notifies no one."""
+    alarm_email: str | None = None
+    """An address to e-mail when the alarm fires: the stack creates a topic and subscribes it."""
+
+    # Who may change a schema (README: "Who may change a schema").
+    deployer_arn: str | None = None
+    """The IAM role (or user) that runs ``terraform apply``; default: whoever plans, read at plan time."""
+    migration_uploaders: tuple[str, ...] = ()
+    """IAM role or user ARNs (``*`` allowed) that may write under the prefix besides the deploying principal."""
+    allow_down: bool = False
+    """Whether the function runs ``down`` when invoked with it (off: it refuses)."""
+    migration_secret_arn: str | None = None
+    """A secret of a migration role (JSON username/password) the function connects as, instead of the master user."""
+    migration_secret_kms_key_arn: str | None = None
+    db_ca_bundle: Path | None = None
+    """PEM file of the CA that signs the database's certificate (RDS: global-bundle.pem): TLS verify-full."""
 
     def __post_init__(self) -> None:
         problems = list(self._problems())
@@ -159,8 +179,9 @@ class StackConfig:
             env_name = ENV_PREFIX + name.upper()
             if environ.get(env_name, "").strip():
                 values[name] = _coerce(env_name, environ[env_name].strip(), hints[name])
-        if "migrations_dir" in values and not Path(values["migrations_dir"]).is_absolute():
-            values["migrations_dir"] = ROOT / values["migrations_dir"]
+        for name in ("migrations_dir", "db_ca_bundle"):
+            if values.get(name) is not None and not Path(values[name]).is_absolute():
+                values[name] = ROOT / values[name]
         return cls(**values)
 
     def _problems(self) -> typing.Iterator[str]:
@@ -228,8 +249,37 @@ class StackConfig:
             yield "db_max_allocated_storage_gb must be at least db_allocated_storage_gb"
         if self.db_monitoring_interval_s not in (0, 1, 5, 10, 15, 30, 60):
             yield "db_monitoring_interval_s must be one of 0, 1, 5, 10, 15, 30, 60"
+        yield from self._security_problems()
         if not ENGINE_VERSION.match(self.db_engine_version):
             yield f"db_engine_version {self.db_engine_version!r} must be like 16 or 16.4"
+
+    def _security_problems(self) -> typing.Iterator[str]:
+        principals = [("migration_uploaders", arn) for arn in self.migration_uploaders]
+        if self.deployer_arn is not None:
+            principals.append(("deployer_arn", self.deployer_arn))
+        for label, arn in principals:
+            if ARN_ASSUMED_ROLE.match(arn):
+                yield (
+                    f"{label}: {arn} is a session (assumed-role) ARN; "
+                    "give the role itself: arn:aws:iam::<account>:role/<name>"
+                )
+            elif not IAM_PRINCIPAL_ARN.match(arn):
+                yield f"{label}: {arn!r} is not an IAM role or user ARN (arn:aws:iam::<account>:role/<name>)"
+        if self.migration_secret_arn is not None and not SECRET_ARN.match(self.migration_secret_arn):
+            yield (
+                f"migration_secret_arn {self.migration_secret_arn!r} is not a Secrets Manager secret ARN "
+                "(arn:aws:secretsmanager:<region>:<account>:secret:<name>)"
+            )
+        if self.db_ca_bundle is not None and not self.db_ca_bundle.is_file():
+            yield (
+                f"db_ca_bundle {self.db_ca_bundle} is not a file: download the RDS global bundle "
+                "(global-bundle.pem, see the README) and point db_ca_bundle at it"
+            )
+        if self.alarm_email is not None and not EMAIL.match(self.alarm_email):
+            yield f"alarm_email {self.alarm_email!r} is not an e-mail address"
+        for arn in self.alarm_actions:
+            if not arn.startswith("arn:"):
+                yield f"alarm_actions: {arn!r} is not an ARN (an SNS topic's, for example)"
 
 
 def _coerce(source: str, value: Any, hint: Any) -> Any:

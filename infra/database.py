@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cdktf import DataResource, Fn, TerraformResourceLifecycle
+from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.db_instance import DbInstance
 from cdktf_cdktf_provider_aws.db_parameter_group import DbParameterGroup, DbParameterGroupParameter
 from cdktf_cdktf_provider_aws.db_subnet_group import DbSubnetGroup
@@ -29,6 +30,7 @@ from .names import parameter_group_prefix, postgres_family
 __all__ = ["Database", "DatabaseSettings"]
 
 PORT = 5432
+LOG_EXPORTS = ("postgresql", "upgrade")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class DatabaseSettings:
     master_username: str
     apply_immediately: bool = False
     """Apply changes (a major upgrade included) now rather than in the next maintenance window."""
+    log_retention_days: int = 365
 
 
 class Database(Construct):
@@ -53,7 +56,8 @@ class Database(Construct):
 
     The master password is managed by RDS in Secrets Manager (encrypted with our key);
     the function reads it from there. Its security group starts with no ingress: whoever
-    needs the database adds a rule (the migrations construct does).
+    needs the database adds a rule (the migrations construct does). Its log exports go to
+    log groups created before it, encrypted with our key and kept ``log_retention_days``.
 
     Attributes: ``host``, ``port``, ``secret_arn``, ``security_group_id``.
     """
@@ -121,6 +125,17 @@ class Database(Construct):
             lifecycle=TerraformResourceLifecycle(ignore_changes=["input"]),
         )
         created_at = Fn.formatdate("YYYYMMDDhhmmss", lifetime.get_string_attribute("output.created_at"))
+        # RDS would create the export log groups itself, unencrypted and kept forever: create them first.
+        log_groups = [
+            CloudwatchLogGroup(
+                self,
+                f"logs-{export}",
+                name=f"/aws/rds/instance/{identifier}/{export}",
+                retention_in_days=settings.log_retention_days,
+                kms_key_id=kms_key_arn,
+            )
+            for export in LOG_EXPORTS
+        ]
         instance = DbInstance(
             self,
             "instance",
@@ -157,9 +172,9 @@ class Database(Construct):
             performance_insights_retention_period=7,
             monitoring_interval=settings.monitoring_interval_s,
             monitoring_role_arn=monitoring_role.arn if settings.monitoring_interval_s else None,
-            enabled_cloudwatch_logs_exports=["postgresql", "upgrade"],
+            enabled_cloudwatch_logs_exports=list(LOG_EXPORTS),
             # RDS checks the monitoring role's permissions when it creates the instance.
-            depends_on=[monitoring_policy],
+            depends_on=[monitoring_policy, *log_groups],
         )
         self.host = instance.address
         self.port = PORT

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,9 +47,11 @@ __all__ = ["DatabaseMigrations", "DatabaseMigrationsProps", "DatabaseTarget"]
 class DatabaseTarget:
     """The PostgreSQL server to migrate.
 
-    ``secret_arn`` is a Secrets Manager secret in the RDS-managed format (JSON with
-    ``username`` and ``password``). ``secret_kms_key_arn`` is the key that encrypts it,
-    when that is a customer-managed key other than the construct's own.
+    ``secret_arn`` is the Secrets Manager secret of the role the function connects as, in
+    the RDS-managed format (JSON with ``username`` and ``password``): a migration role's
+    (README: "Who may change a schema"), or the RDS master user's. The function may read that
+    secret and no other. ``secret_kms_key_arn`` is the key that encrypts it, when that is
+    a customer-managed key other than the construct's own.
     """
 
     host: str
@@ -81,6 +84,11 @@ class DatabaseMigrationsProps:
     """Resources the deploy-time run waits for besides its own: everything on the function's
     network path that it does not create (route table associations, VPC endpoints and the rules
     of their security groups, the database's other security group rules)."""
+    uploaders: Sequence[str] = ()
+    """IAM role or user ARNs that may write under the prefix besides the deploying principal;
+    the bucket policy denies writes and deletes there to everyone else."""
+    deployer_arn: str | None = None
+    """The role (or user) that runs ``terraform apply``; ``None``: whoever runs the plan."""
 
     def __post_init__(self) -> None:
         problems = list(name_problems(self.name, parts=("migrations",)))
@@ -104,14 +112,29 @@ class DatabaseMigrations(Construct):
     def __init__(self, scope: Construct, id: str, props: DatabaseMigrationsProps) -> None:
         super().__init__(scope, id)
         account = props.account or Account(self, "account")
-        key_arn = props.kms_key_arn or EncryptionKey(self, "key", name=props.name, account=account).arn
+        own_key = None if props.kms_key_arn else EncryptionKey(self, "key", name=props.name, account=account)
+        key_arn = own_key.arn if own_key else str(props.kms_key_arn)
         files = migration_files(props.migrations_dir)
+        if props.function.ca_bundle and props.function.ca_bundle not in _entries(props.package):
+            raise ConfigError(
+                f"the package {props.package} has no {props.function.ca_bundle}: build it with the CA bundle "
+                "(build_package(ca_bundle=...); the stack's db_ca_bundle setting)"
+            )
         package_sha256 = hashlib.sha256(props.package.read_bytes()).hexdigest()
         package = TerraformAsset(
             self, "package", path=str(props.package), type=AssetType.FILE, asset_hash=package_sha256[:32]
         )
 
-        bucket = MigrationsBucket(self, "bucket", name=props.name, kms_key_arn=key_arn)
+        bucket = MigrationsBucket(
+            self,
+            "bucket",
+            name=props.name,
+            kms_key_arn=key_arn,
+            prefix=props.prefix,
+            writers=[props.deployer_arn or account.deployer_arn, *props.uploaders],
+        )
+        if own_key is not None:
+            own_key.allow_bucket_notifications(bucket.arn)
         objects = MigrationObjects(
             self,
             "objects",
@@ -120,6 +143,7 @@ class DatabaseMigrations(Construct):
             prefix=props.prefix,
             kms_key_arn=key_arn,
             files=files,
+            after=[bucket.policy],
         )
         target = props.database
         function = MigrationFunction(
@@ -144,6 +168,7 @@ class DatabaseMigrations(Construct):
             database_security_group_id=target.security_group_id,
             database_port=target.port,
             kms_key_arns=[key_arn, *([target.secret_kms_key_arn] if target.secret_kms_key_arn else [])],
+            region=account.region,
             https_egress_cidrs=props.https_egress_cidrs,
             https_egress_prefix_lists=props.https_egress_prefix_lists,
             settings=props.function,
@@ -180,3 +205,8 @@ class DatabaseMigrations(Construct):
         self.alarm_name = function.alarm_name
         self.invocation_result = invocation.result
         self.files = files
+
+
+def _entries(package: Path) -> set[str]:
+    with zipfile.ZipFile(package) as archive:
+        return set(archive.namelist())

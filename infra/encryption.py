@@ -4,6 +4,7 @@ queue, log groups and the function's environment are encrypted with it."""
 from __future__ import annotations
 
 from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
+from cdktf_cdktf_provider_aws.data_aws_iam_session_context import DataAwsIamSessionContext
 from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
 from cdktf_cdktf_provider_aws.data_aws_region import DataAwsRegion
 from cdktf_cdktf_provider_aws.kms_alias import KmsAlias
@@ -16,13 +17,24 @@ __all__ = ["Account", "EncryptionKey"]
 
 
 class Account(Construct):
-    """Where the stack is deployed: account id, partition and region, read at plan time."""
+    """Where the stack is deployed, read at plan time: account id, partition, region, and
+    ``deployer_arn``, the IAM role (or user) that runs the plan (the issuer of an assumed-role
+    session, which is what ``aws:PrincipalArn`` holds for its requests)."""
 
     def __init__(self, scope: Construct, id: str) -> None:
         super().__init__(scope, id)
-        self.account_id = DataAwsCallerIdentity(self, "caller").account_id
+        self._caller = DataAwsCallerIdentity(self, "caller")
+        self.account_id = self._caller.account_id
         self.partition = DataAwsPartition(self, "partition").partition
         self.region = DataAwsRegion(self, "region").region
+        self._deployer_arn: str | None = None
+
+    @property
+    def deployer_arn(self) -> str:
+        """Added on first use: for an assumed role the provider reads the role (``iam:GetRole``)."""
+        if self._deployer_arn is None:
+            self._deployer_arn = DataAwsIamSessionContext(self, "deployer", arn=self._caller.arn).issuer_arn
+        return self._deployer_arn
 
 
 class EncryptionKey(Construct):
@@ -41,4 +53,15 @@ class EncryptionKey(Construct):
             ),
         )
         KmsAlias(self, "alias", name=f"alias/{name}", target_key_id=key.key_id)
+        self._key, self._account = key, account
         self.arn = key.arn
+
+    def allow_bucket_notifications(self, *bucket_arns: str) -> None:
+        """Let S3 encrypt event notifications of these buckets (and only these) for the topic."""
+        account = self._account
+        self._key.policy = policies.kms_key_policy(
+            account_id=account.account_id,
+            partition=account.partition,
+            region=account.region,
+            notifying_bucket_arns=bucket_arns,
+        )

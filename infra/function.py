@@ -52,6 +52,12 @@ class FunctionSettings:
     log_level: str = "INFO"
     log_retention_days: int = 365
     alarm_actions: Sequence[str] = field(default_factory=tuple)
+    """Where the failed-runs alarm sends notifications (SNS topic ARNs); empty: it notifies no one."""
+    allow_down: bool = False
+    """Whether the function runs ``down`` when invoked with it; off, it refuses."""
+    ca_bundle: str | None = None
+    """Path inside the package of the database's CA bundle: the function then verifies the
+    server's certificate and host name (``verify-full``) instead of only requiring TLS."""
 
 
 def function_environment(
@@ -64,8 +70,11 @@ def function_environment(
         "DB_SECRET_ARN": secret_arn,
         "DB_HOST": host,
         "DB_PORT": str(port),
-        # The database forces TLS; require it here too so that nothing can downgrade.
-        "DB_SSLMODE": "require",
+        # The database forces TLS; require it here too so that nothing can downgrade, and
+        # verify the server against the CA bundle when the package carries one.
+        "DB_SSLMODE": "verify-full" if settings.ca_bundle else "require",
+        **({"DB_SSLROOTCERT": settings.ca_bundle} if settings.ca_bundle else {}),
+        "ALLOW_DOWN": "true" if settings.allow_down else "false",
         "ROOT_DATABASE": settings.root_database,
         "CONNECT_TIMEOUT_S": str(settings.connect_timeout_s),
         "LOCK_WAIT_S": str(settings.lock_wait_s),
@@ -105,6 +114,7 @@ class MigrationFunction(Construct):
         database_security_group_id: str,
         database_port: int,
         kms_key_arns: Sequence[str],
+        region: str,
         https_egress_cidrs: Sequence[str],
         https_egress_prefix_lists: Sequence[str],
         settings: FunctionSettings,
@@ -197,6 +207,7 @@ class MigrationFunction(Construct):
                 prefix=prefix,
                 secret_arn=secret_arn,
                 kms_key_arns=kms_key_arns,
+                region=region,
                 log_group_arn=log_group.arn,
                 dead_letter_queue_arn=dead_letters.arn,
             ),

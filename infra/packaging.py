@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Literal
 
 __all__ = [
+    "CA_BUNDLE_ENTRY",
     "RUNTIME_DEPENDENCIES",
     "BuildResult",
     "LockedRequirement",
@@ -47,6 +48,8 @@ SOURCE_DIR = ROOT / "lambda_src"
 LOCK_FILE = ROOT / "Pipfile.lock"
 BUILD_DIR = ROOT / "build"
 
+CA_BUNDLE_ENTRY = "certs/db-ca.pem"
+"""Where a database CA bundle lands in the package (``build_package(ca_bundle=...)``)."""
 RUNTIME_DEPENDENCIES = ("psycopg2-binary", "pglast")
 """What the function needs beyond the runtime (which brings boto3)."""
 PROVIDED_BY_RUNTIME = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3")
@@ -174,14 +177,34 @@ def build_package(
     source_dir: Path = SOURCE_DIR,
     lock_file: Path = LOCK_FILE,
     cache_dir: Path = BUILD_DIR,
+    ca_bundle: Path | None = None,
 ) -> BuildResult:
-    """Build the zip for ``target`` and return what was built (the same bytes for the same inputs)."""
+    """Build the zip for ``target`` and return what was built (the same bytes for the same inputs).
+
+    ``ca_bundle``: a PEM file of CA certificates, packed as ``CA_BUNDLE_ENTRY`` for TLS
+    verification of the database (the RDS global bundle).
+    """
     output = output or target.default_output()
     requirements = locked_requirements(lock_file)
     wheels = _fetch_wheels(requirements, target, cache_dir / "wheels" / target.slug)
     site = _installed_tree(wheels, target, cache_dir / "site")
     files = {**_dependency_files(site, target), **_source_files(source_dir)}
+    if ca_bundle is not None:
+        files[CA_BUNDLE_ENTRY] = _checked_ca_bundle(ca_bundle)
     return _write_zip(files, output)
+
+
+def _checked_ca_bundle(path: Path) -> Path:
+    """The bundle, if it is a readable PEM file with at least one certificate."""
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PackagingError(f"the CA bundle {path} cannot be read ({exc}): point db_ca_bundle at a PEM file") from exc
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise PackagingError(
+            f"the CA bundle {path} holds no PEM certificate: use the RDS global bundle (global-bundle.pem)"
+        )
+    return path
 
 
 def _fetch_wheels(requirements: Sequence[LockedRequirement], target: Target, wheel_dir: Path) -> list[Path]:
@@ -362,9 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.packaging", description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", choices=["x86_64", "arm64"], default="x86_64", help="the function's architecture")
     parser.add_argument("--output", type=Path, help="where to write the zip (default: build/lambda.zip)")
+    parser.add_argument("--ca-bundle", type=Path, help=f"the database's CA bundle, packed as {CA_BUNDLE_ENTRY}")
     args = parser.parse_args(argv)
     try:
-        result = build_package(args.output, Target(args.arch))
+        result = build_package(args.output, Target(args.arch), ca_bundle=args.ca_bundle)
     except PackagingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -11,11 +11,13 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
+    "WRITE_ACTIONS",
     "assume_role",
     "document",
     "function_permissions",
     "kms_key_policy",
     "log_delivery",
+    "migrations_bucket_policy",
     "sns_topic_policy",
     "tls_only_bucket_policy",
 ]
@@ -24,6 +26,9 @@ Statement = dict[str, Any]
 
 # Lambda checks these on the execution role when it attaches the function to subnets;
 # EC2 does not support narrowing them to resources for this use (Lambda validates them on "*").
+# The services that use the keys for the function: S3 (migration files), Secrets Manager (the
+# database secret), SQS (the dead-letter queue) and Lambda (the encrypted environment).
+KEY_USERS = ("lambda", "s3", "secretsmanager", "sqs")
 ENI_ACTIONS = (
     "ec2:AssignPrivateIpAddresses",
     "ec2:CreateNetworkInterface",
@@ -31,6 +36,16 @@ ENI_ACTIONS = (
     "ec2:DescribeNetworkInterfaces",
     "ec2:DescribeSubnets",
     "ec2:UnassignPrivateIpAddresses",
+)
+
+# What changes the files under the prefix: new or replaced objects (PutObject also covers
+# CopyObject and multipart uploads), deletions, versions, and replication into the bucket.
+WRITE_ACTIONS = (
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:PutObject",
+    "s3:ReplicateDelete",
+    "s3:ReplicateObject",
 )
 
 
@@ -57,6 +72,7 @@ def function_permissions(
     prefix: str,
     secret_arn: str,
     kms_key_arns: Sequence[str],
+    region: str,
     log_group_arn: str,
     dead_letter_queue_arn: str,
 ) -> str:
@@ -64,8 +80,8 @@ def function_permissions(
 
     Read the migration files under ``prefix`` (list and get), read the database secret,
     decrypt with the given keys (bucket objects, secret, environment) and encrypt for the
-    dead-letter queue, write its own log group, send failed events to its queue, manage
-    its network interfaces, and send traces.
+    dead-letter queue, only through those services (``kms:ViaService``), write its own log
+    group, send failed events to its queue, manage its network interfaces, and send traces.
     """
     statements: list[Statement] = [
         {
@@ -87,6 +103,9 @@ def function_permissions(
             "Effect": "Allow",
             "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
             "Resource": list(kms_key_arns),
+            "Condition": {
+                "StringEquals": {"kms:ViaService": [f"{service}.{region}.amazonaws.com" for service in KEY_USERS]}
+            },
         },
         {
             "Sid": "WriteLogs",
@@ -119,15 +138,38 @@ def log_delivery(log_group_arn: str) -> str:
 
 def tls_only_bucket_policy(bucket_arn: str) -> str:
     """Refuse every request to the bucket that does not use TLS."""
+    return document(_deny_insecure_transport(bucket_arn))
+
+
+def _deny_insecure_transport(bucket_arn: str) -> Statement:
+    return {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [bucket_arn, f"{bucket_arn}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+
+
+def migrations_bucket_policy(*, bucket_arn: str, prefix: str, writers: Sequence[str]) -> str:
+    """TLS only, and only ``writers`` may change what is under ``prefix``.
+
+    ``writers`` are IAM role or user ARNs (wildcards allowed), matched against
+    ``aws:PrincipalArn``: for a session of an assumed role that is the role's ARN, so
+    listing a role admits every session of it. Everyone else is denied the writes of
+    ``WRITE_ACTIONS`` under the prefix, whatever their IAM policies allow.
+    """
     return document(
+        _deny_insecure_transport(bucket_arn),
         {
-            "Sid": "DenyInsecureTransport",
+            "Sid": "OnlyListedPrincipalsWriteMigrations",
             "Effect": "Deny",
             "Principal": "*",
-            "Action": "s3:*",
-            "Resource": [bucket_arn, f"{bucket_arn}/*"],
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        }
+            "Action": list(WRITE_ACTIONS),
+            "Resource": f"{bucket_arn}/{prefix}*",
+            "Condition": {"ArnNotLike": {"aws:PrincipalArn": list(writers)}},
+        },
     )
 
 
@@ -153,14 +195,15 @@ def sns_topic_policy(*, topic_arn: str, bucket_arn: str, account_id: str) -> str
     )
 
 
-def kms_key_policy(*, account_id: str, partition: str, region: str) -> str:
+def kms_key_policy(*, account_id: str, partition: str, region: str, notifying_bucket_arns: Sequence[str] = ()) -> str:
     """The stack's key: the account administers it through IAM; the services that encrypt
     with it on our behalf get only what they need.
 
-    CloudWatch Logs encrypts the log groups; S3 publishes event notifications to the
-    encrypted topic (without this, S3 cannot send to an SSE-KMS topic).
+    CloudWatch Logs encrypts the log groups; S3 publishes event notifications of the given
+    buckets (``aws:SourceArn``) to the encrypted topic (without this, S3 cannot send to an
+    SSE-KMS topic); CloudWatch alarms of this account publish to the encrypted alarm topic.
     """
-    return document(
+    statements: list[Statement] = [
         {
             "Sid": "AccountAdministersThroughIam",
             "Effect": "Allow",
@@ -179,11 +222,29 @@ def kms_key_policy(*, account_id: str, partition: str, region: str) -> str:
             },
         },
         {
-            "Sid": "S3PublishesToEncryptedTopic",
+            "Sid": "CloudWatchAlarmsPublishToEncryptedTopic",
             "Effect": "Allow",
-            "Principal": {"Service": "s3.amazonaws.com"},
+            "Principal": {"Service": "cloudwatch.amazonaws.com"},
             "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
             "Resource": "*",
-            "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+            "Condition": {
+                "ArnLike": {"aws:SourceArn": f"arn:{partition}:cloudwatch:{region}:{account_id}:alarm:*"},
+                "StringEquals": {"aws:SourceAccount": account_id},
+            },
         },
-    )
+    ]
+    if notifying_bucket_arns:
+        statements.append(
+            {
+                "Sid": "S3PublishesToEncryptedTopic",
+                "Effect": "Allow",
+                "Principal": {"Service": "s3.amazonaws.com"},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "Resource": "*",
+                "Condition": {
+                    "ArnEquals": {"aws:SourceArn": list(notifying_bucket_arns)},
+                    "StringEquals": {"aws:SourceAccount": account_id},
+                },
+            }
+        )
+    return document(*statements)

@@ -13,12 +13,14 @@ from cdktf import App, LocalBackend, S3Backend, TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
 from constructs import Construct
 
+from .alerting import AlarmTopic
 from .config import StackConfig
 from .database import Database, DatabaseSettings
 from .database_migrations import DatabaseMigrations, DatabaseMigrationsProps, DatabaseTarget
 from .encryption import Account, EncryptionKey
 from .function import FunctionSettings
 from .network import Network
+from .packaging import CA_BUNDLE_ENTRY
 
 __all__ = ["MigrationsStack", "synthesize"]
 
@@ -83,22 +85,35 @@ class MigrationsStack(TerraformStack):
                     monitoring_interval_s=config.db_monitoring_interval_s,
                     master_username=config.db_master_username,
                     apply_immediately=config.db_apply_immediately,
+                    log_retention_days=config.log_retention_days,
                 ),
             )
+            # The function connects as the migration role when one is given (README: "Who may change a schema").
             target = DatabaseTarget(
                 host=database.host,
                 port=database.port,
-                secret_arn=database.secret_arn,
+                secret_arn=config.migration_secret_arn or database.secret_arn,
                 security_group_id=database.security_group_id,
+                secret_kms_key_arn=config.migration_secret_kms_key_arn,
             )
         else:
             assert config.existing_db_host and config.existing_db_secret_arn and config.existing_db_security_group_id
             target = DatabaseTarget(
                 host=config.existing_db_host,
                 port=config.existing_db_port,
-                secret_arn=config.existing_db_secret_arn,
+                secret_arn=config.migration_secret_arn or config.existing_db_secret_arn,
                 security_group_id=config.existing_db_security_group_id,
-                secret_kms_key_arn=config.existing_db_secret_kms_key_arn,
+                secret_kms_key_arn=(
+                    config.migration_secret_kms_key_arn
+                    if config.migration_secret_arn
+                    else config.existing_db_secret_kms_key_arn
+                ),
+            )
+
+        alarm_actions = list(config.alarm_actions)
+        if config.alarm_email:
+            alarm_actions.append(
+                AlarmTopic(self, "alarms", name=config.name, email=config.alarm_email, kms_key_arn=key.arn).arn
             )
 
         migrations = DatabaseMigrations(
@@ -126,15 +141,20 @@ class MigrationsStack(TerraformStack):
                     min_time_left_s=config.min_time_left_s,
                     log_level=config.log_level,
                     log_retention_days=config.log_retention_days,
-                    alarm_actions=config.alarm_actions,
+                    alarm_actions=alarm_actions,
+                    allow_down=config.allow_down,
+                    ca_bundle=CA_BUNDLE_ENTRY if config.db_ca_bundle else None,
                 ),
                 kms_key_arn=key.arn,
                 account=account,
                 https_egress_cidrs=https_cidrs,
                 https_egress_prefix_lists=prefix_lists,
                 run_after=run_after,
+                uploaders=config.migration_uploaders,
+                deployer_arn=config.deployer_arn,
             ),
         )
+        key.allow_bucket_notifications(migrations.bucket_arn)
 
         TerraformOutput(self, "function_name", value=migrations.function_name, description="The migration Lambda")
         TerraformOutput(self, "bucket", value=migrations.bucket_name, description="Where the migration files live")

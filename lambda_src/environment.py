@@ -4,7 +4,9 @@ The stack sets ``MIGRATIONS_BUCKET`` (and ``MIGRATIONS_PREFIX``), the credential
 ``DB_SECRET_ARN`` (an RDS-managed master secret; host and port from ``DB_HOST`` and
 ``DB_PORT`` or from the secret) or ``DATABASE_URL`` (a template with ``{database}``),
 and optionally ``ROOT_DATABASE``, ``CONNECT_TIMEOUT_S``, ``LOCK_WAIT_S``,
-``STATEMENT_TIMEOUT_S``, ``LOCK_TIMEOUT_S``, ``MIN_TIME_LEFT_S``, ``DB_SSLMODE`` and
+``STATEMENT_TIMEOUT_S``, ``LOCK_TIMEOUT_S``, ``MIN_TIME_LEFT_S``, ``DB_SSLMODE``,
+``DB_SSLROOTCERT`` (the CA bundle for ``verify-ca``/``verify-full``; a relative path is
+inside the package), ``ALLOW_DOWN`` (``true`` lets an invocation run ``down``) and
 ``LOG_LEVEL``. Anything missing or malformed is a ConfigError naming the variable.
 """
 
@@ -12,21 +14,25 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dbmigrate.config import Settings, url_template
-from dbmigrate.errors import ConfigError
+from dbmigrate.errors import ConfigError, DatabaseConnectError
 from dbmigrate.model import ROOT_DATABASE
 from dbmigrate.s3source import aws_client
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-__all__ = ["VARIABLES", "FunctionEnv", "build_settings"]
+__all__ = ["VARIABLES", "FunctionEnv", "build_settings", "explain_tls_failure"]
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
 
 VARIABLES = (
     "MIGRATIONS_BUCKET",
@@ -36,6 +42,8 @@ VARIABLES = (
     "DB_HOST",
     "DB_PORT",
     "DB_SSLMODE",
+    "DB_SSLROOTCERT",
+    "ALLOW_DOWN",
     "ROOT_DATABASE",
     "CONNECT_TIMEOUT_S",
     "LOCK_WAIT_S",
@@ -48,6 +56,10 @@ VARIABLES = (
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+VERIFYING_MODES = ("verify-ca", "verify-full")
+BOOLEANS = {"true": True, "false": False}
+# libpq's words when it refuses the server's certificate or its name.
+TLS_VERIFY_FAILURES = ("certificate verify failed", "does not match host name", "server certificate for")
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,8 @@ class FunctionEnv:
     db_host: str | None = None
     db_port: int | None = None
     db_sslmode: str | None = None
+    db_sslrootcert: Path | None = None
+    allow_down: bool = False
     root_database: str = ROOT_DATABASE
     connect_timeout_s: int = 5
     lock_wait_s: float = 60.0
@@ -89,6 +103,9 @@ class FunctionEnv:
         sslmode = env.get("DB_SSLMODE")
         if sslmode is not None and sslmode not in SSL_MODES:
             raise ConfigError(f"DB_SSLMODE must be one of {', '.join(SSL_MODES)}, not {sslmode!r}")
+        allow_down = env.get("ALLOW_DOWN", "false").lower()
+        if allow_down not in BOOLEANS:
+            raise ConfigError(f"ALLOW_DOWN must be true or false, not {env['ALLOW_DOWN']!r}")
         return cls(
             bucket=env["MIGRATIONS_BUCKET"],
             prefix=env.get("MIGRATIONS_PREFIX", ""),
@@ -97,6 +114,8 @@ class FunctionEnv:
             db_host=env.get("DB_HOST"),
             db_port=_number(env, "DB_PORT", int),
             db_sslmode=sslmode,
+            db_sslrootcert=_ca_bundle(env, sslmode),
+            allow_down=BOOLEANS[allow_down],
             root_database=env.get("ROOT_DATABASE", ROOT_DATABASE),
             connect_timeout_s=_number(env, "CONNECT_TIMEOUT_S", int, cls.connect_timeout_s),
             lock_wait_s=_number(env, "LOCK_WAIT_S", float, cls.lock_wait_s),
@@ -106,6 +125,41 @@ class FunctionEnv:
             upload_settle_s=_number(env, "UPLOAD_SETTLE_S", float, cls.upload_settle_s),
             log_level=log_level,
         )
+
+
+def _ca_bundle(env: Mapping[str, str], sslmode: str | None) -> Path | None:
+    """DB_SSLROOTCERT as a path (relative: inside the package), checked to hold certificates."""
+    if "DB_SSLROOTCERT" not in env:
+        if sslmode in VERIFYING_MODES:
+            raise ConfigError(
+                f"DB_SSLMODE={sslmode} needs DB_SSLROOTCERT, the CA bundle to verify the server with",
+                hint="set the stack's db_ca_bundle to the RDS global bundle (global-bundle.pem, see the README)",
+            )
+        return None
+    path = Path(env["DB_SSLROOTCERT"])
+    path = path if path.is_absolute() else PACKAGE_ROOT / path
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"DB_SSLROOTCERT {env['DB_SSLROOTCERT']}: no CA certificates can be read from {path} ({exc})",
+            hint="package the RDS global bundle (global-bundle.pem) with the stack's db_ca_bundle setting",
+        ) from exc
+    return path
+
+
+def explain_tls_failure(exc: DatabaseConnectError, env: FunctionEnv) -> DatabaseConnectError | None:
+    """A clearer error when libpq refused the server's certificate (unknown CA, or host name)."""
+    text = str(exc)
+    if env.db_sslrootcert is None or not any(marker in text for marker in TLS_VERIFY_FAILURES):
+        return None
+    return DatabaseConnectError(
+        f"TLS verification of the database server failed ({env.db_sslmode}, CA bundle {env.db_sslrootcert}): {text}",
+        database=exc.database,
+        hint="the server's certificate must be signed by a CA in DB_SSLROOTCERT (for RDS: the global bundle "
+        "global-bundle.pem, see the README) and, with verify-full, name DB_HOST; fix the stack's db_ca_bundle "
+        "or connect to the endpoint's own host name",
+    )
 
 
 def _number(env: Mapping[str, str], name: str, kind: type[Any], default: Any = None) -> Any:
@@ -156,6 +210,8 @@ def _template_from_secret(env: FunctionEnv, client: SecretsManagerClient | None)
             hint="set DB_HOST to the database endpoint's address (the RDS-managed secret holds none)",
         )
     query = {"sslmode": env.db_sslmode} if env.db_sslmode else {}
+    if env.db_sslrootcert is not None:
+        query["sslrootcert"] = str(env.db_sslrootcert)
     return url_template(user, password, host, str(port), **query)
 
 

@@ -11,12 +11,12 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from dbmigrate.errors import MigrationError
+from dbmigrate.errors import ConfigError, DatabaseConnectError, MigrationError
 from dbmigrate.manifest import ManifestSource
 from dbmigrate.runner import Runner
 from dbmigrate.s3source import S3Source
 from dbmigrate.sources import MigrationSource, SettledSource
-from environment import FunctionEnv, build_settings
+from environment import FunctionEnv, build_settings, explain_tls_failure
 from events import parse_event
 from jsonlog import configure_logging
 
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """Entry point of the function (``handler.handler``)."""
+    env: FunctionEnv | None = None
     try:
         env = FunctionEnv.from_environ(os.environ)
         configure_logging(env.log_level)
@@ -32,6 +33,12 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         log.info("run requested", extra=request.log_fields())
         if request.action is None:
             return request.skipped_result()
+        if request.action == "down" and not env.allow_down:
+            raise ConfigError(
+                "down through the function is disabled (ALLOW_DOWN is not true)",
+                hint="set allow_down = true in the stack (DBMIGRATE_ALLOW_DOWN=true) to let invocations revert "
+                "migrations, or run `dbmigrate down` from a machine that can reach the database",
+            )
         function = getattr(context, "function_name", None)
         settings = build_settings(env, applied_by=f"lambda:{function}" if function else "lambda")
         source: MigrationSource = S3Source(env.bucket, env.prefix)
@@ -52,7 +59,11 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         else:
             report = getattr(runner, request.action)(request.databases)
     except MigrationError as exc:
-        log.error("run failed: %s", exc, extra={"error": exc.to_dict()})
+        clearer = explain_tls_failure(exc, env) if isinstance(exc, DatabaseConnectError) and env else None
+        failure = clearer or exc
+        log.error("run failed: %s", failure, extra={"error": failure.to_dict()})
+        if clearer is not None:
+            raise clearer from exc
         raise
     except Exception:
         log.exception("run failed unexpectedly")

@@ -5,7 +5,10 @@ the function runs from its built package under the runtime's Python. What to cre
 upload and invoke is read from the synthesized ``cdk.tf.json``:
 
 1. the bucket (``aws_s3_bucket``), the database's master user and its managed secret
-   (``aws_db_instance``), the notification topic (``aws_sns_topic``);
+   (``aws_db_instance``), the notification topic (``aws_sns_topic``); when the function
+   connects with a secret of its own (``migration_secret_arn``), a migration role that is
+   not the master user (LOGIN CREATEDB) and that secret; when it verifies the server
+   (``verify-full``), the local server's own CA stands in for the packaged bundle;
 2. every ``aws_s3_object`` (bucket, key, source file), uploaded as Terraform would;
 3. the function (``aws_lambda_function``: package, handler, timeout, environment), then
    the ``aws_lambda_invocation`` input wrapped in the CRUD lifecycle envelope; a failure
@@ -21,6 +24,7 @@ import json
 import secrets
 import sys
 import uuid
+import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +42,7 @@ from local.stack import Resource, SynthesizedStack
 __all__ = ["LocalDeploy", "NoNotificationError", "runnable_package"]
 
 LOCAL_BUCKET_SUFFIX = "local"
+MIGRATION_ROLE = "dbmigrate_migrator"
 
 
 class NoNotificationError(RuntimeError):
@@ -74,6 +79,9 @@ class LocalDeploy:
             self.stack.stand_in(bucket, attribute, self.bucket)
         self.stack.stand_in(bucket, "arn", f"arn:aws:s3:::{self.bucket}")
         self._database(self.stack.one("aws_db_instance"))
+        given_secret = self._function_env().get("DB_SECRET_ARN", "")
+        if given_secret and "${" not in given_secret:
+            self._migration_role(given_secret)
         for topic in self.stack.resources("aws_sns_topic"):
             arn = self.aws.sns.create_topic(Name=topic.args["name"])["TopicArn"]
             self.stack.stand_in(topic, "arn", arn)
@@ -100,6 +108,24 @@ class LocalDeploy:
         self.stack.stand_in(instance, "address", self.server.host)
         self.stack.stand_in(instance, "port", self.server.port)
         self.stack.stand_in(instance, "endpoint", f"{self.server.host}:{self.server.port}")
+
+    def _migration_role(self, secret_arn: str) -> None:
+        """The role the stack's migration secret names: CREATEDB (root-database files), no superuser,
+        no CREATEROLE; it owns what it creates. The secret gets moto's ARN in the function's environment."""
+        user, password = MIGRATION_ROLE, secrets.token_urlsafe(18)
+        conn = psycopg2.connect(self.server.dsn("postgres"))
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(
+                sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(sql.Identifier(user), sql.Literal(password))
+            )
+            cur.execute(sql.SQL("GRANT CREATE ON DATABASE postgres TO {}").format(sql.Identifier(user)))
+        conn.close()
+        name = secret_arn.split(":secret:", 1)[-1]
+        secret = self.aws.secretsmanager.create_secret(
+            Name=name, SecretString=json.dumps({"username": user, "password": password})
+        )
+        self.overrides.setdefault("DB_SECRET_ARN", secret["ARN"])
 
     # -- apply ---------------------------------------------------------------------------------
     def apply(self, *, function: LocalFunction | None = None, upload: bool = True) -> Any:
@@ -145,6 +171,8 @@ class LocalDeploy:
         instance_port = str(self.stack.one("aws_db_instance").args.get("port", 5432))
         if variables.get("DB_PORT") == instance_port:
             variables["DB_PORT"] = str(self.server.port)
+        if variables.get("DB_SSLMODE") in ("verify-ca", "verify-full"):  # the local server's CA, not RDS's bundle
+            variables["DB_SSLROOTCERT"] = str(self.server.ca_file)
         if self.image is None:
             self.image = PackageImage(self._package(self.stack.path(resource.args["filename"])))
             self._own_image = True
@@ -248,11 +276,17 @@ def runnable_package(synthesized: Path) -> tuple[Path, str, str]:
     python, exact = runtime_python()
     if exact:
         return synthesized, python, ""
-    from infra.packaging import Target, build_package  # noqa: PLC0415 (only on machines without 3.12)
+    from infra.packaging import CA_BUNDLE_ENTRY, Target, build_package  # noqa: PLC0415 (only without 3.12)
 
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
     target = Target(python_version=version)
-    package = build_package(synthesized.parent / f"lambda-{target.slug}.zip", target=target).path
+    output = synthesized.parent / f"lambda-{target.slug}.zip"
+    with zipfile.ZipFile(synthesized) as archive:  # the same CA bundle as the synthesized package, if any
+        bundle = archive.read(CA_BUNDLE_ENTRY) if CA_BUNDLE_ENTRY in archive.namelist() else None
+    ca_bundle = output.with_suffix(".ca.pem") if bundle is not None else None
+    if ca_bundle is not None and bundle is not None:
+        ca_bundle.write_bytes(bundle)
+    package = build_package(output, target=target, ca_bundle=ca_bundle).path
     return package, python, f"no python3.12 on this machine: the package was rebuilt for Python {version}"
 
 

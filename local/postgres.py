@@ -98,6 +98,8 @@ class EmbeddedPostgres:
         self._as_root = os.geteuid() == 0
         self._initialized = False
         self.tls = tls
+        self.ca_file = self._root / "ca.crt"
+        """The CA that signed the server's certificate (with ``tls``): ``sslrootcert`` for verify-full."""
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> EmbeddedPostgres:
@@ -203,27 +205,26 @@ class EmbeddedPostgres:
         self._initialized = True
 
     def _certificate(self) -> None:
-        """A self-signed certificate, so that clients can require TLS as they do with RDS."""
-        cert, key = self.data_dir / "server.crt", self.data_dir / "server.key"
+        """A CA of its own and a server certificate it signs for 127.0.0.1 and localhost, so that
+        clients can verify the server (``sslmode=verify-full``) with ``ca_file`` as they do with RDS."""
+        ca_key, cert, key = self._root / "ca.key", self.data_dir / "server.crt", self.data_dir / "server.key"
+        request, extensions = self._root / "server.csr", self._root / "server.ext"
+        extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        if self._as_root:
+            entry = pwd.getpwnam(SERVICE_USER)
+            os.chown(extensions, entry.pw_uid, entry.pw_gid)
+        new_key = ["-newkey", "rsa:2048", "-nodes"]
+        ca_subject = ["-subj", "/CN=dbmigrate local CA", "-days", "2"]
+        self._run(["openssl", "req", "-x509", *new_key, *ca_subject, "-keyout", str(ca_key), "-out", str(self.ca_file)])
         self._run(
-            [
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=127.0.0.1",
-                "-keyout",
-                str(key),
-                "-out",
-                str(cert),
-            ]
+            ["openssl", "req", "-new", *new_key, "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(request)]
+        )
+        signing = ["-CA", str(self.ca_file), "-CAkey", str(ca_key), "-CAcreateserial", "-days", "2"]
+        self._run(
+            ["openssl", "x509", "-req", "-in", str(request), *signing, "-extfile", str(extensions), "-out", str(cert)]
         )
         key.chmod(0o600)
+        ca_key.unlink()
         self.settings = {**self.settings, "ssl": "on", "ssl_cert_file": str(cert), "ssl_key_file": str(key)}
 
     def _run(self, command: list[str]) -> None:

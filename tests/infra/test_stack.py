@@ -27,6 +27,7 @@ HANDLER_ENVIRONMENT = {
     "LOCK_TIMEOUT_S",
     "MIN_TIME_LEFT_S",
     "LOG_LEVEL",
+    "ALLOW_DOWN",
 }
 MIGRATION_KEYS = sorted(key for key in MIGRATIONS if key.endswith(".sql"))
 

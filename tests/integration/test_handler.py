@@ -160,6 +160,7 @@ def test_down_asked_for_directly_undoes_newer_versions_with_their_down_files(
             "projectdb/202401020900_add_widgets.down.sql": "DROP TABLE widgets;\n",
         }
     )
+    function.setenv(ALLOW_DOWN="true")
     function.invoke("invoke_migrate.json")
     result = function.invoke("invoke_down_projectdb.json")
     assert result["action"] == "down"

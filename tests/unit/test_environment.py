@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
+import environment
 from dbmigrate.errors import ConfigError
 from environment import FunctionEnv, build_settings
 
+SYSTEM_CAS = Path("/etc/ssl/certs/ca-certificates.crt")  # any PEM bundle will do: only parsing is tested here
 MINIMAL = {"MIGRATIONS_BUCKET": "acme-migrations", "DATABASE_URL": "postgresql://u:pw@db:5432/{database}"}
 
 
@@ -152,3 +156,41 @@ def test_a_malformed_secret_is_named_without_quoting_it(secret: str, message: st
     assert message in str(caught.value)
     assert "hunter2" not in str(caught.value)
     assert caught.value.__cause__ is None or "hunter2" not in str(caught.value.__cause__)
+
+
+def test_allow_down_is_off_unless_set_true() -> None:
+    assert env().allow_down is False
+    assert env(ALLOW_DOWN="false").allow_down is False
+    assert env(ALLOW_DOWN="TRUE").allow_down is True
+    with pytest.raises(ConfigError, match="ALLOW_DOWN must be true or false, not 'on'"):
+        env(ALLOW_DOWN="on")
+
+
+def test_a_relative_ca_bundle_is_found_inside_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle = tmp_path / "certs" / "db-ca.pem"
+    bundle.parent.mkdir()
+    bundle.write_text(SYSTEM_CAS.read_text())
+    monkeypatch.setattr(environment, "PACKAGE_ROOT", tmp_path)
+    parsed = env(DB_SSLMODE="verify-full", DB_SSLROOTCERT="certs/db-ca.pem")
+    assert parsed.db_sslrootcert == bundle
+
+
+def test_the_ca_bundle_reaches_the_connection_url_beside_sslmode(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text(SYSTEM_CAS.read_text())
+    settings = secret_settings(
+        '{"username": "migrator", "password": "pw"}',
+        DB_HOST="db.internal",
+        DB_SSLMODE="verify-full",
+        DB_SSLROOTCERT=str(bundle),
+    )
+    assert settings.url("x") == (
+        f"postgresql://migrator:pw@db.internal:5432/x?sslmode=verify-full&sslrootcert={quote(str(bundle), safe='')}"
+    )
+
+
+@pytest.mark.parametrize("mode", ["verify-ca", "verify-full"])
+def test_a_verifying_sslmode_without_a_bundle_names_the_setting(mode: str) -> None:
+    with pytest.raises(ConfigError, match="needs DB_SSLROOTCERT") as refused:
+        env(DB_SSLMODE=mode)
+    assert "db_ca_bundle" in str(refused.value)
