@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdktf import AssetType, TerraformAsset
+from cdktf import AssetType, TerraformAsset, TerraformResource
 from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
 from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
     S3BucketLifecycleConfiguration,
@@ -141,7 +141,9 @@ class MigrationObjects(Construct):
 
     The folder is copied into the synthesized stack as an asset (named by the hash of
     its migration files, so the output does not depend on where the repository lives).
-    Attributes: ``objects`` (for ordering) and ``files``.
+    Attributes: ``objects`` (for ordering) and ``files``. ``upload_after`` orders the
+    uploads after other resources (the function, whose environment says whose uploads
+    are the deploy's own).
     """
 
     def __init__(
@@ -178,3 +180,9 @@ class MigrationObjects(Construct):
                 )
             )
         self.files = tuple(files)
+
+    def upload_after(self, *resources: TerraformResource) -> None:
+        """Upload every object only once ``resources`` are created or updated."""
+        for item in self.objects:
+            addresses = [f"{resource.terraform_resource_type}.{resource.friendly_unique_id}" for resource in resources]
+            item.depends_on = [*(item.depends_on or []), *addresses]

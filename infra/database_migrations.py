@@ -122,6 +122,7 @@ class DatabaseMigrations(Construct):
                 host=target.host,
                 port=target.port,
                 settings=props.function,
+                deploy_principal=account.user_id,
             ),
             bucket_arn=bucket.arn,
             prefix=props.prefix,
@@ -133,6 +134,8 @@ class DatabaseMigrations(Construct):
             https_egress_prefix_lists=props.https_egress_prefix_lists,
             settings=props.function,
         )
+        # The deploy's own uploads start no run only if the function already knows who deploys.
+        objects.upload_after(function.function)
         notifications = UploadNotifications(
             self,
             "uploads",

@@ -16,11 +16,14 @@ __all__ = ["Account", "EncryptionKey"]
 
 
 class Account(Construct):
-    """Where the stack is deployed: account id, partition and region, read at plan time."""
+    """Where the stack is deployed: account id, partition and region, read at plan time;
+    ``user_id`` is the deploying principal's unique id (``AROA...:session`` for a role)."""
 
     def __init__(self, scope: Construct, id: str) -> None:
         super().__init__(scope, id)
-        self.account_id = DataAwsCallerIdentity(self, "caller").account_id
+        caller = DataAwsCallerIdentity(self, "caller")
+        self.account_id = caller.account_id
+        self.user_id = caller.user_id
         self.partition = DataAwsPartition(self, "partition").partition
         self.region = DataAwsRegion(self, "region").region
 

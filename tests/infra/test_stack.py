@@ -27,6 +27,7 @@ HANDLER_ENVIRONMENT = {
     "LOCK_TIMEOUT_S",
     "MIN_TIME_LEFT_S",
     "LOG_LEVEL",
+    "DEPLOY_PRINCIPAL",
 }
 MIGRATION_KEYS = sorted(key for key in MIGRATIONS if key.endswith(".sql"))
 
@@ -105,6 +106,16 @@ def test_function_runs_python312_in_the_private_subnets_with_the_handler_contrac
     assert function["kms_key_arn"].startswith("${aws_kms_key.")
     assert function["dead_letter_config"]["target_arn"].startswith("${aws_sqs_queue.")
     assert function["logging_config"]["log_group"].startswith("${aws_cloudwatch_log_group.")
+
+
+def test_the_function_knows_the_deploying_principal_before_the_deploy_uploads(stack: dict[str, Any]) -> None:
+    function_name, function = only(stack, "aws_lambda_function")
+    (caller,) = stack["data"]["aws_caller_identity"]
+    assert function["environment"]["variables"]["DEPLOY_PRINCIPAL"] == ref(
+        "data.aws_caller_identity", caller, "user_id"
+    )
+    for item in resources(stack, "aws_s3_object").values():
+        assert f"aws_lambda_function.{function_name}" in item["depends_on"]
 
 
 def test_function_timeouts_leave_room_for_connect_lock_and_the_last_file(stack: dict[str, Any]) -> None:

@@ -152,3 +152,9 @@ def test_a_malformed_secret_is_named_without_quoting_it(secret: str, message: st
     assert message in str(caught.value)
     assert "hunter2" not in str(caught.value)
     assert caught.value.__cause__ is None or "hunter2" not in str(caught.value.__cause__)
+
+
+def test_the_deploying_principal_is_read_and_optional() -> None:
+    assert FunctionEnv.from_environ(MINIMAL).deploy_principal is None
+    parsed = FunctionEnv.from_environ({**MINIMAL, "DEPLOY_PRINCIPAL": "AROA3XFRBF535EXAMPLE:GitHubActions"})
+    assert parsed.deploy_principal == "AROA3XFRBF535EXAMPLE:GitHubActions"
