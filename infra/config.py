@@ -29,6 +29,7 @@ Architecture = Literal["x86_64", "arm64"]
 NAME = re.compile(r"^[a-z][a-z0-9-]{1,24}[a-z0-9]$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+PRINCIPAL_ID = re.compile(r"^(AWS:)?A[A-Z0-9]{15,127}(:[\w+=,.@-]{2,64})?$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 RETENTION_DAYS = (
     1,
@@ -115,6 +116,9 @@ class StackConfig:
     log_level: str = "INFO"
     log_retention_days: int = 365
     alarm_actions: tuple[str, ...] = ()
+    deploy_principal: str | None = None
+    """Whose uploads start no run (the deploy's own: its invocation applies them): a role id
+    (``AROA...``, every session) or user id; None: whoever runs the apply (its caller user_id)."""
 
     def __post_init__(self) -> None:
         problems = list(self._problems())
@@ -207,6 +211,12 @@ class StackConfig:
             yield "db_max_allocated_storage_gb must be at least db_allocated_storage_gb"
         if self.db_monitoring_interval_s not in (0, 1, 5, 10, 15, 30, 60):
             yield "db_monitoring_interval_s must be one of 0, 1, 5, 10, 15, 30, 60"
+        if self.deploy_principal is not None and not PRINCIPAL_ID.match(self.deploy_principal):
+            yield (
+                f"deploy_principal {self.deploy_principal!r} must be the unique id of the deploying role or user "
+                "(AROA... or AIDA..., optionally :<session name>): aws iam get-role --role-name NAME "
+                "--query Role.RoleId"
+            )
         if not re.match(r"^\d+(\.\d+)?$", self.db_engine_version):
             yield f"db_engine_version {self.db_engine_version!r} must be like 16 or 16.4"
 

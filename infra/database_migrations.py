@@ -76,6 +76,8 @@ class DatabaseMigrationsProps:
     https_egress_prefix_lists: Sequence[str] = ()
     run_after: Sequence[ITerraformDependable] = ()
     """Resources the deploy-time run waits for besides its own (e.g. the VPC endpoints)."""
+    deploy_principal: str | None = None
+    """Whose uploads are the deploy's own and start no run; ``None``: the apply's caller."""
 
 
 class DatabaseMigrations(Construct):
@@ -122,7 +124,7 @@ class DatabaseMigrations(Construct):
                 host=target.host,
                 port=target.port,
                 settings=props.function,
-                deploy_principal=account.user_id,
+                deploy_principal=props.deploy_principal or account.user_id,
             ),
             bucket_arn=bucket.arn,
             prefix=props.prefix,

@@ -132,6 +132,7 @@ class MigrationsStack(TerraformStack):
                 https_egress_cidrs=https_cidrs,
                 https_egress_prefix_lists=prefix_lists,
                 run_after=run_after,
+                deploy_principal=config.deploy_principal,
             ),
         )
 

@@ -118,6 +118,11 @@ def test_the_function_knows_the_deploying_principal_before_the_deploy_uploads(st
         assert f"aws_lambda_function.{function_name}" in item["depends_on"]
 
 
+def test_a_deploy_principal_in_the_configuration_replaces_the_caller(byo_stack: dict[str, Any]) -> None:
+    _, function = only(byo_stack, "aws_lambda_function")
+    assert function["environment"]["variables"]["DEPLOY_PRINCIPAL"] == "AROA3XFRBF535EXAMPLE"
+
+
 def test_function_timeouts_leave_room_for_connect_lock_and_the_last_file(stack: dict[str, Any]) -> None:
     _, function = only(stack, "aws_lambda_function")
     env = function["environment"]["variables"]
