@@ -37,8 +37,9 @@ from psycopg2 import sql
 
 from local.aws import LocalAws
 from local.function import LocalFunction, PackageImage, runtime_python
-from local.lambda_service import Invocation, LocalLambda, ModelClock, ProviderRetry
+from local.lambda_service import Invocation, LocalLambda, ModelClock
 from local.postgres import EmbeddedPostgres
+from local.provider import ProviderRetry
 from local.s3_events import DEPLOYER, OPERATOR, BucketEvents, Principal, Put
 from local.stack import Resource, SynthesizedStack
 
@@ -104,7 +105,8 @@ class LocalDeploy:
 
     # -- stand-ins ------------------------------------------------------------------------
     def provision(self) -> None:
-        """Create what the objects and the function refer to: bucket, database user, secret, topic."""
+        """Create what the objects and the function refer to: bucket, database user, secret, topic,
+        queues; stand in for the deploying caller and the function's ARN."""
         bucket = self.stack.one("aws_s3_bucket")
         self.bucket = bucket.args.get("bucket") or f"{bucket.args.get('bucket_prefix', 'bucket-')}{LOCAL_BUCKET_SUFFIX}"
         self.aws.create_bucket(self.bucket)

@@ -14,30 +14,28 @@ meets the same races a real one does:
 - concurrent invocations run in separate instances (processes); an idle one is reused.
 
 Time is model time: ``ModelClock`` plays AWS's minutes faster (tests and the demo scale
-them down), and ``ProviderRetry`` models how the AWS provider retries a throttled invoke.
+them down); ``provider.py`` models how the AWS provider retries a throttled invoke.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import random
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from local.function import FunctionError, LocalFunction
 
-__all__ = ["Invocation", "LocalLambda", "ModelClock", "ProviderRetry", "TooManyRequestsError"]
+__all__ = ["Invocation", "LocalLambda", "ModelClock", "TooManyRequestsError"]
 
 log = logging.getLogger(__name__)
 
 ASYNC_RETRY_DELAYS_S = (60.0, 120.0)
 MAX_EVENT_AGE_S = 6 * 3600.0
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -279,29 +277,3 @@ class LocalLambda:
                 return
             self._instances.remove(instance)
         instance.close()
-
-
-@dataclass
-class ProviderRetry:
-    """How the AWS provider's SDK retries a throttled ``Invoke``: up to ``max_attempts``
-    attempts, waiting a random time up to 2^attempt seconds, at most ``max_backoff_s``.
-
-    ``attempts`` counts the attempts of the last call.
-    """
-
-    clock: ModelClock
-    max_attempts: int = 25
-    max_backoff_s: float = 300.0
-    jitter: random.Random = field(default_factory=lambda: random.Random(0))
-    attempts: int = 0
-
-    def call(self, invoke: Callable[[], T]) -> T:
-        for attempt in range(1, self.max_attempts + 1):
-            self.attempts = attempt
-            try:
-                return invoke()
-            except TooManyRequestsError:
-                if attempt == self.max_attempts:
-                    raise
-                self.clock.sleep(self.jitter.random() * min(self.max_backoff_s, 2.0**attempt))
-        raise AssertionError("unreachable")

@@ -11,7 +11,8 @@ from typing import Any, cast
 import pytest
 
 from local.function import FunctionError, LocalFunction
-from local.lambda_service import LocalLambda, ModelClock, ProviderRetry, TooManyRequestsError
+from local.lambda_service import LocalLambda, ModelClock, TooManyRequestsError
+from local.provider import ProviderRetry
 
 
 @dataclass(frozen=True)
