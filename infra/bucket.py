@@ -150,7 +150,8 @@ class MigrationObjects(Construct):
 
     The folder is copied into the synthesized stack as an asset (named by the hash of
     its migration files, so the output does not depend on where the repository lives).
-    ``after``: what must be in place first (the bucket policy that admits the deployer).
+    ``after``: what must be in place first: the bucket policy that admits the deployer, and
+    the function, whose environment says whose uploads are the deploy's own.
     Attributes: ``objects`` (for ordering) and ``files``.
     """
 

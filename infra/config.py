@@ -32,6 +32,7 @@ NAME = re.compile(r"^[a-z](?:-?[a-z0-9])+$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 ENGINE_VERSION = re.compile(r"^\d+(\.\d+)?$")
+PRINCIPAL_ID = re.compile(r"^(AWS:)?A[A-Z0-9]{15,127}(:[\w+=,.@-]{2,64})?$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}|\*):((role|user)/[\w+=,.@/*-]+|root)$")
 ARN_ASSUMED_ROLE = re.compile(r"^arn:aws[a-z-]*:sts::")
@@ -143,6 +144,10 @@ class StackConfig:
     db_ca_bundle: Path | None = None
     """PEM file of the CA that signs the database's certificate (RDS: global-bundle.pem): TLS verify-full."""
 
+    deploy_principal: str | None = None
+    """Whose uploads start no run (the deploy's own: its invocation applies them): a role id
+    (``AROA...``, every session) or user id; None: whoever runs the apply (its caller user_id)."""
+
     def __post_init__(self) -> None:
         problems = list(self._problems())
         if problems:
@@ -250,6 +255,12 @@ class StackConfig:
         if self.db_monitoring_interval_s not in (0, 1, 5, 10, 15, 30, 60):
             yield "db_monitoring_interval_s must be one of 0, 1, 5, 10, 15, 30, 60"
         yield from self._security_problems()
+        if self.deploy_principal is not None and not PRINCIPAL_ID.match(self.deploy_principal):
+            yield (
+                f"deploy_principal {self.deploy_principal!r} must be the unique id of the deploying role or user "
+                "(AROA... or AIDA..., optionally :<session name>): aws iam get-role --role-name NAME "
+                "--query Role.RoleId"
+            )
         if not ENGINE_VERSION.match(self.db_engine_version):
             yield f"db_engine_version {self.db_engine_version!r} must be like 16 or 16.4"
 

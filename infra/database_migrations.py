@@ -89,6 +89,8 @@ class DatabaseMigrationsProps:
     the bucket policy denies writes and deletes there to everyone else."""
     deployer_arn: str | None = None
     """The role (or user) that runs ``terraform apply``; ``None``: whoever runs the plan."""
+    deploy_principal: str | None = None
+    """Whose uploads are the deploy's own and start no run; ``None``: the apply's caller."""
 
     def __post_init__(self) -> None:
         problems = list(name_problems(self.name, parts=("migrations",)))
@@ -135,16 +137,6 @@ class DatabaseMigrations(Construct):
         )
         if own_key is not None:
             own_key.allow_bucket_notifications(bucket.arn)
-        objects = MigrationObjects(
-            self,
-            "objects",
-            folder=props.migrations_dir,
-            bucket_name=bucket.name,
-            prefix=props.prefix,
-            kms_key_arn=key_arn,
-            files=files,
-            after=[bucket.policy],
-        )
         target = props.database
         function = MigrationFunction(
             self,
@@ -161,6 +153,7 @@ class DatabaseMigrations(Construct):
                 host=target.host,
                 port=target.port,
                 settings=props.function,
+                deploy_principal=props.deploy_principal or account.user_id,
             ),
             bucket_arn=bucket.arn,
             prefix=props.prefix,
@@ -172,6 +165,17 @@ class DatabaseMigrations(Construct):
             https_egress_cidrs=props.https_egress_cidrs,
             https_egress_prefix_lists=props.https_egress_prefix_lists,
             settings=props.function,
+        )
+        objects = MigrationObjects(
+            self,
+            "objects",
+            folder=props.migrations_dir,
+            bucket_name=bucket.name,
+            prefix=props.prefix,
+            kms_key_arn=key_arn,
+            files=files,
+            # The deploy's own uploads start no run only if the function already knows who deploys.
+            after=[bucket.policy, function.function],
         )
         notifications = UploadNotifications(
             self,

@@ -17,14 +17,17 @@ __all__ = ["Account", "EncryptionKey"]
 
 
 class Account(Construct):
-    """Where the stack is deployed, read at plan time: account id, partition, region, and
-    ``deployer_arn``, the IAM role (or user) that runs the plan (the issuer of an assumed-role
-    session, which is what ``aws:PrincipalArn`` holds for its requests)."""
+    """Where the stack is deployed, read at plan time: account id, partition, region;
+    ``user_id``, the deploying principal's unique id (``AROA...:session`` for a role), which
+    S3 events carry; and ``deployer_arn``, the IAM role (or user) that runs the plan (the
+    issuer of an assumed-role session, which is what ``aws:PrincipalArn`` holds for its
+    requests)."""
 
     def __init__(self, scope: Construct, id: str) -> None:
         super().__init__(scope, id)
         self._caller = DataAwsCallerIdentity(self, "caller")
         self.account_id = self._caller.account_id
+        self.user_id = self._caller.user_id
         self.partition = DataAwsPartition(self, "partition").partition
         self.region = DataAwsRegion(self, "region").region
         self._deployer_arn: str | None = None

@@ -61,9 +61,20 @@ class FunctionSettings:
 
 
 def function_environment(
-    *, bucket: str, prefix: str, secret_arn: str, host: str, port: int | str, settings: FunctionSettings
+    *,
+    bucket: str,
+    prefix: str,
+    secret_arn: str,
+    host: str,
+    port: int | str,
+    settings: FunctionSettings,
+    deploy_principal: str = "",
 ) -> dict[str, str]:
-    """The variables the handler reads (lambda_src/environment.py)."""
+    """The variables the handler reads (lambda_src/environment.py).
+
+    ``deploy_principal``: whose uploads start no run (the deploy's own, which its
+    invocation applies); the caller's ``user_id`` at apply time.
+    """
     return {
         "MIGRATIONS_BUCKET": bucket,
         "MIGRATIONS_PREFIX": prefix,
@@ -82,6 +93,7 @@ def function_environment(
         "LOCK_TIMEOUT_S": str(settings.lock_timeout_s),
         "MIN_TIME_LEFT_S": str(settings.min_time_left_s),
         "LOG_LEVEL": settings.log_level.upper(),
+        "DEPLOY_PRINCIPAL": deploy_principal,
     }
 
 

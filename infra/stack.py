@@ -152,6 +152,7 @@ class MigrationsStack(TerraformStack):
                 run_after=run_after,
                 uploaders=config.migration_uploaders,
                 deployer_arn=config.deployer_arn,
+                deploy_principal=config.deploy_principal,
             ),
         )
         key.allow_bucket_notifications(migrations.bucket_arn)

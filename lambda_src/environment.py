@@ -6,8 +6,10 @@ The stack sets ``MIGRATIONS_BUCKET`` (and ``MIGRATIONS_PREFIX``), the credential
 and optionally ``ROOT_DATABASE``, ``CONNECT_TIMEOUT_S``, ``LOCK_WAIT_S``,
 ``STATEMENT_TIMEOUT_S``, ``LOCK_TIMEOUT_S``, ``MIN_TIME_LEFT_S``, ``DB_SSLMODE``,
 ``DB_SSLROOTCERT`` (the CA bundle for ``verify-ca``/``verify-full``; a relative path is
-inside the package), ``ALLOW_DOWN`` (``true`` lets an invocation run ``down``) and
-``LOG_LEVEL``. Anything missing or malformed is a ConfigError naming the variable.
+inside the package), ``ALLOW_DOWN`` (``true`` lets an invocation run ``down``),
+``LOG_LEVEL`` and ``DEPLOY_PRINCIPAL`` (the unique id of who deploys, whose own uploads
+start no run: the deploy-time invocation applies them). Anything missing or malformed is
+a ConfigError naming the variable.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ VARIABLES = (
     "MIN_TIME_LEFT_S",
     "UPLOAD_SETTLE_S",
     "LOG_LEVEL",
+    "DEPLOY_PRINCIPAL",
 )
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -83,6 +86,7 @@ class FunctionEnv:
     min_time_left_s: float = 30.0
     upload_settle_s: float = 5.0
     log_level: str = "INFO"
+    deploy_principal: str | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> FunctionEnv:
@@ -124,6 +128,7 @@ class FunctionEnv:
             min_time_left_s=_number(env, "MIN_TIME_LEFT_S", float, cls.min_time_left_s),
             upload_settle_s=_number(env, "UPLOAD_SETTLE_S", float, cls.upload_settle_s),
             log_level=log_level,
+            deploy_principal=env.get("DEPLOY_PRINCIPAL"),
         )
 
 

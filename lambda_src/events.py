@@ -8,7 +8,10 @@
 - S3 event notifications, direct or wrapped in SNS: every record of the event makes one
   ``migrate`` run over the affected databases (plus the root database, which may create
   them); ``s3:TestEvent`` and objects that are not migration files are skipped with a log
-  line; a record for another bucket is refused.
+  line; a record for another bucket is refused. Records whose ``userIdentity.principalId``
+  is the deploying principal (``deploy_principal``) are skipped too: the deploy's own
+  ``aws_s3_object`` uploads are applied by its deploy-time invocation, and a second,
+  asynchronous run of them would race it (see the README, "A deploy never races its uploads").
 
 Nothing here does I/O; raw events are never logged (they may be large), only names.
 """
@@ -26,7 +29,7 @@ from dbmigrate.errors import ConfigError, LayoutError
 from dbmigrate.model import DATABASE_NAME, Entry, parse_layout
 from dbmigrate.s3source import normalize_prefix
 
-__all__ = ["ACTIONS", "Action", "RunRequest", "parse_event"]
+__all__ = ["ACTIONS", "DEPLOYED_SKIP", "Action", "RunRequest", "is_deploy_principal", "parse_event"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ PAYLOAD_FIELDS = frozenset({"action", "databases", "tf", "content_hash", "databa
 DOWN_EXAMPLE = '{"action": "down", "database": "projectdb", "to": 202401010100}'
 TF_ACTIONS = ("create", "update", "delete")
 PAYLOAD_EXAMPLE = '{"action": "migrate", "databases": ["projectdb"]}'
+DEPLOYED_SKIP = "uploaded by the deploying principal: the deploy-time invocation applies it"
 
 
 @dataclass(frozen=True)
@@ -71,11 +75,19 @@ class RunRequest:
         return {"action": None, "trigger": self.trigger, "skipped": self.skipped, "databases": []}
 
 
-def parse_event(event: object, *, bucket: str, prefix: str = "", root_database: str = "postgres") -> RunRequest:
+def parse_event(
+    event: object,
+    *,
+    bucket: str,
+    prefix: str = "",
+    root_database: str = "postgres",
+    deploy_principal: str | None = None,
+) -> RunRequest:
     """Turn a raw Lambda event into one RunRequest; raise ConfigError for anything unexpected.
 
     ``bucket`` and ``prefix`` are where this function's migrations live: S3 records for
-    another bucket are refused, keys outside the prefix are skipped.
+    another bucket are refused, keys outside the prefix are skipped. ``deploy_principal``
+    (see ``is_deploy_principal``) names who deploys: its uploads are left to the deploy.
     """
     if not isinstance(event, Mapping):
         raise ConfigError(
@@ -83,7 +95,8 @@ def parse_event(event: object, *, bucket: str, prefix: str = "", root_database: 
             hint=f"invoke with a payload like {PAYLOAD_EXAMPLE}",
         )
     if "Records" in event:
-        return _from_records(event["Records"], bucket, normalize_prefix(prefix), root_database)
+        where = _Where(bucket, normalize_prefix(prefix), root_database, deploy_principal or None)
+        return _from_records(event["Records"], where)
     if event.get("Event") == "s3:TestEvent":
         return RunRequest(None, trigger="s3", skipped="s3:TestEvent")
     return _from_payload(event)
@@ -174,7 +187,31 @@ def _database_list(value: object) -> tuple[str, ...] | None:
 # -- S3 event notifications, direct or in SNS ---------------------------------------------
 
 
-def _from_records(records: object, bucket: str, prefix: str, root_database: str) -> RunRequest:
+@dataclass(frozen=True)
+class _Where:
+    """Where this function's migrations live, and who deploys them."""
+
+    bucket: str
+    prefix: str
+    root_database: str
+    deploy_principal: str | None
+
+
+def is_deploy_principal(principal_id: str, deploy_principal: str) -> bool:
+    """Whether an S3 record's ``userIdentity.principalId`` is the deploying principal.
+
+    S3 writes ``AWS:`` and the caller's unique id: ``AIDA...`` for an IAM user,
+    ``AROA...:<session name>`` for an assumed role, which is what STS GetCallerIdentity
+    (``data.aws_caller_identity.user_id``) returns. ``deploy_principal`` is that id with
+    or without the ``AWS:``; a role id alone (``AROA...``, no session) matches every
+    session of the role.
+    """
+    found = principal_id.removeprefix("AWS:")
+    wanted = deploy_principal.removeprefix("AWS:")
+    return found == wanted or (":" not in wanted and found.startswith(f"{wanted}:"))
+
+
+def _from_records(records: object, where: _Where) -> RunRequest:
     if not isinstance(records, list) or not records:
         raise ConfigError("the event's Records must be a non-empty list")
     s3_records: list[Mapping[str, Any]] = []
@@ -199,26 +236,36 @@ def _from_records(records: object, bucket: str, prefix: str, root_database: str)
     databases: dict[str, None] = {}
     run_all = False
     ignored: list[str] = []
+    deployed: list[str] = []
     for record in s3_records:
         name, key, event_name = _s3_object(record)
-        if name != bucket:
+        if name != where.bucket:
             raise ConfigError(
-                f"the event is for bucket {name!r}, but this function migrates from bucket {bucket!r}",
+                f"the event is for bucket {name!r}, but this function migrates from bucket {where.bucket!r}",
                 hint="point the bucket notification (or the SNS subscription) at the function of that bucket",
             )
-        affected = _affected_database(key, prefix) if event_name.startswith("ObjectCreated:") else ""
-        if affected == "":
+        affected = _affected_database(key, where.prefix) if event_name.startswith("ObjectCreated:") else ""
+        if (
+            affected != ""
+            and where.deploy_principal
+            and is_deploy_principal(_principal(record), where.deploy_principal)
+        ):
+            deployed.append(key)
+            log.info("skipping an object the deploy uploaded: its deploy-time run applies it", extra={"key": key})
+        elif affected == "":
             ignored.append(key)
             log.info("skipping an object that is not a new migration file", extra={"key": key, "s3_event": event_name})
         elif affected is None:
             run_all = True
         else:
             databases[affected] = None
+    ignored += deployed
     if run_all:
         return RunRequest("migrate", None, trigger=trigger, ignored_keys=tuple(ignored))
     if not databases:
-        return RunRequest(None, trigger=trigger, skipped="no migration file in the event", ignored_keys=tuple(ignored))
-    names = (root_database, *(name for name in databases if name != root_database))
+        skipped = DEPLOYED_SKIP if deployed else "no migration file in the event"
+        return RunRequest(None, trigger=trigger, skipped=skipped, ignored_keys=tuple(ignored))
+    names = (where.root_database, *(name for name in databases if name != where.root_database))
     return RunRequest("migrate", names, trigger=trigger, ignored_keys=tuple(ignored))
 
 
@@ -245,6 +292,13 @@ def _records_in_sns_message(record: Mapping[str, Any]) -> list[Mapping[str, Any]
             hint="publish only S3 event notifications to the migrations topic",
         )
     return cast(list[Mapping[str, Any]], records)
+
+
+def _principal(record: Mapping[str, Any]) -> str:
+    """``userIdentity.principalId`` of an S3 record; "" when it carries none."""
+    identity = record.get("userIdentity")
+    principal = identity.get("principalId") if isinstance(identity, Mapping) else None
+    return principal if isinstance(principal, str) else ""
 
 
 def _s3_object(record: Mapping[str, Any]) -> tuple[str, str, str]:

@@ -29,7 +29,13 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     try:
         env = FunctionEnv.from_environ(os.environ)
         configure_logging(env.log_level)
-        request = parse_event(event, bucket=env.bucket, prefix=env.prefix, root_database=env.root_database)
+        request = parse_event(
+            event,
+            bucket=env.bucket,
+            prefix=env.prefix,
+            root_database=env.root_database,
+            deploy_principal=env.deploy_principal,
+        )
         log.info("run requested", extra=request.log_fields())
         if request.action is None:
             return request.skipped_result()

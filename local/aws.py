@@ -1,4 +1,4 @@
-"""In-process AWS stand-ins: a moto server on 127.0.0.1 for S3, SNS and Secrets Manager.
+"""In-process AWS stand-ins: a moto server on 127.0.0.1 for S3, SNS, SQS and Secrets Manager.
 
 Code under test reaches it through the standard ``AWS_ENDPOINT_URL`` variable (see
 ``environ``), with fake credentials; nothing ever leaves this machine.
@@ -95,3 +95,7 @@ class LocalAws:
     def secretsmanager(self) -> SecretsManagerClient:
         client: SecretsManagerClient = self.client("secretsmanager")
         return client
+
+    @cached_property
+    def sqs(self) -> Any:  # no type stubs for SQS in the environment
+        return self.client("sqs")

@@ -1,10 +1,11 @@
 """The README's main job: synthesize the stack and deploy it locally, end to end.
 
 1. ``python main.py`` synthesizes the stack into ``cdktf.out/`` (as ``cdktf synth`` does);
-2. the local deploy plays it: PostgreSQL for RDS, moto for S3, SNS and Secrets Manager,
+2. the local deploy plays it: PostgreSQL for RDS, moto for S3, SNS, SQS and Secrets Manager,
    the function from its package; the deploy-time invocation applies the migrations;
-3. an out-of-band change: a new migration uploaded to the bucket, its S3 event
-   delivered through SNS to the function, which applies it;
+   every object put makes an S3 event, as on AWS; the function skips the deploy's own;
+3. an out-of-band change: a new migration uploaded to the bucket by someone else, its
+   S3 event delivered through SNS to the function, which applies it;
 4. a second deploy, which applies nothing.
 
 Exits non-zero, with the function's error, if any step fails. The function's own
@@ -78,6 +79,17 @@ class Demo:
         for row in rows:
             self.say("    " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
+    def delivery(self, deploy: LocalDeploy) -> None:
+        """What the deploy's own S3 events did (once they are all delivered)."""
+        deploy.settle()
+        service = deploy.service
+        skipped = sum(1 for item in service.invocations if item.kind == "async" and not item.did_work)
+        reserved = "none" if service.reserved_concurrency is None else str(service.reserved_concurrency)
+        self.say(
+            f"    S3 events so far: {skipped} skipped as the deploy's own; invokes throttled: {service.throttled} "
+            f"(reserved concurrency {reserved}); dead-letter queue: {len(service.dead_letters())} message(s)"
+        )
+
 
 def run(outdir: Path, out: TextIO, *, stack: SynthesizedStack | None = None) -> int:
     """The main job; ``stack`` skips synthesis (tests synthesize once per session)."""
@@ -94,14 +106,16 @@ def run(outdir: Path, out: TextIO, *, stack: SynthesizedStack | None = None) -> 
             demo.show("deploy: objects uploaded, deploy-time invocation ran", deploy.apply())
             if deploy.note:
                 demo.say(f"note: {deploy.note}")
+            demo.delivery(deploy)
             version = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
             key = f"projectdb/{version}_add_widget_notes.up.sql"
             demo.step(
-                f"out of band: uploading {key} to the bucket; its S3 event goes through SNS to the function, "
-                "which first waits UPLOAD_SETTLE_S (5 s) for the rest of a batch"
+                f"out of band: uploading {key} to the bucket as another principal; its S3 event goes through "
+                "SNS to the function, which first waits UPLOAD_SETTLE_S (5 s) for the rest of a batch"
             )
-            demo.show("the S3 event's run", deploy.upload(key, NEW_MIGRATION.encode()))
+            demo.show("the S3 event's run", deploy.upload(key, NEW_MIGRATION.encode()).result)
             demo.show("deploy again: nothing is re-applied", deploy.apply())
+            demo.delivery(deploy)
         except FunctionError as exc:
             demo.say(f"\nthe migration function failed, so the apply fails:\n  {exc}\n(logs: {log_path})")
             return 1

@@ -1,21 +1,29 @@
 """The local deploy: play a synthesized stack on local stand-ins, as ``terraform apply`` would.
 
-PostgreSQL on 127.0.0.1 stands in for RDS, moto for S3, SNS and Secrets Manager, and
-the function runs from its built package under the runtime's Python. What to create,
-upload and invoke is read from the synthesized ``cdk.tf.json``:
+PostgreSQL on 127.0.0.1 stands in for RDS, moto for S3, SNS, SQS and Secrets Manager,
+and the function runs from its built package under the runtime's Python, behind a model
+of the Lambda service (``lambda_service.py``: concurrency, throttling, async retries, the
+dead-letter queue). What to create, upload and invoke is read from the synthesized
+``cdk.tf.json``:
 
 1. the bucket (``aws_s3_bucket``), the database's master user and its managed secret
-   (``aws_db_instance``), the notification topic (``aws_sns_topic``); when the function
+   (``aws_db_instance``), the notification topic (``aws_sns_topic``), the queues
+   (``aws_sqs_queue``: the dead-letter target), and who deploys
+   (``data.aws_caller_identity``: ``DEPLOYER``, an assumed role); when the function
    connects with a secret of its own (``migration_secret_arn``), a migration role that is
    not the master user (LOGIN CREATEDB) and that secret; when it verifies the server
    (``verify-full``), the local server's own CA stands in for the packaged bundle;
-2. every ``aws_s3_object`` (bucket, key, source file), uploaded as Terraform would;
-3. the function (``aws_lambda_function``: package, handler, timeout, environment), then
-   the ``aws_lambda_invocation`` input wrapped in the CRUD lifecycle envelope; a failure
-   ends the apply with the function's error, as ``terraform apply`` would.
+2. every ``aws_s3_object`` (bucket, key, source file), put as the deploying principal;
+   as on AWS, each put makes an S3 event that the bucket notification sends through SNS
+   to the function, asynchronously (``s3_events.py``);
+3. the function (``aws_lambda_function``: package, handler, timeout, environment, reserved
+   concurrency, dead-letter target), then the ``aws_lambda_invocation`` input wrapped in
+   the CRUD lifecycle envelope, invoked synchronously and retried while throttled as the
+   AWS provider does; a failure ends the apply with the function's error.
 
-``upload`` plays the out-of-band path: an object put into the bucket, and the S3 event
-the bucket's notification (``aws_s3_bucket_notification``) sends through SNS.
+``upload`` plays the out-of-band path: an object put by someone else (``OPERATOR``), and
+what its event's asynchronous delivery did. AWS's delays (retry backoff, minutes between
+async retries) run on a ``ModelClock``, scaled down.
 """
 
 from __future__ import annotations
@@ -23,30 +31,54 @@ from __future__ import annotations
 import json
 import secrets
 import sys
-import uuid
 import zipfile
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import quote_plus
 
 import psycopg2
 from psycopg2 import sql
 
 from local.aws import LocalAws
 from local.function import LocalFunction, PackageImage, runtime_python
+from local.lambda_service import Invocation, LocalLambda, ModelClock
 from local.postgres import EmbeddedPostgres
+from local.provider import ProviderRetry
+from local.s3_events import DEPLOYER, OPERATOR, BucketEvents, Principal, Put
 from local.stack import Resource, SynthesizedStack
 
-__all__ = ["LocalDeploy", "NoNotificationError", "runnable_package"]
+__all__ = ["Delivered", "LocalDeploy", "NoNotificationError", "runnable_package"]
 
 LOCAL_BUCKET_SUFFIX = "local"
 MIGRATION_ROLE = "dbmigrate_migrator"
+LOCAL_ACCOUNT = "123456789012"
+# AWS's minutes played in milliseconds: an async retry after "1 minute" waits 60 ms.
+MODEL_CLOCK = ModelClock(scale=0.001)
 
 
 class NoNotificationError(RuntimeError):
     """The bucket's notification configuration does not send this object's event."""
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """An out-of-band put, and every run its event made (retries included), in order."""
+
+    put: Put
+    attempts: tuple[Invocation, ...]
+
+    @property
+    def failed(self) -> bool:
+        """Whether the last run failed: after Lambda's retries, the event is in the dead-letter queue."""
+        return bool(self.attempts) and self.attempts[-1].error is not None
+
+    @property
+    def result(self) -> Any:
+        """The last run's result; its FunctionError if the event failed for good."""
+        last = self.attempts[-1]
+        if last.error is not None:
+            raise last.error
+        return last.result
 
 
 @dataclass
@@ -60,18 +92,26 @@ class LocalDeploy:
     python: str | None = None
     logs: IO[str] | None = None
     overrides: dict[str, str] = field(default_factory=dict)
+    clock: ModelClock = MODEL_CLOCK
+    deployer: Principal = DEPLOYER
     previous_input: Any = None
     applies: int = 0
     image: PackageImage | None = None
-    function: LocalFunction | None = field(default=None, repr=False)
     bucket: str = ""
     topic_arn: str = ""
     note: str = ""
+    provider: ProviderRetry = field(init=False)
+    events: BucketEvents = field(init=False)
+    _service: LocalLambda | None = field(default=None, repr=False)
     _own_image: bool = False
+
+    def __post_init__(self) -> None:
+        self.provider = ProviderRetry(self.clock)
 
     # -- stand-ins ------------------------------------------------------------------------
     def provision(self) -> None:
-        """Create what the objects and the function refer to: bucket, database user, secret, topic."""
+        """Create what the objects and the function refer to: bucket, database user, secret, topic,
+        queues; stand in for the deploying caller and the function's ARN."""
         bucket = self.stack.one("aws_s3_bucket")
         self.bucket = bucket.args.get("bucket") or f"{bucket.args.get('bucket_prefix', 'bucket-')}{LOCAL_BUCKET_SUFFIX}"
         self.aws.create_bucket(self.bucket)
@@ -86,6 +126,19 @@ class LocalDeploy:
             arn = self.aws.sns.create_topic(Name=topic.args["name"])["TopicArn"]
             self.stack.stand_in(topic, "arn", arn)
             self.topic_arn = arn
+        for queue in self.stack.resources("aws_sqs_queue"):
+            url = self.aws.sqs.create_queue(QueueName=queue.args["name"])["QueueUrl"]
+            arn = self.aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+            for attribute, value in (("arn", arn["QueueArn"]), ("url", url), ("id", url), ("name", queue.args["name"])):
+                self.stack.stand_in(queue, attribute, value)
+        for caller in self.stack.data_sources("aws_caller_identity"):
+            self.stack.stand_in(caller, "user_id", self.deployer.user_id)
+            self.stack.stand_in(caller, "account_id", LOCAL_ACCOUNT)
+        function = self.stack.one("aws_lambda_function")
+        name = function.args["function_name"]
+        self.stack.stand_in(function, "function_name", name)
+        self.stack.stand_in(function, "arn", f"arn:aws:lambda:{self.aws.region}:{LOCAL_ACCOUNT}:function:{name}")
+        self.events = BucketEvents(self.stack, self.aws.s3, self.bucket, self._deliver, self.aws.region)
 
     def _database(self, instance: Resource) -> None:
         """The RDS master user (not a superuser: CREATEDB, CREATEROLE) and its managed secret."""
@@ -128,44 +181,75 @@ class LocalDeploy:
         self.overrides.setdefault("DB_SECRET_ARN", secret["ARN"])
 
     # -- apply ---------------------------------------------------------------------------------
-    def apply(self, *, function: LocalFunction | None = None, upload: bool = True) -> Any:
-        """Upload the objects and run the invocation; returns its result or raises FunctionError."""
+    def apply(self, *, upload: bool = True) -> Any:
+        """Upload the objects (as the deployer) and run the invocation; its result or FunctionError.
+
+        ``attempts`` counts the invoke's attempts (more than one when it was throttled).
+        """
         uploaded = [self._upload_object(obj) for obj in self.stack.resources("aws_s3_object")] if upload else []
-        result = self._invoke("create" if self.applies == 0 else "update", function)
+        result = self._invoke("create" if self.applies == 0 else "update")
         self.applies += 1
-        return {"uploaded": len(uploaded), "result": result}
+        return {"uploaded": len(uploaded), "result": result, "attempts": self.provider.attempts}
 
     def destroy(self) -> Any:
         """What ``terraform destroy`` sends the function (CRUD scope): the delete envelope."""
-        return self._invoke("delete", None)
+        return self._invoke("delete")
 
-    def _invoke(self, action: str, function: LocalFunction | None) -> Any:
+    def _invoke(self, action: str) -> Any:
         invocation = self.stack.one("aws_lambda_invocation")
         payload = json.loads(invocation.args["input"])
         event = dict(payload)
         if invocation.args.get("lifecycle_scope") == "CRUD":
             event[invocation.args.get("terraform_key", "tf")] = {"action": action, "prev_input": self.previous_input}
-        result = (function or self._function()).invoke(event)
+        service = self.service
+        result = self.provider.call(lambda: service.invoke(event))
         self.previous_input = payload
         return result
 
-    def _upload_object(self, obj: Resource) -> str:
+    def _upload_object(self, obj: Resource) -> Put:
         args = self.stack.resolve({name: obj.args[name] for name in ("bucket", "key") if name in obj.args})
+        if args["bucket"] != self.bucket:
+            raise ValueError(f"{obj.address} uploads to {args['bucket']}, not the stack's bucket {self.bucket}")
         body = self.stack.path(obj.args["source"]).read_bytes()
         extra = {"ContentType": obj.args["content_type"]} if "content_type" in obj.args else {}
-        self.aws.s3.put_object(Bucket=args["bucket"], Key=args["key"], Body=body, **extra)
-        key: str = args["key"]
-        return key
+        return self.events.put(args["key"], body, self.deployer, **extra)
 
-    def _function(self) -> LocalFunction:
-        if self.function is None:
-            self.function = self.another_function()
-        return self.function
+    @property
+    def service(self) -> LocalLambda:
+        """The Lambda service in front of the function (started on first use)."""
+        if self._service is None:
+            function = self.stack.one("aws_lambda_function")
+            reserved = function.args.get("reserved_concurrent_executions")
+            dead_letter = self.stack.resolve(function.args.get("dead_letter_config", {}).get("target_arn"))
+            self._service = LocalLambda(
+                self.another_function,
+                name=function.args["function_name"],
+                reserved_concurrency=None if reserved is None or int(reserved) < 0 else int(reserved),
+                clock=self.clock,
+                sqs=self.aws.sqs,
+                dead_letter_url=self._queue_url(dead_letter) if dead_letter else None,
+            )
+        return self._service
+
+    def _queue_url(self, arn: str) -> str:
+        url: str = self.aws.sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"]
+        return url
+
+    def _deliver(self, function_arn: str, event: Any) -> str:
+        """SNS invoking a subscribed function: asynchronously, through the Lambda service."""
+        expected = self.stack.resolve(f"${{{self.stack.one('aws_lambda_function').address}.arn}}")
+        if function_arn != expected:
+            raise ValueError(f"the topic invokes {function_arn}, which the local deploy does not run")
+        return self.service.invoke_async(event)
+
+    def settle(self) -> None:
+        """Wait until every asynchronous event so far is done (run, retried, or dead-lettered)."""
+        if self._service is not None:
+            self._service.wait()
 
     def another_function(self) -> LocalFunction:
         """A further instance of the function (Lambda runs concurrent invocations in separate ones)."""
         resource = self.stack.one("aws_lambda_function")
-        self.stack.stand_in(resource, "function_name", resource.args["function_name"])
         variables = self.stack.resolve(resource.args.get("environment", {}).get("variables", {}))
         # The stand-in for RDS listens on its own port, not the instance's.
         instance_port = str(self.stack.one("aws_db_instance").args.get("port", 5432))
@@ -194,77 +278,29 @@ class LocalDeploy:
         return self.package
 
     # -- the out-of-band path ----------------------------------------------------------------
-    def upload(self, relative_key: str, body: bytes, *, function: LocalFunction | None = None) -> Any:
-        """Put a file into the bucket under the stack's prefix and deliver its S3 event via SNS."""
+    def upload(self, relative_key: str, body: bytes, *, principal: Principal = OPERATOR) -> Delivered:
+        """Put a file under the stack's prefix as ``principal`` (someone other than the deployer,
+        by default) and wait for what its event's asynchronous delivery did."""
         prefix = self._function_env().get("MIGRATIONS_PREFIX", "")
-        key = f"{prefix}{relative_key}"
-        put = self.aws.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
-        notification = self._notification_for(key)
-        s3_event = {
-            "Records": [
-                {
-                    "eventVersion": "2.1",
-                    "eventSource": "aws:s3",
-                    "awsRegion": self.aws.region,
-                    "eventTime": _now(),
-                    "eventName": "ObjectCreated:Put",
-                    "s3": {
-                        "s3SchemaVersion": "1.0",
-                        "configurationId": notification.get("id", "local"),
-                        "bucket": {"name": self.bucket, "arn": f"arn:aws:s3:::{self.bucket}"},
-                        "object": {
-                            "key": quote_plus(key, safe="/"),
-                            "size": len(body),
-                            "eTag": put["ETag"].strip('"'),
-                            "sequencer": uuid.uuid4().hex[:16].upper(),
-                        },
-                    },
-                }
-            ]
-        }
-        sns_event = {
-            "Records": [
-                {
-                    "EventSource": "aws:sns",
-                    "EventVersion": "1.0",
-                    "EventSubscriptionArn": f"{self.topic_arn}:{uuid.uuid4()}",
-                    "Sns": {
-                        "Type": "Notification",
-                        "MessageId": str(uuid.uuid4()),
-                        "TopicArn": self.topic_arn,
-                        "Subject": "Amazon S3 Notification",
-                        "Message": json.dumps(s3_event),
-                        "Timestamp": _now(),
-                    },
-                }
-            ]
-        }
-        return (function or self._function()).invoke(sns_event)
+        put = self.events.put(f"{prefix}{relative_key}", body, principal)
+        if not put.deliveries:
+            raise NoNotificationError(f"the bucket's notifications send no event for {put.key}")
+        attempts: list[Invocation] = []
+        for request_id in put.deliveries:
+            self.service.wait(request_id)
+            attempts += self.service.attempts(request_id)
+        return Delivered(put, tuple(attempts))
 
     def _function_env(self) -> dict[str, str]:
         resource = self.stack.one("aws_lambda_function")
         variables: dict[str, str] = resource.args.get("environment", {}).get("variables", {})
         return variables
 
-    def _notification_for(self, key: str) -> dict[str, Any]:
-        """The bucket notification's topic entry that sends an event for ``key``."""
-        for notification in self.stack.resources("aws_s3_bucket_notification"):
-            for topic in notification.args.get("topic", []):
-                created = any(event.startswith("s3:ObjectCreated:") for event in topic.get("events", []))
-                if (
-                    created
-                    and key.startswith(topic.get("filter_prefix", ""))
-                    and key.endswith(topic.get("filter_suffix", ""))
-                ):
-                    entry: dict[str, Any] = topic
-                    return entry
-        raise NoNotificationError(f"the bucket's notifications send no event for {key}")
-
     def close(self) -> None:
-        """Stop the function; remove the package image if this deploy prepared it."""
-        if self.function is not None:
-            self.function.close()
-            self.function = None
+        """Stop the function's instances; remove the package image if this deploy prepared it."""
+        if self._service is not None:
+            self._service.close()
+            self._service = None
         if self.image is not None and self._own_image:
             self.image.remove()
             self.image = None
@@ -288,7 +324,3 @@ def runnable_package(synthesized: Path) -> tuple[Path, str, str]:
         ca_bundle.write_bytes(bundle)
     package = build_package(output, target=target, ca_bundle=ca_bundle).path
     return package, python, f"no python3.12 on this machine: the package was rebuilt for Python {version}"
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

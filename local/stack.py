@@ -61,6 +61,11 @@ class SynthesizedStack:
         found = self.document.get("resource", {}).get(resource_type, {})
         return [Resource(resource_type, name, args) for name, args in found.items()]
 
+    def data_sources(self, data_type: str) -> list[Resource]:
+        """Every data source of one type (its address is ``data.<type>.<name>``)."""
+        found = self.document.get("data", {}).get(data_type, {})
+        return [Resource(f"data.{data_type}", name, args) for name, args in found.items()]
+
     def one(self, resource_type: str) -> Resource:
         """The single resource of a type; an error if there are none or several."""
         found = self.resources(resource_type)
@@ -101,5 +106,5 @@ class SynthesizedStack:
             return self.values[expression]
         raise UnresolvedReferenceError(
             f"${{{expression}}} has no local stand-in: the local deploy plays the bucket, its objects, "
-            "the function, the database secret and the invocation"
+            "the function, the database secret, the topic, the queues, the caller and the invocation"
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,6 +61,24 @@ def image(runnable: tuple[Path, str, str]) -> Iterator[PackageImage]:
     prepared.remove()
 
 
+SYNTHESIZED = "synthesized"
+
+
+@pytest.fixture
+def reserved(request: pytest.FixtureRequest) -> Any:
+    """The function's reserved concurrency for a test (``parametrize(..., indirect=True)``):
+    a number, None for no reservation, or what the stack synthesized (the default)."""
+    return getattr(request, "param", SYNTHESIZED)
+
+
+def set_reserved_concurrency(stack: SynthesizedStack, reserved: int | None) -> None:
+    """Play the stack as if ``reserved_concurrent_executions`` had been synthesized so (None: unset)."""
+    function = stack.document["resource"]["aws_lambda_function"][stack.one("aws_lambda_function").name]
+    function.pop("reserved_concurrent_executions", None)
+    if reserved is not None:
+        function["reserved_concurrent_executions"] = reserved
+
+
 @pytest.fixture
 def deployed(
     stack: SynthesizedStack,
@@ -67,8 +86,11 @@ def deployed(
     local_aws: LocalAws,
     image: PackageImage,
     runnable: tuple[Path, str, str],
+    reserved: Any,
 ) -> Iterator[LocalDeploy]:
-    """The stack provisioned on the stand-ins (bucket, database user and secret, topic), not yet applied."""
+    """The stack provisioned on the stand-ins (bucket, database user and secret, topic, queues), not yet applied."""
+    if reserved != SYNTHESIZED:
+        set_reserved_concurrency(stack, reserved)
     # Uploads in a test arrive one at a time: a short settle time keeps the tests quick.
     deploy = LocalDeploy(stack, pg, local_aws, python=runnable[1], image=image, overrides={"UPLOAD_SETTLE_S": "0.3"})
     deploy.provision()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,6 +25,13 @@ from tests.helpers import history, query, tables
 EXAMPLE = Path(__file__).resolve().parents[2] / "migrations"
 EXAMPLE_VERSIONS = sorted(int(p.name.split("_", 1)[0]) for p in (EXAMPLE / "projectdb").glob("*.up.sql"))
 NEW_KEY = "projectdb/202601010000_add_widget_notes.up.sql"
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.01)
 
 
 def columns(pg: EmbeddedPostgres, table: str) -> list[str]:
@@ -45,7 +53,8 @@ def test_deploy_applies_the_example_then_an_upload_applies_its_file_and_a_redepl
     applied_as = query(pg, "projectdb", "SELECT DISTINCT db_user, applied_by FROM dbmigrate.history")
     assert applied_as == [("dbadmin", "lambda:dbmigrate-migrate")]
 
-    deployed.upload(NEW_KEY, b"ALTER TABLE widgets ADD COLUMN notes text;\n")
+    run = deployed.upload(NEW_KEY, b"ALTER TABLE widgets ADD COLUMN notes text;\n").result
+    assert [d["applied"] for d in run["databases"]] == [[], [202601010000]]
     assert "notes" in columns(pg, "widgets")
     assert history(pg, "projectdb")[-1] == (202601010000, "applied")
 
@@ -59,44 +68,41 @@ def test_a_broken_upload_fails_its_run_naming_the_file_and_the_fixed_upload_appl
     deployed: LocalDeploy, pg: EmbeddedPostgres
 ) -> None:
     deployed.apply()
-    with pytest.raises(FunctionError) as caught:
-        deployed.upload(NEW_KEY, b"ALTER TABLE widgets ADD COLUMN notes text;\nALTER TABLE nowhere ADD x int;\n")
-    assert caught.value.error_type == "SqlError"
-    assert f"{NEW_KEY}:2" in caught.value.message and 'relation "nowhere" does not exist' in caught.value.message
+    broken = deployed.upload(NEW_KEY, b"ALTER TABLE widgets ADD COLUMN notes text;\nALTER TABLE nowhere ADD x int;\n")
+    assert broken.failed
+    error = broken.attempts[-1].error
+    assert error is not None and error.error_type == "SqlError"
+    assert f"{NEW_KEY}:2" in error.message and 'relation "nowhere" does not exist' in error.message
     assert "notes" not in columns(pg, "widgets")
     assert history(pg, "projectdb")[-1][0] == EXAMPLE_VERSIONS[-1]
 
-    deployed.upload(NEW_KEY, b"ALTER TABLE widgets ADD COLUMN notes text;\n")
+    assert not deployed.upload(NEW_KEY, b"ALTER TABLE widgets ADD COLUMN notes text;\n").failed
     assert "notes" in columns(pg, "widgets")
     assert history(pg, "projectdb")[-1] == (202601010000, "applied")
 
 
+@pytest.mark.parametrize("reserved", [None, 1], indirect=True, ids=["unreserved", "reserved-1"])
 def test_deploy_time_run_and_an_upload_run_at_the_same_moment_apply_every_file_once(
-    deployed: LocalDeploy, pg: EmbeddedPostgres
+    deployed: LocalDeploy, pg: EmbeddedPostgres, reserved: int | None
 ) -> None:
-    slow_first = b"CREATE TABLE upload_log (version bigint);\nSELECT pg_sleep(1);\n"
-    deployed.apply(upload=True)  # the example, so both runs below race on the new files only
-    deployed.aws.s3.put_object(
-        Bucket=deployed.bucket, Key="migrations/projectdb/202601010000_log.up.sql", Body=slow_first
-    )
-    second = deployed.another_function()
-    try:
-        with ThreadPoolExecutor(2) as pool:
-            deploy_run = pool.submit(deployed.apply, upload=False)
-            upload_run = pool.submit(
-                deployed.upload,
-                "projectdb/202601010100_more.up.sql",
-                b"INSERT INTO upload_log VALUES (202601010100);\n",
-                function=second,
-            )
-            results = [deploy_run.result(timeout=120), {"result": upload_run.result(timeout=120)}]
-    finally:
-        second.close()
-    applied = [v for r in results for d in r["result"]["databases"] for v in d["applied"]]
-    assert sorted(applied) == [202601010000, 202601010100]
+    deployed.apply()  # the example, so both runs below race on the new file only
+    deployed.settle()
+    throttled_before = deployed.service.throttled
+    slow = b"CREATE TABLE upload_log (version bigint);\nSELECT pg_sleep(1);\nINSERT INTO upload_log VALUES (1);\n"
+    with ThreadPoolExecutor(1) as pool:
+        upload_run = pool.submit(deployed.upload, "projectdb/202601010000_log.up.sql", slow)
+        wait_until(lambda: deployed.service.busy > 0)  # the upload's run holds a slot (it settles 0.3 s, then applies)
+        deploy = deployed.apply(upload=False)
+        uploaded = upload_run.result(timeout=120)
+    results = [deploy["result"], uploaded.result]
+    assert sorted(v for r in results for d in r["databases"] for v in d["applied"]) == [202601010000]
     assert query(pg, "projectdb", "SELECT count(*) FROM upload_log") == [(1,)]
-    assert [v for v, _ in history(pg, "projectdb")][-2:] == [202601010000, 202601010100]
-    assert any(r["result"].get("lock_waited_s", 0) > 0.1 for r in results)
+    assert history(pg, "projectdb")[-1] == (202601010000, "applied")
+    if reserved is None:  # both ran at once: the advisory lock kept them apart
+        assert any(r.get("lock_waited_s", 0) > 0.1 for r in results)
+    else:  # one slot: the deploy's invoke was throttled while the upload's run held it, and retried
+        assert deploy["attempts"] > 1
+        assert deployed.service.throttled - throttled_before == deploy["attempts"] - 1
 
 
 def test_postgres_stopped_mid_deploy_fails_naming_host_and_port_and_a_rerun_completes(

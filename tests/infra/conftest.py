@@ -40,6 +40,7 @@ BYO: dict[str, Any] = {
     "existing_db_security_group_id": "sg-0cccccccccccccccc",
     "existing_db_secret_kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555",
     "run_mode": "on-change",
+    "deploy_principal": "AROA3XFRBF535EXAMPLE",
 }
 
 

@@ -84,3 +84,16 @@ def test_content_hash_changes_with_a_migration_the_package_or_the_prefix(tmp_pat
     assert base != content_hash(files, "a" * 64, "")
     (tmp_path / "app" / "1_users.up.sql").write_text("CREATE TABLE users (id int);\n")
     assert base != content_hash(migration_files(tmp_path), "a" * 64, "migrations/")
+
+
+@pytest.mark.parametrize("principal", ["arn:aws:iam::123456789012:role/deploy", "deploy-role", "AROA EXAMPLE", ""])
+def test_a_deploy_principal_that_is_not_a_unique_id_is_refused(principal: str) -> None:
+    with pytest.raises(ConfigError, match=r"deploy_principal .* unique id"):
+        StackConfig(deploy_principal=principal)
+
+
+@pytest.mark.parametrize(
+    "principal", ["AROA3XFRBF535EXAMPLE", "AROA3XFRBF535EXAMPLE:GitHubActions", "AIDAJ45Q7YFFAREXAMPLE"]
+)
+def test_a_role_or_user_id_is_a_deploy_principal(principal: str) -> None:
+    assert StackConfig.from_sources({}, {"DBMIGRATE_DEPLOY_PRINCIPAL": principal}).deploy_principal == principal

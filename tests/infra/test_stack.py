@@ -28,6 +28,7 @@ HANDLER_ENVIRONMENT = {
     "MIN_TIME_LEFT_S",
     "LOG_LEVEL",
     "ALLOW_DOWN",
+    "DEPLOY_PRINCIPAL",
 }
 MIGRATION_KEYS = sorted(key for key in MIGRATIONS if key.endswith(".sql"))
 
@@ -111,6 +112,21 @@ def test_function_runs_python312_in_the_private_subnets_with_the_handler_contrac
 def test_a_reserved_concurrency_is_set_only_when_asked_for(synthesize_with: SynthesizeWith) -> None:
     _, function = only(synthesize_with(reserved_concurrency=2), "aws_lambda_function")
     assert function["reserved_concurrent_executions"] == 2
+
+
+def test_the_function_knows_the_deploying_principal_before_the_deploy_uploads(stack: dict[str, Any]) -> None:
+    function_name, function = only(stack, "aws_lambda_function")
+    (caller,) = stack["data"]["aws_caller_identity"]
+    assert function["environment"]["variables"]["DEPLOY_PRINCIPAL"] == ref(
+        "data.aws_caller_identity", caller, "user_id"
+    )
+    for item in resources(stack, "aws_s3_object").values():
+        assert f"aws_lambda_function.{function_name}" in item["depends_on"]
+
+
+def test_a_deploy_principal_in_the_configuration_replaces_the_caller(byo_stack: dict[str, Any]) -> None:
+    _, function = only(byo_stack, "aws_lambda_function")
+    assert function["environment"]["variables"]["DEPLOY_PRINCIPAL"] == "AROA3XFRBF535EXAMPLE"
 
 
 def test_function_timeouts_leave_room_for_connect_lock_and_the_last_file(stack: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from dbmigrate.errors import ConfigError, DeadlineError, MigrationError, SourceE
 from dbmigrate.remote import remote_plan
 from dbmigrate.sources import LocalSource
 from environment import VARIABLES
+from events import DEPLOYED_SKIP
 from handler import handler
 from jsonlog import JsonFormatter
 from local.postgres import EmbeddedPostgres
@@ -135,6 +136,19 @@ def test_terraform_delete_succeeds_without_touching_s3_or_the_database(
         "skipped": "terraform destroy: migrations are never undone",
         "databases": [],
     }
+
+
+def test_the_deploys_own_upload_is_skipped_without_touching_s3_or_the_database(
+    function: Function, refusing_endpoint: str
+) -> None:
+    function.setenv(
+        DEPLOY_PRINCIPAL="AROA3XFRBF535EXAMPLE:GitHubActions",
+        AWS_ENDPOINT_URL=refusing_endpoint,
+        DATABASE_URL=refusing_endpoint.replace("http", "postgresql") + "/{database}",
+    )
+    result = function.invoke("sns_s3_put_by_deploy_role.json")
+    assert result == {"action": None, "trigger": "sns", "skipped": DEPLOYED_SKIP, "databases": []}
+    assert any("skipping an object the deploy uploaded" in line for line in function.log_lines())
 
 
 def test_plan_lists_pending_versions_and_applies_nothing(function: Function, pg: EmbeddedPostgres) -> None:

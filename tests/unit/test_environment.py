@@ -194,3 +194,9 @@ def test_a_verifying_sslmode_without_a_bundle_names_the_setting(mode: str) -> No
     with pytest.raises(ConfigError, match="needs DB_SSLROOTCERT") as refused:
         env(DB_SSLMODE=mode)
     assert "db_ca_bundle" in str(refused.value)
+
+
+def test_the_deploying_principal_is_read_and_optional() -> None:
+    assert FunctionEnv.from_environ(MINIMAL).deploy_principal is None
+    parsed = FunctionEnv.from_environ({**MINIMAL, "DEPLOY_PRINCIPAL": "AROA3XFRBF535EXAMPLE:GitHubActions"})
+    assert parsed.deploy_principal == "AROA3XFRBF535EXAMPLE:GitHubActions"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from dbmigrate.errors import ConfigError
-from events import RunRequest, parse_event
+from events import DEPLOYED_SKIP, RunRequest, is_deploy_principal, parse_event
 
 EVENTS = Path(__file__).parent.parent / "events"
 BUCKET = "acme-dbmigrate-migrations"
@@ -268,3 +268,79 @@ def test_log_fields_name_the_request_not_the_event() -> None:
         "databases": ["postgres", "projectdb", "reportsdb"],
         "ignored_keys": ["migrations/README.md", "other-team/notes.sql"],
     }
+
+
+# -- the deploy's own uploads ---------------------------------------------------------------
+
+DEPLOY_ROLE = "AROA3XFRBF535EXAMPLE"
+
+
+def by(event: dict[str, Any], principal_id: str) -> dict[str, Any]:
+    for record in event["Records"]:
+        record["userIdentity"] = {"principalId": principal_id}
+    return event
+
+
+@pytest.mark.parametrize(
+    "deploy_principal",
+    [f"{DEPLOY_ROLE}:GitHubActions", f"AWS:{DEPLOY_ROLE}:GitHubActions", DEPLOY_ROLE],
+    ids=["caller-user-id", "with-aws-prefix", "role-id-every-session"],
+)
+def test_an_upload_by_the_deploying_principal_starts_no_run(deploy_principal: str) -> None:
+    request = parse_event(
+        load("sns_s3_put_by_deploy_role.json"), bucket=BUCKET, prefix=PREFIX, deploy_principal=deploy_principal
+    )
+    assert request.action is None
+    assert request.skipped == DEPLOYED_SKIP
+    assert request.ignored_keys == ("migrations/projectdb/202401020900_add_widgets.up.sql",)
+
+
+@pytest.mark.parametrize(
+    "principal_id",
+    [
+        "AWS:AIDAJDPLRKLG7UEXAMPLE",  # an IAM user
+        f"AWS:{DEPLOY_ROLE}:alice@example.com",  # another session of the deploying role
+        f"AWS:{DEPLOY_ROLE}X:GitHubActions",  # a role whose id merely starts with the deploy role's
+        "A3NL1KOZZKExample",  # the account's root user (S3 writes the canonical customer id)
+        "",
+    ],
+)
+def test_an_upload_by_anyone_else_runs_at_once(principal_id: str) -> None:
+    event = in_sns(by(s3_event("migrations/projectdb/1_a.up.sql"), principal_id))
+    request = parse_event(event, bucket=BUCKET, prefix=PREFIX, deploy_principal=f"{DEPLOY_ROLE}:GitHubActions")
+    assert (request.action, request.databases) == ("migrate", ("postgres", "projectdb"))
+
+
+def test_without_a_deploy_principal_every_upload_runs() -> None:
+    request = parse_event(load("sns_s3_put_by_deploy_role.json"), bucket=BUCKET, prefix=PREFIX, deploy_principal="")
+    assert request.action == "migrate"
+
+
+def test_a_mixed_event_runs_only_the_databases_others_uploaded_to() -> None:
+    deployed = by(s3_event("migrations/reportsdb/2_b.up.sql"), f"AWS:{DEPLOY_ROLE}:GitHubActions")
+    uploaded = by(s3_event("migrations/projectdb/1_a.up.sql"), "AWS:AIDAJDPLRKLG7UEXAMPLE")
+    event = {"Records": deployed["Records"] + uploaded["Records"]}
+    request = parse_event(event, bucket=BUCKET, prefix=PREFIX, deploy_principal=DEPLOY_ROLE)
+    assert request.databases == ("postgres", "projectdb")
+    assert request.ignored_keys == ("migrations/reportsdb/2_b.up.sql",)
+
+
+def test_a_deploy_principal_never_hides_a_foreign_bucket() -> None:
+    event = by(s3_event("migrations/projectdb/1_a.up.sql", bucket="someone-else"), f"AWS:{DEPLOY_ROLE}:x")
+    with pytest.raises(ConfigError, match="someone-else"):
+        parse_event(event, bucket=BUCKET, prefix=PREFIX, deploy_principal=DEPLOY_ROLE)
+
+
+@pytest.mark.parametrize(
+    ("principal_id", "deploy_principal", "same"),
+    [
+        ("AWS:AIDAJ45Q7YFFAREXAMPLE", "AIDAJ45Q7YFFAREXAMPLE", True),
+        ("AWS:AROAEXAMPLE:ci", "AROAEXAMPLE:ci", True),
+        ("AWS:AROAEXAMPLE:ci", "AROAEXAMPLE:cd", False),
+        ("AWS:AROAEXAMPLE:ci", "AROAEXAMPLE", True),
+        ("AWS:AROAEXAMPLE", "AROAEXAMPLE:ci", False),
+        ("AWS:AIDAJ45Q7YFFAREXAMPLE2", "AIDAJ45Q7YFFAREXAMPLE", False),
+    ],
+)
+def test_principal_ids_match_whole_or_by_role(principal_id: str, deploy_principal: str, same: bool) -> None:
+    assert is_deploy_principal(principal_id, deploy_principal) is same

@@ -108,3 +108,8 @@ def test_pull_requests_get_tests_lint_synth_diff_and_the_remote_plan_in_the_job_
     )
     positions = [plan.index(command) for command in commands]
     assert positions == sorted(positions)
+
+
+def test_plan_and_deploy_name_the_same_deploying_principal() -> None:
+    values = {job(name)["env"].get("DBMIGRATE_DEPLOY_PRINCIPAL") for name in ("plan", "deploy")}
+    assert values == {"${{ vars.AWS_DEPLOY_ROLE_ID }}"}
