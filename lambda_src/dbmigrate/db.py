@@ -70,14 +70,18 @@ def connect(
 def run_session_settings(settings: Settings, server_version: int) -> dict[str, str]:
     """Server settings of a migrate run's sessions, as far as the server knows them.
 
+    ``synchronous_commit`` on: what the run reports as done (a file, a statement of an
+    autocommit file) is on disk before it says so, even on a server set to commit
+    asynchronously, so a crash right after cannot make the report untrue.
     ``idle_session_timeout`` off: the lock's session sits idle while files run, and a
     role's or database's timeout would end it (and the lock with it) mid-run.
     ``client_connection_check_interval``: a statement whose client vanished (killed,
     timed out) is cancelled by the server instead of running on unseen. Both PG 14+.
     """
+    values = {"synchronous_commit": "on"}
     if server_version < 140000:
-        return {}
-    values = {"idle_session_timeout": "0"}
+        return values
+    values["idle_session_timeout"] = "0"
     if settings.dead_client_check_s:
         values["client_connection_check_interval"] = str(max(1, int(settings.dead_client_check_s * 1000)))
     return values
