@@ -36,6 +36,7 @@ from .errors import (
     SqlError,
     StoppedError,
 )
+from .guard import Guard
 from .history import History
 from .legacy import adopt
 from .lock import LOCK_APPLICATION, RUN_APPLICATION, HeldLock, advisory_lock, lock_target
@@ -79,6 +80,7 @@ class Runner:
         self._session_settings: dict[str, str] = {}
         self._busy: Connection | None = None
         self._stop: str | None = None
+        self._guard: Guard | None = None
 
     def interrupt(self, reason: str) -> None:
         """Stop the run at the statement in flight; no further file starts (safe from any thread).
@@ -250,7 +252,10 @@ class Runner:
             ) as held:
                 self._lock = held
                 self.on_event({"event": "lock_acquired", "waited_s": round(held.waited_s, 3)})
-                yield held
+                guard = Guard(conn, lambda: self._busy, timeout_s=self.settings.network_timeout_s)
+                with guard:
+                    self._guard = guard
+                    yield held
         except psycopg2.Error as exc:  # a connection failed outside a file (reading a history, ...)
             lost = ConnectionLostError(
                 f"a connection of the run failed: {connection_lost_cause(exc)}",
@@ -261,7 +266,7 @@ class Runner:
             _with_cleanup(exc, held)
             raise
         finally:
-            self._lock, self._application, self._busy = None, "dbmigrate", None
+            self._lock, self._application, self._busy, self._guard = None, "dbmigrate", None, None
             conn.close()
 
     def _targets(self, refs: Iterable[MigrationRef], requested: Sequence[str] | None) -> list[str]:
@@ -367,8 +372,9 @@ class Runner:
         )
 
     def _lost(self, ref: MigrationRef, key: str, exc: psycopg2.Error) -> ConnectionLostError:
+        cause = (self._guard.reason if self._guard else None) or connection_lost_cause(exc)
         return ConnectionLostError(
-            f"the connection to {ref.database} was lost while {key} ran: {connection_lost_cause(exc)}",
+            f"the connection to {ref.database} was lost while {key} ran: {cause}",
             database=ref.database,
             file=key,
             hint="run again once the server answers: a file and its history row commit together, so the "

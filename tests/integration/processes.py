@@ -25,9 +25,11 @@ class Finished:
         return json.loads(self.out)
 
 
-def start_cli(pg: EmbeddedPostgres, root: Path, *args: str, as_json: bool = True) -> subprocess.Popen[str]:
+def start_cli(
+    pg: EmbeddedPostgres, root: Path, *args: str, as_json: bool = True, url: str | None = None
+) -> subprocess.Popen[str]:
     """``python -m dbmigrate up --json --dir root ...`` as its own process."""
-    env = {**os.environ, "DATABASE_URL": pg.url()}
+    env = {**os.environ, "DATABASE_URL": url or pg.url()}
     return subprocess.Popen(
         [sys.executable, "-m", "dbmigrate", "up", *(["--json"] if as_json else []), "--dir", str(root), *args],
         env=env,

@@ -16,6 +16,7 @@ from local.postgres import EmbeddedPostgres
 from tests.helpers import history, query, tables
 from tests.integration.conftest import Files
 from tests.integration.processes import backend_alive, finish, run_cli, start_cli, wait_until_running
+from tests.integration.proxy import BlackHoleProxy
 
 Write = Callable[[Files], Path]
 
@@ -34,6 +35,13 @@ def autocommit(sleep: float) -> Files:
         f"CREATE TABLE slow AS SELECT 1 AS x FROM pg_sleep({sleep});\nCREATE TABLE c ();\n",
         **NEXT,
     }
+
+
+def without_the_sleep(root: Path) -> Path:
+    """The slow file, still pending, made quick so the next run does not sleep again."""
+    slow = root / "appdb/1_slow.up.sql"
+    slow.write_text(transactional(0)["appdb/1_slow.up.sql"])
+    return root
 
 
 def unfinished(pg: EmbeddedPostgres) -> list[tuple[object, ...]]:
@@ -85,7 +93,7 @@ def test_the_server_cancels_a_killed_runs_statement_and_the_rerun_applies_the_fi
     first.send_signal(signal.SIGKILL)
     first.wait(10)
 
-    rerun = run_cli(pg, root)
+    rerun = run_cli(pg, without_the_sleep(root))
 
     assert rerun.code == 0, rerun.out + rerun.err
     # Cancelled, not committed: file 1 was pending again (a 30 s sleep that ran on would have committed it).
@@ -166,7 +174,7 @@ def test_a_restart_during_a_transactional_file_is_named_and_the_next_run_applies
     assert error["error"] == "ConnectionLostError"
     assert "the connection to appdb was lost while appdb/1_slow.up.sql ran" in error["message"]
     assert "Traceback" not in result.err
-    again = run_cli(pg, root)
+    again = run_cli(pg, without_the_sleep(root))
     assert again.code == 0, again.out + again.err
     assert [d["applied"] for d in again.json()["databases"]] == [[], [1, 2]]
     assert history(pg, "appdb") == [(1, "applied"), (2, "applied")]
@@ -191,3 +199,25 @@ def test_a_restart_during_an_autocommit_file_leaves_an_honest_record(
     assert again.code == 1
     assert again.json()["error"] == "PartialMigrationError"
     assert tables(pg, "appdb") == ["a"]
+
+
+# -- a connection that stops answering --------------------------------------------------
+def test_a_connection_that_stops_answering_mid_file_ends_the_run_within_its_timeout(
+    pg: EmbeddedPostgres, write_migrations: Write
+) -> None:
+    root = write_migrations(transactional(30))
+    with BlackHoleProxy(pg.port) as proxy:
+        run = start_cli(pg, root, "--network-timeout", "1", url=pg.url().replace(f":{pg.port}/", f":{proxy.port}/"))
+        wait_until_running(pg, "pg_sleep(30)")
+        proxy.black_hole()
+
+        result = finish(run, timeout=20)  # the statement alone would take 30 s
+
+    assert result.code == 1, result.out + result.err
+    error = result.json()
+    assert error["error"] == "ConnectionLostError"
+    assert "the server did not answer for 1 s" in error["message"]
+    again = run_cli(pg, without_the_sleep(root))  # the proxy is gone: the server cancels the dead statement
+    assert again.code == 0, again.out + again.err
+    assert [d["applied"] for d in again.json()["databases"]] == [[], [1, 2]]
+    assert history(pg, "appdb") == [(1, "applied"), (2, "applied")]
