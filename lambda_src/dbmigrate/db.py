@@ -9,6 +9,7 @@ database, never the password.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import psycopg2
@@ -18,7 +19,7 @@ import psycopg2.extensions
 from .config import Settings
 from .errors import DatabaseConnectError
 
-__all__ = ["Connection", "connect", "connection_lost_cause", "describe_target", "run_session_settings"]
+__all__ = ["Connection", "connect", "connection_lost_cause", "describe_target", "run_session_settings", "why_lost"]
 
 Connection = psycopg2.extensions.connection
 
@@ -100,6 +101,29 @@ def connection_lost_cause(exc: BaseException) -> str:
     if code == "57P05":
         return f"the server ended the idle session ({text})"
     return text
+
+
+def why_lost(settings: Settings, database: str, *, since: datetime, application_name: str) -> str | None:
+    """After a connection failed mid-run: did the server restart since ``since``, or is it unreachable?
+
+    A lost TLS session hides the server's own message ("terminating connection due to
+    administrator command"), so a new session asks the server when it started.
+    """
+    try:
+        conn = connect(settings, database, application_name=application_name)
+    except DatabaseConnectError as exc:
+        return f"the server cannot be reached now ({exc.message})"
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_postmaster_start_time()")
+            row = cur.fetchone()
+    except psycopg2.Error:
+        return None
+    finally:
+        conn.close()
+    if row and row[0] > since:
+        return f"the server restarted at {row[0]:%Y-%m-%d %H:%M:%S%z}"
+    return None
 
 
 def _connect_error(settings: Settings, database: str, exc: psycopg2.OperationalError) -> DatabaseConnectError:

@@ -20,13 +20,14 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg2
 
 from .apply import AppliedFile, apply_file, sha256
 from .config import Settings
-from .db import Connection, connect, connection_lost_cause, run_session_settings
+from .db import Connection, connect, connection_lost_cause, run_session_settings, why_lost
 from .errors import (
     ConfigError,
     ConnectionLostError,
@@ -81,6 +82,7 @@ class Runner:
         self._busy: Connection | None = None
         self._stop: str | None = None
         self._guard: Guard | None = None
+        self._started_at = datetime.now(UTC)
 
     def interrupt(self, reason: str) -> None:
         """Stop the run at the statement in flight; no further file starts (safe from any thread).
@@ -234,6 +236,7 @@ class Runner:
     def _locked(self) -> Iterator[HeldLock]:
         """Hold the run's advisory lock on the root database, once no earlier run's work executes."""
         run_id = secrets.token_hex(4)
+        self._started_at = datetime.now(UTC)
         database, key = lock_target(self.settings)
         # Never `with conn:`: psycopg2 opens a transaction there even in autocommit.
         conn = connect(self.settings, database, application_name=f"{LOCK_APPLICATION} {run_id}")
@@ -351,9 +354,12 @@ class Runner:
             if self._stop:
                 raise self._stopped(ref, key, exc.message, done, **exc.details) from exc
             cause = exc.__cause__
-            gone = isinstance(cause, psycopg2.Error) and (history.conn.closed or cause.pgcode in SESSION_GONE)
-            if isinstance(exc, SqlError) and gone and isinstance(cause, psycopg2.Error):
+            if not isinstance(cause, psycopg2.Error) or not (history.conn.closed or cause.pgcode in SESSION_GONE):
+                raise
+            if isinstance(exc, SqlError):
                 raise self._lost(ref, key, cause) from cause
+            why = self._why_lost(ref.database)  # e.g. an autocommit file recorded as unfinished
+            exc.message += f" (the connection was lost: {why or connection_lost_cause(cause)})"
             raise
         finally:
             self._busy = None
@@ -371,8 +377,14 @@ class Runner:
             **details,
         )
 
+    def _why_lost(self, database: str) -> str | None:
+        if self._guard and self._guard.reason:
+            return self._guard.reason
+        return why_lost(self.settings, database, since=self._started_at, application_name=self._application)
+
     def _lost(self, ref: MigrationRef, key: str, exc: psycopg2.Error) -> ConnectionLostError:
-        cause = (self._guard.reason if self._guard else None) or connection_lost_cause(exc)
+        why = self._why_lost(ref.database)
+        cause = f"{why} ({connection_lost_cause(exc)})" if why else connection_lost_cause(exc)
         return ConnectionLostError(
             f"the connection to {ref.database} was lost while {key} ran: {cause}",
             database=ref.database,
