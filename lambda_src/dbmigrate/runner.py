@@ -6,41 +6,25 @@ each database's history table, refuses to start while a database has a changed
 applied file, an unfinished file or (unless allowed) an out-of-order version, and
 stops starting new files when the time budget runs short.
 
-The run's sessions carry ``application_name`` ``dbmigrate-lock <run>`` and
-``dbmigrate-run <run>``, so the next run can wait for the work of one that was killed
-mid-file. Before each file the lock is checked; a connection lost mid-file ends the
-run with ConnectionLostError, and ``interrupt()`` (SIGTERM in the CLI) stops it at the
-statement in flight. Errors while releasing the lock or closing connections never
-replace the run's result: they are attached to it (``warnings`` / ``cleanup_errors``).
+The lock, the run's sessions and how a lost connection or a stop request ends a run
+live in ``lifecycle.py``.
 """
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
+from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
-import psycopg2
-
-from .apply import AppliedFile, apply_file, sha256
+from .apply import apply_file, sha256
 from .config import Settings
-from .db import Connection, connect, connection_lost_cause, run_session_settings, why_lost
-from .errors import (
-    ConfigError,
-    ConnectionLostError,
-    DatabaseConnectError,
-    DeadlineError,
-    MigrationError,
-    SqlError,
-    StoppedError,
-)
-from .guard import Guard
+from .db import Connection, connect
+from .errors import ConfigError, DatabaseConnectError, DeadlineError
 from .history import History
 from .legacy import adopt
-from .lock import LOCK_APPLICATION, RUN_APPLICATION, HeldLock, advisory_lock, lock_target
+from .lifecycle import RunLifecycle
 from .model import DATABASE_NAME, MigrationRef
 from .plan import DONE, AppliedMigration, DatabasePlan, plan_database
 from .repair import repair_history
@@ -51,15 +35,11 @@ __all__ = ["DatabaseResult", "RunReport", "Runner"]
 
 EventSink = Callable[[dict[str, Any]], None]
 
-# SQLSTATEs that mean the session is gone: admin shutdown, crash shutdown, starting up,
-# idle session timeout.
-SESSION_GONE = ("57P01", "57P02", "57P03", "57P05")
-
 
 class Runner:
     """Runs the actions of one source against one server.
 
-    ``on_event`` receives progress dicts (``lock_wait``, ``lock_acquired``,
+    ``on_event`` receives progress dicts (``lock_wait``, ``leftover_wait``, ``lock_acquired``,
     ``file_start``, ``file_done``); ``time_left`` returns the seconds left of the
     run's budget (the Lambda's remaining time), or is None for no budget.
     """
@@ -76,25 +56,11 @@ class Runner:
         self.settings = settings
         self.on_event: EventSink = on_event or (lambda event: None)
         self.time_left = time_left
-        self._lock: HeldLock | None = None
-        self._application = "dbmigrate"
-        self._session_settings: dict[str, str] = {}
-        self._busy: Connection | None = None
-        self._stop: str | None = None
-        self._guard: Guard | None = None
-        self._started_at = datetime.now(UTC)
+        self._run = RunLifecycle(settings, self.on_event)
 
     def interrupt(self, reason: str) -> None:
-        """Stop the run at the statement in flight; no further file starts (safe from any thread).
-
-        The statement is cancelled on the server, so the file ends as a failed one
-        (a transaction rolled back, an autocommit file recorded as far as it got).
-        """
-        self._stop = reason
-        conn = self._busy
-        if conn is not None and not conn.closed:
-            with suppress(psycopg2.Error):  # the statement ended meanwhile, or the connection did
-                conn.cancel()
+        """Stop the run at the statement in flight; no further file starts (safe from any thread)."""
+        self._run.interrupt(reason)
 
     # -- actions -------------------------------------------------------------------------
     def migrate(self, databases: Sequence[str] | None = None) -> RunReport:
@@ -103,7 +69,7 @@ class Runner:
         refs = self.source.list()
         targets = self._targets(refs, databases)
         results: list[DatabaseResult] = []
-        with self._locked() as lock:
+        with self._run.locked(self._lock_wait()) as lock:
             for database in targets:
                 results.append(self._migrate_database(database, _of(refs, database)))
         return RunReport(
@@ -127,7 +93,7 @@ class Runner:
         """
         started = time.monotonic()
         refs = _of(self.source.list(), database)
-        with self._locked() as lock, self._session(database, refs) as (history, plan):
+        with self._run.locked(self._lock_wait()) as lock, self._session(database, refs) as (history, plan):
             changes = repair_history(
                 history,
                 plan.applied,
@@ -156,7 +122,7 @@ class Runner:
         started = time.monotonic()
         refs = _of(self.source.list(), database)
         by_version = {ref.version: ref for ref in refs}
-        with self._locked() as lock, self._session(database, refs) as (history, plan):
+        with self._run.locked(self._lock_wait()) as lock, self._session(database, refs) as (history, plan):
             if plan.unfinished:
                 raise plan.refusal(allow_out_of_order=True) or AssertionError("unfinished without refusal")
             undo = [row for row in reversed(plan.applied) if row.version > to_version]
@@ -189,7 +155,7 @@ class Runner:
                 database=database,
                 hint=f"baseline at the version of one of its files (the first are: {near})",
             )
-        with self._locked() as lock, self._session(database, refs) as (history, plan):
+        with self._run.locked(self._lock_wait()) as lock, self._session(database, refs) as (history, plan):
             if plan.applied:
                 raise ConfigError(
                     f"{database} already has a history ({len(plan.applied)} rows, newest version "
@@ -232,46 +198,6 @@ class Runner:
         return self._inspect("status", databases)
 
     # -- internals -----------------------------------------------------------------------
-    @contextmanager
-    def _locked(self) -> Iterator[HeldLock]:
-        """Hold the run's advisory lock on the root database, once no earlier run's work executes."""
-        run_id = secrets.token_hex(4)
-        self._started_at = datetime.now(UTC)
-        database, key = lock_target(self.settings)
-        # Never `with conn:`: psycopg2 opens a transaction there even in autocommit.
-        conn = connect(self.settings, database, application_name=f"{LOCK_APPLICATION} {run_id}")
-        held: HeldLock | None = None
-        try:
-            self._session_settings = run_session_settings(self.settings, conn.server_version)
-            setup = "SET idle_session_timeout = 0; " if "idle_session_timeout" in self._session_settings else ""
-            self._application = f"{RUN_APPLICATION} {run_id}"
-            with advisory_lock(
-                conn,
-                key,
-                wait_s=self._lock_wait(),
-                on_wait=self.on_event,
-                leftovers_of=(RUN_APPLICATION, self._application),
-                session_setup=setup,
-            ) as held:
-                self._lock = held
-                self.on_event({"event": "lock_acquired", "waited_s": round(held.waited_s, 3)})
-                guard = Guard(conn, lambda: self._busy, timeout_s=self.settings.network_timeout_s)
-                with guard:
-                    self._guard = guard
-                    yield held
-        except psycopg2.Error as exc:  # a connection failed outside a file (reading a history, ...)
-            lost = ConnectionLostError(
-                f"a connection of the run failed: {connection_lost_cause(exc)}",
-                hint="run again once the server answers; the history records every file that was applied",
-            )
-            raise _with_cleanup(lost, held) from exc
-        except MigrationError as exc:
-            _with_cleanup(exc, held)
-            raise
-        finally:
-            self._lock, self._application, self._busy, self._guard = None, "dbmigrate", None, None
-            conn.close()
-
     def _targets(self, refs: Iterable[MigrationRef], requested: Sequence[str] | None) -> list[str]:
         root = self.settings.root_database
         names = set(requested) if requested else {ref.database for ref in refs}
@@ -290,7 +216,7 @@ class Runner:
     def _session(self, database: str, refs: list[MigrationRef]) -> Iterator[tuple[History, DatabasePlan]]:
         """A connection to ``database`` (as its History) and its plan; the history table is
         created (or adopted from another tool) if missing. Only under the lock."""
-        history = History(self._connect(database), self.settings.history_schema)
+        history = History(self._run.connect(database), self.settings.history_schema)
         try:
             yield history, self._plan(database, refs, self._history(history.conn, database, refs, create=True))
         finally:
@@ -306,94 +232,24 @@ class Runner:
         known = [*applied] if plan.current_version is None else [*applied, plan.current_version]
         return DatabaseResult(database, max(known, default=None), applied, [], _ms_since(started), plan)
 
-    def _connect(self, database: str) -> Connection:
-        """A session of this run: its application_name and the run's server settings."""
-        return connect(self.settings, database, application_name=self._application, session=self._session_settings)
-
     def _run_files(self, history: History, files: Sequence[tuple[MigrationRef, str]], *, undo: bool) -> list[int]:
         """Apply (or undo) files in order, reporting progress; returns the versions done."""
         done: list[int] = []
         for index, (ref, key) in enumerate(files, start=1):
             self._check_time(ref, files[index - 1 :], done)
-            self._check_run(ref, key, done)
+            self._run.before_file(ref, key, done)
             event = {"database": ref.database, "file": key, "version": ref.version, "index": index, "total": len(files)}
             self.on_event({"event": "file_start", **event})
-            outcome = self._apply(history, ref, key, undo=undo, done=done)
+            run = partial(apply_file, history.conn, history, ref, self.source.read(key), self.settings.applied_by)
+            outcome = self._run.apply(history.conn, partial(run, undo=undo), ref, key, done)
             done.append(ref.version)
             if outcome.reconnect:  # the file changed what only a new session sees
                 history.conn.close()
-                history.conn = self._connect(ref.database)
+                history.conn = self._run.connect(ref.database)
             self.on_event(
                 {"event": "file_done", **event, "mode": outcome.mode.value, "duration_ms": outcome.duration_ms}
             )
         return done
-
-    def _check_run(self, ref: MigrationRef, key: str, done: list[int]) -> None:
-        """Before a file: stop if asked to, or if the lock was lost."""
-        if self._stop:
-            raise StoppedError(
-                f"stopped by {self._stop} before {key}; done in this run: {done or 'none'}",
-                database=ref.database,
-                file=key,
-                hint="run again to continue: every file done is recorded",
-                applied=done,
-            )
-        if self._lock is not None:
-            self._lock.verify(before=key)
-
-    def _apply(self, history: History, ref: MigrationRef, key: str, *, undo: bool, done: list[int]) -> AppliedFile:
-        """apply_file, with a lost connection or a stop request named as what it is."""
-        self._busy = history.conn
-        try:
-            return apply_file(history.conn, history, ref, self.source.read(key), self.settings.applied_by, undo=undo)
-        except psycopg2.Error as exc:  # the file's own bookkeeping failed: the connection is gone
-            if self._stop:
-                raise self._stopped(ref, key, connection_lost_cause(exc), done) from exc
-            raise self._lost(ref, key, exc) from exc
-        except MigrationError as exc:
-            if self._stop:
-                raise self._stopped(ref, key, exc.message, done, **exc.details) from exc
-            cause = exc.__cause__
-            if not isinstance(cause, psycopg2.Error) or not (history.conn.closed or cause.pgcode in SESSION_GONE):
-                raise
-            if isinstance(exc, SqlError):
-                raise self._lost(ref, key, cause) from cause
-            why = self._why_lost(ref.database)  # e.g. an autocommit file recorded as unfinished
-            exc.message += f" (the connection was lost: {why or connection_lost_cause(cause)})"
-            raise
-        finally:
-            self._busy = None
-
-    def _stopped(self, ref: MigrationRef, key: str, what: str, done: list[int], **details: Any) -> StoppedError:
-        details.pop("applied", None)
-        return StoppedError(
-            f"stopped by {self._stop} at the statement in flight of {key} ({what}); "
-            f"done in this run before it: {done or 'none'}",
-            database=ref.database,
-            file=key,
-            hint="run again to continue: a file's transaction was rolled back and is pending again; "
-            "a file run in autocommit is recorded as far as it got (then `dbmigrate repair`)",
-            applied=done,
-            **details,
-        )
-
-    def _why_lost(self, database: str) -> str | None:
-        if self._guard and self._guard.reason:
-            return self._guard.reason
-        return why_lost(self.settings, database, since=self._started_at, application_name=self._application)
-
-    def _lost(self, ref: MigrationRef, key: str, exc: psycopg2.Error) -> ConnectionLostError:
-        why = self._why_lost(ref.database)
-        cause = f"{why} ({connection_lost_cause(exc)})" if why else connection_lost_cause(exc)
-        return ConnectionLostError(
-            f"the connection to {ref.database} was lost while {key} ran: {cause}",
-            database=ref.database,
-            file=key,
-            hint="run again once the server answers: a file and its history row commit together, so the "
-            "next run applies it again only if it was not committed; a file run in autocommit stays "
-            "recorded as unfinished until `dbmigrate repair`",
-            sqlstate=exc.pgcode,
-        )
 
     def _down_files(
         self, database: str, undo: list[AppliedMigration], by_version: dict[int, MigrationRef]
@@ -494,13 +350,6 @@ class Runner:
             return self._plan(database, refs, self._history(conn, database, refs, create=False))
         finally:
             conn.close()
-
-
-def _with_cleanup(exc: MigrationError, held: HeldLock | None) -> MigrationError:
-    """The run's error, with what went wrong releasing the lock attached (never instead of it)."""
-    if held is not None and held.cleanup_errors:
-        exc.details.setdefault("cleanup_errors", []).extend(held.cleanup_errors)
-    return exc
 
 
 def _of(refs: Iterable[MigrationRef], database: str) -> list[MigrationRef]:
