@@ -131,6 +131,11 @@ class EmbeddedPostgres:
         if self.data_dir.joinpath("postmaster.pid").exists():
             self._run([str(self.bindir / "pg_ctl"), "stop", "-D", str(self.data_dir), "-m", mode, "-w"])
 
+    def restart(self, mode: str = "fast", timeout: float = 30.0) -> None:
+        """Stop the server (``mode``: fast or immediate, as a crash) and start it again on the same port."""
+        self.stop(mode)
+        self.start(timeout)
+
     def destroy(self) -> None:
         """Stop the server and remove its folder."""
         try:

@@ -1,7 +1,8 @@
 """``dbmigrate``: the command line. It maps flags onto the engine and prints the result.
 
 Exit codes: 0 success, 1 a migration failed or was refused (or a plan found a problem),
-2 bad usage or configuration.
+2 bad usage or configuration, 143 stopped by SIGTERM (at the statement in flight, which
+the server cancels; what was done is recorded).
 """
 
 from __future__ import annotations
@@ -11,17 +12,20 @@ import getpass
 import json
 import os
 import re
+import signal
 import socket
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from .config import Settings
-from .errors import ConfigError, MigrationError
+from .errors import ConfigError, MigrationError, StoppedError
 from .lint import CONFIG_NAME, SEVERITIES, LintConfig, lint
-from .model import FILE_NAME, validate_database_name
+from .model import FILE_NAME, ROOT_DATABASE, validate_database_name
 from .remote import lambda_invoker, remote_plan
 from .runner import Runner, RunReport
 from .sources import LocalSource
@@ -29,6 +33,7 @@ from .sources import LocalSource
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,24 +51,62 @@ def main(argv: Sequence[str] | None = None) -> int:
             _settings(args),
             on_event=None if args.json else _Progress(sys.stderr),
         )
-        if args.command == "down":
-            report = runner.down(_one_database(args), args.to)
-        elif args.command == "baseline":
-            report = runner.baseline(_one_database(args), args.version)
-        elif args.command == "repair":
-            report = runner.repair(
-                _one_database(args), accept_checksums=args.accept_checksum, mark_applied=args.mark_applied
-            )
-        else:
-            report = getattr(runner, {"up": "migrate"}.get(args.command, args.command))(args.database or None)
+        with _sigterm_stops(runner):
+            report = _run(runner, args)
     except MigrationError as exc:
         _print_error(exc, as_json=args.json)
+        if isinstance(exc, StoppedError):
+            return EXIT_TERMINATED
         return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
         _print_report(report, sys.stdout)
     return EXIT_FAILED if report.problems else EXIT_OK
+
+
+def _run(runner: Runner, args: argparse.Namespace) -> RunReport:
+    if args.command == "down":
+        return runner.down(_one_database(args), args.to)
+    if args.command == "baseline":
+        return runner.baseline(_one_database(args), args.version)
+    if args.command == "repair":
+        return runner.repair(_one_database(args), accept_checksums=args.accept_checksum, mark_applied=args.mark_applied)
+    report: RunReport = getattr(runner, {"up": "migrate"}.get(args.command, args.command))(args.database or None)
+    return report
+
+
+@contextmanager
+def _sigterm_stops(runner: Runner) -> Iterator[None]:
+    """While the block runs, SIGTERM stops the run at the statement in flight.
+
+    A Python signal handler runs only between bytecodes, not while the main thread
+    waits inside libpq for a statement; so the signal also wakes a thread (through the
+    wakeup fd) that cancels the statement on the server at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: runner.interrupt("SIGTERM"))
+
+    def watch() -> None:
+        while data := reader.recv(64):
+            if signal.SIGTERM in data:
+                runner.interrupt("SIGTERM")
+
+    watcher = threading.Thread(target=watch, name="dbmigrate-sigterm", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.set_wakeup_fd(previous_fd)
+        writer.close()
+        watcher.join(timeout=1)
+        reader.close()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,6 +122,13 @@ def _parser() -> argparse.ArgumentParser:
     database.add_argument(
         "--database", action="append", metavar="NAME", help="only this database (repeatable; default: all)"
     )
+    database.add_argument(
+        "--root-database",
+        default=os.environ.get("ROOT_DATABASE") or ROOT_DATABASE,
+        metavar="NAME",
+        help="the server's root database: run first, and where the run's lock is taken; use the "
+        "function's ROOT_DATABASE so both take the same lock (default: $ROOT_DATABASE or %(default)s)",
+    )
     database.add_argument("--connect-timeout", type=int, default=5, metavar="S", help="seconds (default: 5)")
     database.add_argument(
         "--lock-wait",
@@ -89,6 +139,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     database.add_argument("--statement-timeout", type=float, metavar="S", help="per statement, seconds")
     database.add_argument("--lock-timeout", type=float, metavar="S", help="per table lock, seconds")
+    database.add_argument(
+        "--network-timeout",
+        type=float,
+        default=30,
+        metavar="S",
+        help="seconds a connection may stop answering before it counts as lost (default: 30)",
+    )
+    database.add_argument(
+        "--dead-client-check",
+        type=float,
+        default=2,
+        metavar="S",
+        help="how often the server checks that a run executing a statement is still there "
+        "(PostgreSQL 14+; 0: never; default: 2)",
+    )
     database.add_argument(
         "--allow-out-of-order", action="store_true", help="apply files older than the newest applied one"
     )
@@ -152,10 +217,13 @@ def _settings(args: argparse.Namespace) -> Settings:
         )
     return Settings(
         url_template=args.database_url,
+        root_database=args.root_database,
         connect_timeout_s=args.connect_timeout,
         lock_wait_s=args.lock_wait,
         statement_timeout_s=args.statement_timeout,
         lock_timeout_s=args.lock_timeout,
+        network_timeout_s=args.network_timeout,
+        dead_client_check_s=args.dead_client_check,
         allow_out_of_order=args.allow_out_of_order,
         applied_by=f"cli:{getpass.getuser()}@{socket.gethostname()}",
     )
@@ -223,6 +291,11 @@ class _Progress:
         kind = event["event"]
         if kind == "lock_wait":
             self._say(f"waiting for the migration lock, held by {event['holder']} (up to {event['max_wait_s']} s)")
+        elif kind == "leftover_wait":
+            self._say(
+                f"waiting for the work of an earlier run that ended mid-file: {event['backends']} "
+                f"(up to {event['max_wait_s']} s)"
+            )
         elif kind == "lock_acquired" and event["waited_s"] >= 0.05:
             self._say(f"waited {event['waited_s']:.1f} s for another run to finish")
         elif kind == "file_done":
@@ -296,6 +369,8 @@ def _print_report(report: RunReport, out: TextIO) -> None:
         print("nothing to repair", file=out)
     for problem in report.problems:
         print(f"problem: {problem['message']}", file=out)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=out)
 
 
 def _version(version: int | None) -> str:

@@ -28,6 +28,10 @@ class Settings:
     (``DB_NAME`` is accepted). Timeouts in seconds; ``None`` means the server's own
     setting. ``min_time_left_s`` is the time a run keeps in reserve: no new file is
     started when less than that is left of its budget (the Lambda's remaining time).
+    ``network_timeout_s``: how long a connection may stop answering (keepalives,
+    tcp_user_timeout) before it counts as lost. ``dead_client_check_s``: how often
+    the server checks, while a run's statement executes, that the run is still there
+    (PostgreSQL 14+; 0 turns it off).
     """
 
     url_template: str
@@ -40,6 +44,8 @@ class Settings:
     min_time_left_s: float = 30.0
     allow_out_of_order: bool = False
     applied_by: str = "dbmigrate"
+    network_timeout_s: float = 30.0
+    dead_client_check_s: float = 2.0
 
     def __post_init__(self) -> None:
         template = LEGACY_PLACEHOLDER.sub(PLACEHOLDER, self.url_template)
@@ -59,11 +65,14 @@ class Settings:
                 raise ConfigError(f"{name!r} is not a valid database or schema name")
         if self.connect_timeout_s < 1:
             raise ConfigError("connect timeout must be at least 1 second")
+        if not self.network_timeout_s >= 1:
+            raise ConfigError(f"network timeout must be at least 1 second (got {self.network_timeout_s})")
         for label, value in (
             ("lock wait", self.lock_wait_s),
             ("statement timeout", self.statement_timeout_s),
             ("lock timeout", self.lock_timeout_s),
             ("minimum time left", self.min_time_left_s),
+            ("dead client check", self.dead_client_check_s),
         ):
             if value is not None and value < 0:
                 raise ConfigError(f"{label} must not be negative (got {value})")

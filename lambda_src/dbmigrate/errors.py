@@ -103,3 +103,15 @@ class LockTimeoutError(MigrationError):
 
 class DeadlineError(MigrationError):
     """The run stopped before starting the next file because its time budget ran short."""
+
+
+class LockLostError(MigrationError):
+    """The run's lock (its session on the root database) was lost; nothing more is started."""
+
+
+class ConnectionLostError(MigrationError):
+    """A connection of the run failed mid-file (server restart, network); the history says what is done."""
+
+
+class StoppedError(MigrationError):
+    """The run was asked to stop (SIGTERM) and stopped at the statement in flight."""

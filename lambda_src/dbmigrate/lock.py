@@ -7,20 +7,38 @@ CONCURRENTLY waits for every open transaction, so a lock held inside one would
 deadlock the run with itself). If the process dies the server ends the session and
 the lock with it: there is no row to break by hand. The wait is bounded: the lock is
 polled with ``pg_try_advisory_lock`` until a deadline, and who holds it is reported.
+
+A run killed mid-file may leave the server still executing that file's statement
+after its lock is gone; the next run, once it holds the lock, waits (within the same
+bound) until no earlier run's work is still executing, and only then reads the
+history. Releasing the lock never fails a run: a failed unlock is logged and kept in
+``HeldLock.cleanup_errors``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import select
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
-from .db import Connection
-from .errors import LockTimeoutError
+import psycopg2
 
-__all__ = ["advisory_lock", "lock_key"]
+from .config import Settings
+from .db import Connection, connection_lost_cause
+from .errors import LockLostError, LockTimeoutError
+
+__all__ = ["LOCK_APPLICATION", "RUN_APPLICATION", "HeldLock", "advisory_lock", "lock_key", "lock_target"]
+
+log = logging.getLogger(__name__)
+
+# application_name prefixes of a migrate run's sessions, followed by the run's id.
+LOCK_APPLICATION = "dbmigrate-lock"
+RUN_APPLICATION = "dbmigrate-run"
 
 HOLDER_QUERY = """
 SELECT a.pid, a.application_name, host(a.client_addr), a.backend_start, a.usename
@@ -30,6 +48,26 @@ WHERE l.locktype = 'advisory' AND l.granted
 LIMIT 1
 """
 
+HELD_QUERY = """
+SELECT count(*) FROM pg_locks
+WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()
+  AND classid = %(high)s AND objid = %(low)s AND objsubid = 1
+"""
+
+# The sessions of other (earlier, dead) migrate runs that still execute something.
+LEFTOVER_WHERE = """
+FROM pg_stat_activity
+WHERE application_name LIKE %(prefix)s AND application_name <> %(own)s
+  AND pid <> pg_backend_pid() AND state IS DISTINCT FROM 'idle'
+"""
+LEFTOVER_QUERY = f"""
+SELECT pid, datname, state, date_trunc('second', query_start), left(query, 120)
+{LEFTOVER_WHERE}
+ORDER BY pid
+"""
+# One round trip when the lock is free: take it and ask whether earlier work still runs.
+TRY_LOCK_QUERY = f"SELECT pg_try_advisory_lock(%(key)s), EXISTS (SELECT 1 {LEFTOVER_WHERE})"
+
 
 def lock_key(namespace: str) -> int:
     """A stable signed 64-bit key for ``namespace`` (the history schema name)."""
@@ -37,11 +75,24 @@ def lock_key(namespace: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+def lock_target(settings: Settings) -> tuple[str, int]:
+    """The database the lock is taken on and its key: the same settings give the same lock.
+
+    Advisory locks are per database, so the CLI and the function collide only when both
+    name the same root database and history schema.
+    """
+    return settings.root_database, lock_key(settings.history_schema)
+
+
+def _halves(key: int) -> dict[str, int]:
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    return {"high": unsigned >> 32, "low": unsigned & 0xFFFFFFFF}
+
+
 def describe_holder(conn: Connection, key: int) -> str:
     """Who holds the lock, e.g. ``pid 123 (dbmigrate, 10.0.1.5, since 12:00:01Z)``."""
-    unsigned = key & 0xFFFFFFFFFFFFFFFF
     with conn.cursor() as cur:
-        cur.execute(HOLDER_QUERY, {"high": unsigned >> 32, "low": unsigned & 0xFFFFFFFF})
+        cur.execute(HOLDER_QUERY, _halves(key))
         row = cur.fetchone()
     if not row:
         return "another session"
@@ -52,6 +103,43 @@ def describe_holder(conn: Connection, key: int) -> str:
     )
 
 
+@dataclass
+class HeldLock:
+    """The lock while a run holds it: how long it waited, and what went wrong releasing it."""
+
+    conn: Connection
+    key: int
+    waited_s: float = 0.0
+    cleanup_errors: list[str] = field(default_factory=list)
+
+    def verify(self, before: str) -> None:
+        """Raise LockLostError unless this session still holds the lock.
+
+        Costs no round trip while the session is quiet: an idle session only receives
+        something when the server ends it (shutdown, idle timeout, terminated) or the
+        network fails, and only then is the lock asked about.
+        """
+        if not self.conn.closed:
+            readable, _, _ = select.select([self.conn.fileno()], [], [], 0)
+            if not readable:
+                return
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(HELD_QUERY, _halves(self.key))
+                row = cur.fetchone()
+        except psycopg2.Error as exc:
+            cause = f"its connection was lost: {connection_lost_cause(exc)}"
+        else:
+            if row and row[0]:
+                return
+            cause = "its session no longer holds it"
+        raise LockLostError(
+            f"the migration lock was lost ({cause}); stopped before {before}: nothing more was started",
+            hint="run again: the next run takes the lock again and continues from the history "
+            "(check the server's idle_session_timeout and the network if this repeats)",
+        )
+
+
 @contextmanager
 def advisory_lock(
     conn: Connection,
@@ -60,22 +148,53 @@ def advisory_lock(
     wait_s: float,
     on_wait: Callable[[dict[str, Any]], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
-) -> Iterator[float]:
-    """Hold the lock for the ``with`` block; yields the seconds spent waiting for it.
+    leftovers_of: tuple[str, str] = ("", ""),
+    session_setup: str = "",
+) -> Iterator[HeldLock]:
+    """Hold the lock for the ``with`` block.
 
     Raises LockTimeoutError naming the holder when it is not free within ``wait_s``.
+    With ``leftovers_of`` (application_name prefix, own application_name), then waits,
+    within the same bound, until no other session of that prefix is still executing.
+    ``session_setup`` (SET statements) travels with the first try. The unlock never
+    raises: its error goes to ``HeldLock.cleanup_errors``.
     """
     start = clock()
     deadline = start + wait_s
+    prefix, own = leftovers_of
+    params = {"key": key, "prefix": prefix + " %" if prefix else "", "own": own}
+    leftovers = _acquire(conn, params, session_setup, start, deadline, wait_s, on_wait, clock)
+    held = HeldLock(conn, key)
+    try:
+        if leftovers:
+            _wait_for_leftovers(conn, params, start, deadline, on_wait, clock)
+        held.waited_s = clock() - start
+        yield held
+    finally:
+        _release(held)
+
+
+def _acquire(
+    conn: Connection,
+    params: dict[str, Any],
+    setup: str,
+    start: float,
+    deadline: float,
+    wait_s: float,
+    on_wait: Callable[[dict[str, Any]], None] | None,
+    clock: Callable[[], float],
+) -> bool:
+    """Poll until the lock is taken; returns whether earlier work still executes."""
     delay = 0.05
     announced = False
     with conn.cursor() as cur:
         while True:
-            cur.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+            cur.execute(setup + TRY_LOCK_QUERY, params)
+            setup = ""
             row = cur.fetchone()
             if row and row[0]:
-                break
-            holder = describe_holder(conn, key)
+                return bool(row[1])
+            holder = describe_holder(conn, params["key"])
             if not announced and on_wait:
                 on_wait({"event": "lock_wait", "holder": holder, "max_wait_s": round(wait_s, 1)})
                 announced = True
@@ -89,10 +208,54 @@ def advisory_lock(
                 )
             time.sleep(min(delay, deadline - now))
             delay = min(delay * 2, 1.0)
-    waited = clock() - start
+
+
+def _wait_for_leftovers(
+    conn: Connection,
+    params: dict[str, Any],
+    start: float,
+    deadline: float,
+    on_wait: Callable[[dict[str, Any]], None] | None,
+    clock: Callable[[], float],
+) -> None:
+    """Wait until the server executes nothing more for an earlier run (one killed mid-file)."""
+    announced = False
+    while True:
+        with conn.cursor() as cur:
+            cur.execute(LEFTOVER_QUERY, params)
+            rows = cur.fetchall()
+        if not rows:
+            return
+        work = "; ".join(
+            f"pid {pid} on {database} ({state} since {since}: {query!r})" for pid, database, state, since, query in rows
+        )
+        if not announced and on_wait:
+            on_wait({"event": "leftover_wait", "backends": work, "max_wait_s": round(deadline - start, 1)})
+            announced = True
+        now = clock()
+        if now >= deadline:
+            pids = ", ".join(str(row[0]) for row in rows)
+            raise LockTimeoutError(
+                f"an earlier migration run ended while the server still executes its work: {work}; "
+                f"gave up waiting after {now - start:.1f} s and started nothing",
+                hint="run again when that work has ended (the next run then reads its outcome from the history), "
+                f"allow a longer wait (--lock-wait, LOCK_WAIT_S), or end it with SELECT pg_cancel_backend(pid) "
+                f"for pid {pids}",
+                leftover=work,
+            )
+        time.sleep(min(0.2, max(0.0, deadline - now)))
+
+
+def _release(held: HeldLock) -> None:
+    conn = held.conn
+    if conn.closed:
+        held.cleanup_errors.append("the lock's connection was already closed; the server released the lock")
+        return
     try:
-        yield waited
-    finally:
-        if not conn.closed:
-            with conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(%s)", (held.key,))
+    except psycopg2.Error as exc:
+        cause = connection_lost_cause(exc)
+        message = f"releasing the migration lock failed ({cause}); the server releases it with the session"
+        log.warning(message)
+        held.cleanup_errors.append(message)

@@ -5,6 +5,9 @@ The root database runs first, then the others in name order (or those asked for)
 each database's history table, refuses to start while a database has a changed
 applied file, an unfinished file or (unless allowed) an out-of-order version, and
 stops starting new files when the time budget runs short.
+
+The lock, the run's sessions and how a lost connection or a stop request ends a run
+live in ``lifecycle.py``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from .apply import apply_file, sha256
@@ -20,7 +24,7 @@ from .db import Connection, connect
 from .errors import ConfigError, DatabaseConnectError, DeadlineError
 from .history import History
 from .legacy import adopt
-from .lock import advisory_lock, lock_key
+from .lifecycle import RunLifecycle
 from .model import DATABASE_NAME, MigrationRef
 from .plan import DONE, AppliedMigration, DatabasePlan, plan_database
 from .repair import repair_history
@@ -35,7 +39,7 @@ EventSink = Callable[[dict[str, Any]], None]
 class Runner:
     """Runs the actions of one source against one server.
 
-    ``on_event`` receives progress dicts (``lock_wait``, ``lock_acquired``,
+    ``on_event`` receives progress dicts (``lock_wait``, ``leftover_wait``, ``lock_acquired``,
     ``file_start``, ``file_done``); ``time_left`` returns the seconds left of the
     run's budget (the Lambda's remaining time), or is None for no budget.
     """
@@ -52,6 +56,11 @@ class Runner:
         self.settings = settings
         self.on_event: EventSink = on_event or (lambda event: None)
         self.time_left = time_left
+        self._run = RunLifecycle(settings, self.on_event)
+
+    def interrupt(self, reason: str) -> None:
+        """Stop the run at the statement in flight; no further file starts (safe from any thread)."""
+        self._run.interrupt(reason)
 
     # -- actions -------------------------------------------------------------------------
     def migrate(self, databases: Sequence[str] | None = None) -> RunReport:
@@ -60,10 +69,17 @@ class Runner:
         refs = self.source.list()
         targets = self._targets(refs, databases)
         results: list[DatabaseResult] = []
-        with self._locked() as waited:
+        with self._run.locked(self._lock_wait()) as lock:
             for database in targets:
                 results.append(self._migrate_database(database, _of(refs, database)))
-        return RunReport("migrate", self.source.origin, results, _ms_since(started), lock_waited_s=waited)
+        return RunReport(
+            "migrate",
+            self.source.origin,
+            results,
+            _ms_since(started),
+            lock_waited_s=lock.waited_s,
+            warnings=lock.cleanup_errors,
+        )
 
     def repair(
         self, database: str, *, accept_checksums: Sequence[int] = (), mark_applied: Sequence[int] = ()
@@ -77,7 +93,7 @@ class Runner:
         """
         started = time.monotonic()
         refs = _of(self.source.list(), database)
-        with self._locked() as waited, self._session(database, refs) as (history, plan):
+        with self._run.locked(self._lock_wait()) as lock, self._session(database, refs) as (history, plan):
             changes = repair_history(
                 history,
                 plan.applied,
@@ -88,7 +104,13 @@ class Runner:
             )
         result = DatabaseResult(database, None, duration_ms=_ms_since(started))
         return RunReport(
-            "repair", self.source.origin, [result], _ms_since(started), lock_waited_s=waited, changes=changes
+            "repair",
+            self.source.origin,
+            [result],
+            _ms_since(started),
+            lock_waited_s=lock.waited_s,
+            changes=changes,
+            warnings=lock.cleanup_errors,
         )
 
     def down(self, database: str, to_version: int) -> RunReport:
@@ -100,7 +122,7 @@ class Runner:
         started = time.monotonic()
         refs = _of(self.source.list(), database)
         by_version = {ref.version: ref for ref in refs}
-        with self._locked() as waited, self._session(database, refs) as (history, plan):
+        with self._run.locked(self._lock_wait()) as lock, self._session(database, refs) as (history, plan):
             if plan.unfinished:
                 raise plan.refusal(allow_out_of_order=True) or AssertionError("unfinished without refusal")
             undo = [row for row in reversed(plan.applied) if row.version > to_version]
@@ -109,7 +131,14 @@ class Runner:
         remaining = [row.version for row in plan.applied if row.version <= to_version]
         result = DatabaseResult(database, max(remaining, default=None), duration_ms=_ms_since(started))
         result.reverted = reverted
-        return RunReport("down", self.source.origin, [result], _ms_since(started), lock_waited_s=waited)
+        return RunReport(
+            "down",
+            self.source.origin,
+            [result],
+            _ms_since(started),
+            lock_waited_s=lock.waited_s,
+            warnings=lock.cleanup_errors,
+        )
 
     def baseline(self, database: str, version: int) -> RunReport:
         """Record an existing database as being at ``version`` without running any file.
@@ -126,7 +155,7 @@ class Runner:
                 database=database,
                 hint=f"baseline at the version of one of its files (the first are: {near})",
             )
-        with self._locked() as waited, self._session(database, refs) as (history, plan):
+        with self._run.locked(self._lock_wait()) as lock, self._session(database, refs) as (history, plan):
             if plan.applied:
                 raise ConfigError(
                     f"{database} already has a history ({len(plan.applied)} rows, newest version "
@@ -151,7 +180,13 @@ class Runner:
         changes = [f"marked {len(marked)} file(s) of {database} up to version {version} as baselined"]
         result = DatabaseResult(database, version, duration_ms=_ms_since(started))
         return RunReport(
-            "baseline", self.source.origin, [result], _ms_since(started), lock_waited_s=waited, changes=changes
+            "baseline",
+            self.source.origin,
+            [result],
+            _ms_since(started),
+            lock_waited_s=lock.waited_s,
+            changes=changes,
+            warnings=lock.cleanup_errors,
         )
 
     def plan(self, databases: Sequence[str] | None = None) -> RunReport:
@@ -163,20 +198,6 @@ class Runner:
         return self._inspect("status", databases)
 
     # -- internals -----------------------------------------------------------------------
-    @contextmanager
-    def _locked(self) -> Iterator[float]:
-        """Hold the run's advisory lock on the root database; yields the seconds waited."""
-        # Never `with conn:`: psycopg2 opens a transaction there even in autocommit.
-        conn = connect(self.settings, self.settings.root_database, application_name="dbmigrate-lock")
-        try:
-            with advisory_lock(
-                conn, lock_key(self.settings.history_schema), wait_s=self._lock_wait(), on_wait=self.on_event
-            ) as waited:
-                self.on_event({"event": "lock_acquired", "waited_s": round(waited, 3)})
-                yield waited
-        finally:
-            conn.close()
-
     def _targets(self, refs: Iterable[MigrationRef], requested: Sequence[str] | None) -> list[str]:
         root = self.settings.root_database
         names = set(requested) if requested else {ref.database for ref in refs}
@@ -195,7 +216,7 @@ class Runner:
     def _session(self, database: str, refs: list[MigrationRef]) -> Iterator[tuple[History, DatabasePlan]]:
         """A connection to ``database`` (as its History) and its plan; the history table is
         created (or adopted from another tool) if missing. Only under the lock."""
-        history = History(connect(self.settings, database), self.settings.history_schema)
+        history = History(self._run.connect(database), self.settings.history_schema)
         try:
             yield history, self._plan(database, refs, self._history(history.conn, database, refs, create=True))
         finally:
@@ -216,13 +237,15 @@ class Runner:
         done: list[int] = []
         for index, (ref, key) in enumerate(files, start=1):
             self._check_time(ref, files[index - 1 :], done)
+            self._run.before_file(ref, key, done)
             event = {"database": ref.database, "file": key, "version": ref.version, "index": index, "total": len(files)}
             self.on_event({"event": "file_start", **event})
-            outcome = apply_file(history.conn, history, ref, self.source.read(key), self.settings.applied_by, undo=undo)
+            run = partial(apply_file, history.conn, history, ref, self.source.read(key), self.settings.applied_by)
+            outcome = self._run.apply(history.conn, partial(run, undo=undo), ref, key, done)
             done.append(ref.version)
             if outcome.reconnect:  # the file changed what only a new session sees
                 history.conn.close()
-                history.conn = connect(self.settings, ref.database)
+                history.conn = self._run.connect(ref.database)
             self.on_event(
                 {"event": "file_done", **event, "mode": outcome.mode.value, "duration_ms": outcome.duration_ms}
             )

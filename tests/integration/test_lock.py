@@ -118,7 +118,9 @@ def test_lock_connection_is_never_inside_a_transaction_during_a_run(
 
     def watch(event: dict[str, object]) -> None:
         if event["event"] == "file_start" and event["database"] == "appdb":
-            rows = query(pg, "postgres", "SELECT state FROM pg_stat_activity WHERE application_name = 'dbmigrate-lock'")
+            rows = query(
+                pg, "postgres", "SELECT state FROM pg_stat_activity WHERE application_name LIKE 'dbmigrate-lock %'"
+            )
             states.extend(state for (state,) in rows)
 
     settings = Settings(url_template=pg.url(), statement_timeout_s=20)
