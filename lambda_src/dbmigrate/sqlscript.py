@@ -18,6 +18,8 @@ from functools import cached_property
 from typing import Any
 
 from .errors import SqlError, UnsupportedSqlError
+from .legacy_strings import LegacyStringsError, rewrite_escape_strings
+from .plpgsql import do_block_effects, walk
 
 __all__ = ["Mode", "Script", "SessionEffect", "Statement", "analyze", "line_of"]
 
@@ -73,8 +75,9 @@ class Script:
     BEGIN/COMMIT blanked out so that character offsets (and so line numbers) still
     match the file. ``session_effect`` says how to clean the session after the file;
     ``changes_role`` that the file runs SET ROLE (the history row is written as the
-    session user). ``reason`` says why a file runs in autocommit. ``preamble`` runs in
-    the file's transaction before the body, in a round trip of its own.
+    session user). ``reason`` says why a file runs in autocommit. ``wrapped``: the file
+    wraps itself in BEGIN ... COMMIT, a promise of one transaction that is kept or the
+    file refused (it never falls back to running statement by statement).
     """
 
     statements: tuple[Statement, ...]
@@ -83,7 +86,7 @@ class Script:
     session_effect: SessionEffect = SessionEffect.NONE
     changes_role: bool = False
     reason: str | None = None
-    preamble: str = ""
+    wrapped: bool = False
 
     @property
     def is_empty(self) -> bool:
@@ -101,7 +104,7 @@ ALWAYS_OUTSIDE_TRANSACTION = {
     "AlterSubscriptionStmt": "ALTER SUBSCRIPTION",
     "DropSubscriptionStmt": "DROP SUBSCRIPTION",
     "CallStmt": "CALL",
-    "DoStmt": "a DO block that commits",
+    "DoStmt": "a DO block that commits (or calls a procedure)",
 }
 ALLOWED_TRANSACTION_CONTROL = {
     "TRANS_STMT_SAVEPOINT",
@@ -111,14 +114,10 @@ ALLOWED_TRANSACTION_CONTROL = {
 BEGIN_KINDS = {"TRANS_STMT_BEGIN", "TRANS_STMT_START"}
 SESSION_STATE_NODES = {"PrepareStmt", "ListenStmt", "DeclareCursorStmt", "LoadStmt"}
 NEW_SESSION_NODES = {"AlterDatabaseSetStmt", "AlterRoleSetStmt"}
-# PL/pgSQL that commits, or adds an enum value, inside a DO block.
-DO_TRANSACTION_CONTROL = re.compile(r"\b(commit|rollback)\s*(;|and\b)", re.IGNORECASE)
-DO_ADD_ENUM_VALUE = re.compile(r"\balter\s+type\b[^;]*\badd\s+value\b", re.IGNORECASE)
-CUSTOM_SET_CONFIG = re.compile(r"\bset_config\s*\(\s*'[^']*\.", re.IGNORECASE)
-SCS_OFF = re.compile(r"\bstandard_conforming_strings\s*(=|\bto\b)\s*'?off\b", re.IGNORECASE)
+CONFORMING_STRINGS = "standard_conforming_strings"
+# Only to explain a file the parser has already refused: what psql alone understands.
 META_COMMAND = re.compile(r"^[ \t]*(\\[A-Za-z!?]+)", re.MULTILINE)
 COPY_FROM_STDIN = re.compile(r"\bcopy\b[^;]*?\bfrom\s+stdin\b", re.IGNORECASE)
-SET_CONFIG = re.compile(r"\bset_config\s*\(", re.IGNORECASE)
 
 
 def line_of(text: str, offset: int) -> int:
@@ -127,52 +126,31 @@ def line_of(text: str, offset: int) -> int:
 
 
 def analyze(sql: str, *, database: str, file: str) -> Script:
-    """Parse a file; raise SqlError (syntax) or UnsupportedSqlError naming the line."""
-    from pglast import parser as pg_parser  # noqa: PLC0415 (70 ms: only when a file is read)
+    """Parse a file; raise SqlError (syntax) or UnsupportedSqlError naming the line.
 
-    try:
-        tree: dict[str, Any] = json.loads(pg_parser.parse_sql_json(sql))
-    except pg_parser.ParseError as exc:
-        _refuse_psql_only_syntax(sql, database=database, file=file)
-        if SCS_OFF.search(sql):
-            # The parser reads strings as standard_conforming_strings=on; the server
-            # follows the file's own setting. Send the file whole, as one transaction.
-            # The server parses a whole query string before running any of it, so the
-            # file's own SET comes too late for its strings: set it first, in a round
-            # trip of its own inside the file's transaction.
-            return Script(
-                (),
-                Mode.TRANSACTION,
-                sql,
-                SessionEffect.RECONNECT,
-                reason="parsed by the server only",
-                preamble="SET LOCAL standard_conforming_strings = off",
-            )
-        message, index = exc.args[0], exc.args[1] if len(exc.args) > 1 else None
-        raise SqlError(
-            f"syntax error: {message}",
-            database=database,
-            file=file,
-            line=line_of(sql, index) if isinstance(index, int) else None,
-            hint="fix the SQL; nothing of this file was run",
-        ) from exc
-
+    The statements (and ``body``) are the text the server will run: for a file that
+    turns standard_conforming_strings off, that is the file with its plain strings
+    written as E'' strings (see legacy_strings), so the parser and the server agree.
+    """
+    _refuse_unsendable(sql, database=database, file=file)
+    sql, tree = _parse(sql, database=database, file=file)
     positions = _Positions(sql)
     statements = [_statement(positions, raw) for raw in tree.get("stmts", [])]
-    body, statements = _unwrap_transaction(sql, statements, database=database, file=file)
+    for statement in statements:
+        _refuse_session_encoding_change(statement, database=database, file=file)
+    body, statements, wrapped = _unwrap_transaction(sql, statements, database=database, file=file)
 
     outside = [s for s in statements if not s.transactional]
     reason = None
+    if outside and wrapped:
+        _refuse_broken_wrapper(outside[0], database=database, file=file)
     if outside:
         reason = f"{_describe(outside[0])} (line {outside[0].line}) cannot run inside a transaction block"
-    elif any(s.adds_enum_value for s in statements[:-1]):
-        # A new enum value cannot be used in the transaction that added it.
+    elif any(s.adds_enum_value for s in statements[:-1]) and not wrapped:
+        # A new enum value cannot be used in the transaction that added it. A file
+        # that wraps itself in BEGIN ... COMMIT asked for one transaction: it gets it.
         reason = "a new enum value is added and may be used by the statements after it"
     effects = {s.session_effect for s in statements}
-    if CUSTOM_SET_CONFIG.search(sql):
-        effects.add(SessionEffect.RECONNECT)
-    elif SET_CONFIG.search(sql):
-        effects.add(SessionEffect.DISCARD)
     effect = max(effects, key=_EFFECT_ORDER.index, default=SessionEffect.NONE)
     return Script(
         statements=tuple(statements),
@@ -181,6 +159,149 @@ def analyze(sql: str, *, database: str, file: str) -> Script:
         session_effect=effect,
         changes_role=any(s.changes_role for s in statements),
         reason=reason,
+        wrapped=wrapped,
+    )
+
+
+def _parse(sql: str, *, database: str, file: str) -> tuple[str, dict[str, Any]]:
+    """The text the server will run and its parse tree; SqlError/UnsupportedSqlError if none."""
+    from pglast import parser as pg_parser  # noqa: PLC0415 (70 ms: only when a file is read)
+
+    try:
+        tree: dict[str, Any] = json.loads(pg_parser.parse_sql_json(sql))
+    except pg_parser.ParseError as exc:
+        rewritten = _rewrite_legacy_strings(sql, None, database=database, file=file)
+        if rewritten != sql:
+            return _parse(rewritten, database=database, file=file)
+        _refuse_psql_only_syntax(sql, database=database, file=file)
+        message, index = exc.args[0], exc.args[1] if len(exc.args) > 1 else None
+        raise SqlError(
+            f"syntax error: {message}",
+            database=database,
+            file=file,
+            line=line_of(sql, index) if isinstance(index, int) else None,
+            hint="fix the SQL; nothing of this file was run",
+        ) from exc
+    if _conforming_settings(tree):
+        rewritten = _rewrite_legacy_strings(sql, tree, database=database, file=file)
+        if rewritten != sql:
+            return _parse(rewritten, database=database, file=file)
+    return sql, tree
+
+
+def _conforming_settings(tree: dict[str, Any]) -> list[bool | None]:
+    """The value of each top-level SET standard_conforming_strings, in order (None: not on/off)."""
+    values: list[bool | None] = []
+    for raw in tree.get("stmts", []):
+        node = raw["stmt"].get("VariableSetStmt")
+        if node is None or node.get("name") != CONFORMING_STRINGS:
+            continue
+        args = node.get("args", [])
+        const = args[0].get("A_Const", {}) if len(args) == 1 else {}
+        text = str(const.get("sval", {}).get("sval", const.get("ival", {}).get("ival", ""))).lower()
+        values.append(True if text in ("on", "true", "1") else False if text in ("off", "false", "0") else None)
+    return values
+
+
+def _rewrite_legacy_strings(sql: str, tree: dict[str, Any] | None, *, database: str, file: str) -> str:
+    """The file with strings written under standard_conforming_strings=off made explicit (E'')."""
+    try:
+        rewrite = rewrite_escape_strings(sql)
+    except LegacyStringsError as exc:
+        if tree is None:
+            return sql  # not a file that sets the option: the syntax error stands
+        raise _conforming_strings_error(f"{exc}", line_of(sql, exc.offset), database, file) from exc
+    if rewrite.text == sql:
+        return sql
+    from pglast import parser as pg_parser  # noqa: PLC0415
+
+    try:
+        parsed = json.loads(pg_parser.parse_sql_json(rewrite.text))
+    except pg_parser.ParseError:
+        return sql if tree is None else rewrite.text
+    if _conforming_settings(parsed) != list(rewrite.settings):
+        raise _conforming_strings_error(
+            "the file's SET standard_conforming_strings statements could not be matched to its strings",
+            None,
+            database,
+            file,
+        )
+    return rewrite.text
+
+
+def _conforming_strings_error(message: str, line: int | None, database: str, file: str) -> UnsupportedSqlError:
+    return UnsupportedSqlError(
+        f"cannot read the file as the server would with standard_conforming_strings off: {message}",
+        database=database,
+        file=file,
+        line=line,
+        hint="write strings that hold backslash escapes as E'...' strings and remove SET "
+        "standard_conforming_strings; nothing of this file was run",
+    )
+
+
+def _refuse_unsendable(sql: str, *, database: str, file: str) -> None:
+    """Refuse what cannot reach the server intact: libpq ends a query at a NUL character."""
+    index = sql.find("\0")
+    if index >= 0:
+        line = line_of(sql, index)
+        column = index - (sql.rfind("\n", 0, index) + 1) + 1
+        raise UnsupportedSqlError(
+            f"the file holds a NUL character (line {line}, column {column}); the driver would cut the "
+            "query there and the rest of the file would never reach the server",
+            database=database,
+            file=file,
+            line=line,
+            column=column,
+            hint="remove the NUL character (write chr(0)-free SQL; bytea values as '\\x00' escapes); "
+            "nothing of this file was run",
+        )
+
+
+def _refuse_session_encoding_change(statement: Statement, *, database: str, file: str) -> None:
+    """Text is sent as UTF-8: a file must not change how the server decodes what follows."""
+    names = set(_set_config_names(statement.tree)) & {"client_encoding", CONFORMING_STRINGS}
+    if statement.node == "VariableSetStmt" and statement.tree.get("name") == "client_encoding":
+        names.add("client_encoding")
+    changed = names
+    if not changed:
+        return
+    raise UnsupportedSqlError(
+        f"the file changes {sorted(changed)[0]}, which changes how the server reads the SQL sent after it",
+        database=database,
+        file=file,
+        line=statement.line,
+        hint="remove it: files are sent as UTF-8 (use E'' strings for backslash escapes, and "
+        "SET standard_conforming_strings rather than set_config); nothing of this file was run",
+    )
+
+
+def _set_config_names(tree: Any) -> list[str]:
+    """The setting named by each set_config(...) call in a parse tree ('?' when not a constant)."""
+    names = []
+    for item in walk(tree):
+        call = item.get("FuncCall")
+        if not isinstance(call, dict):
+            continue
+        funcname = [part.get("String", {}).get("sval") for part in call.get("funcname", [])]
+        if not funcname or funcname[-1] != "set_config":
+            continue
+        args = call.get("args", [])
+        const = args[0].get("A_Const", {}) if args else {}
+        names.append(str(const.get("sval", {}).get("sval", "?")))
+    return names
+
+
+def _refuse_broken_wrapper(statement: Statement, *, database: str, file: str) -> None:
+    raise UnsupportedSqlError(
+        f"the file wraps itself in BEGIN ... COMMIT but {_describe(statement)} (line {statement.line}) cannot run "
+        "inside a transaction block: the file cannot be applied as the one transaction it asks for",
+        database=database,
+        file=file,
+        line=statement.line,
+        statement=statement.text[:200],
+        hint="move that statement into a file of its own without BEGIN/COMMIT (it runs in autocommit there), "
+        "or remove the file's BEGIN/COMMIT to run it statement by statement; nothing of this file was run",
     )
 
 
@@ -226,7 +347,7 @@ def _statement(positions: _Positions, raw: dict[str, Any]) -> Statement:
         session_effect=_session_effect(node_name, node),
         changes_role=node_name == "VariableSetStmt" and node.get("name") in ("role", "session_authorization"),
         adds_enum_value=(node_name == "AlterEnumStmt" and "oldVal" not in node)
-        or (node_name == "DoStmt" and bool(DO_ADD_ENUM_VALUE.search(_do_body(node)))),
+        or (node_name == "DoStmt" and do_block_effects(node).adds_enum_value),
         tree=node,
     )
 
@@ -248,7 +369,18 @@ def _relations(node: Any) -> set[str]:
 
 
 def _session_effect(name: str, node: dict[str, Any]) -> SessionEffect:
-    """What a statement leaves in the session beyond its transaction."""
+    """What a statement leaves in the session beyond its transaction (DO blocks: what they run)."""
+    if name == "DoStmt":
+        block = do_block_effects(node)
+        if block.opaque:
+            return SessionEffect.RECONNECT
+        inner = [_session_effect(n, stmt) for n, stmt in block.embedded]
+        return max(inner, key=_EFFECT_ORDER.index, default=SessionEffect.NONE)
+    configs = _set_config_names(node)
+    if any("." in name or name == "?" for name in configs):
+        return SessionEffect.RECONNECT  # a custom setting stays defined after DISCARD ALL
+    if configs:
+        return SessionEffect.DISCARD
     if name in NEW_SESSION_NODES or (name == "VariableSetStmt" and "." in str(node.get("name", ""))):
         return SessionEffect.RECONNECT
     if name in SESSION_STATE_NODES or (name == "VariableSetStmt" and not node.get("is_local", False)):
@@ -271,14 +403,6 @@ def _creates_temporary(name: str, node: dict[str, Any]) -> bool:
     for key in TEMPORARY_TARGET.get(name, ("-",)):
         target = target.get(key, {}) if isinstance(target, dict) else {}
     return isinstance(target, dict) and target.get("relpersistence") == "t"
-
-
-def _do_body(node: dict[str, Any]) -> str:
-    for arg in node.get("args", []):
-        elem = arg.get("DefElem", {})
-        if elem.get("defname") == "as":
-            return str(elem.get("arg", {}).get("String", {}).get("sval", ""))
-    return ""
 
 
 def _leading_trivia(text: str) -> int:
@@ -309,7 +433,7 @@ def _outside_transaction(name: str, node: dict[str, Any]) -> bool:
     if name in ALWAYS_OUTSIDE_TRANSACTION and name != "DoStmt":
         return True
     if name == "DoStmt":
-        return bool(DO_TRANSACTION_CONTROL.search(_do_body(node)))
+        return do_block_effects(node).commits
     if name in ("IndexStmt", "DropStmt"):
         return bool(node.get("concurrent"))
     if name == "ReindexStmt":
@@ -343,8 +467,8 @@ def _describe(statement: Statement) -> str:
 
 def _unwrap_transaction(
     sql: str, statements: list[Statement], *, database: str, file: str
-) -> tuple[str, list[Statement]]:
-    """Accept one BEGIN ... COMMIT around the whole file; refuse any other transaction control."""
+) -> tuple[str, list[Statement], bool]:
+    """Accept one BEGIN ... COMMIT around the whole file (True: it has one); refuse other transaction control."""
     body = sql
     kinds = [s.transaction_kind for s in statements]
     if (
@@ -356,7 +480,7 @@ def _unwrap_transaction(
         for wrapper in (statements[0], statements[-1]):
             end = wrapper.offset + len(wrapper.text)
             body = body[: wrapper.offset] + " " * (end - wrapper.offset) + body[end:]
-        return body, statements[1:-1]
+        return body, statements[1:-1], True
     stray = [
         s for s, k in zip(statements, kinds, strict=True) if k is not None and k not in ALLOWED_TRANSACTION_CONTROL
     ]
@@ -371,7 +495,7 @@ def _unwrap_transaction(
             hint="each file runs in its own transaction: remove BEGIN/COMMIT/ROLLBACK, or wrap the "
             "whole file in exactly one BEGIN; ... COMMIT; nothing of this file was run",
         )
-    return body, statements
+    return body, statements, False
 
 
 def _refuse_psql_only_syntax(sql: str, *, database: str, file: str) -> None:

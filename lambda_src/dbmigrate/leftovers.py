@@ -1,0 +1,78 @@
+"""What a statement run outside a transaction may leave behind, and how to check it.
+
+A failed ``CREATE INDEX CONCURRENTLY`` (or ``REINDEX ... CONCURRENTLY``) leaves an
+INVALID index that enforces nothing; a rerun with ``IF NOT EXISTS`` then skips over it
+and succeeds. Such indexes are found in ``pg_index`` on the statement's table, named,
+and never recorded as applied. For a statement whose outcome is unknown (the client
+died while it ran), ``check_advice`` says what to look at.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg2
+
+from .db import Connection
+from .sqlscript import Statement
+
+__all__ = ["check_advice", "index_target", "invalid_indexes"]
+
+INVALID_INDEXES = """
+SELECT i.indexrelid::regclass::text FROM pg_index i
+WHERE NOT i.indisvalid AND i.indrelid IN (
+    SELECT to_regclass(%(relation)s)
+    UNION SELECT indrelid FROM pg_index WHERE indexrelid = to_regclass(%(relation)s))
+ORDER BY 1
+"""
+
+
+def _name(rangevar: dict[str, Any]) -> str | None:
+    if not rangevar.get("relname"):
+        return None
+    schema = rangevar.get("schemaname")
+    return f'"{schema}"."{rangevar["relname"]}"' if schema else f'"{rangevar["relname"]}"'
+
+
+def index_target(statement: Statement) -> tuple[str, str | None] | None:
+    """For a statement that builds an index concurrently: (its table or index, the index it names)."""
+    tree = statement.tree
+    if statement.node == "IndexStmt" and tree.get("concurrent"):
+        relation = tree.get("relation", {})
+        table = _name(relation)
+        index = tree.get("idxname")
+        schema = relation.get("schemaname")
+        named = (f'"{schema}"."{index}"' if schema else f'"{index}"') if index else None
+        return (table, named) if table else None
+    if statement.node == "ReindexStmt" and statement.transactional is False and tree.get("relation"):
+        target = _name(tree["relation"])
+        return (target, None) if target else None
+    return None
+
+
+def invalid_indexes(conn: Connection, relation: str) -> set[str]:
+    """Names of the invalid indexes on a table (or on the table of an index); empty if unknown."""
+    if conn.closed:
+        return set()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(INVALID_INDEXES, {"relation": relation})
+            return {name for (name,) in cur.fetchall()}
+    except psycopg2.Error:
+        return set()
+
+
+def check_advice(statement: Statement) -> str:
+    """What to look at to learn whether a statement whose outcome is unknown took effect."""
+    target = index_target(statement)
+    if target is not None:
+        table, index = target
+        what = f"index {index}" if index else f"the indexes of {table}"
+        return (
+            f"whether {what} exists and is valid (SELECT indexrelid::regclass, indisvalid FROM pg_index "
+            f"WHERE indrelid = '{table}'::regclass), and that the statement no longer runs (pg_stat_activity)"
+        )
+    return (
+        "whether its effect is in the database, and that it no longer runs (pg_stat_activity, "
+        "application_name dbmigrate)"
+    )
