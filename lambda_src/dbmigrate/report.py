@@ -89,4 +89,7 @@ def _drift(plan: DatabasePlan | None) -> dict[str, Any]:
     if plan is None:
         return {}
     state = plan.to_dict()
-    return {name: state[name] for name in ("exists", "changed", "missing", "out_of_order", "unfinished", "notes")}
+    return {
+        name: state[name]
+        for name in ("exists", "changed", "different", "missing", "out_of_order", "unfinished", "notes")
+    }

@@ -262,7 +262,10 @@ def _refuse_session_encoding_change(statement: Statement, *, database: str, file
     """Text is sent as UTF-8: a file must not change how the server decodes what follows."""
     names = set(_set_config_names(statement.tree)) & {"client_encoding", CONFORMING_STRINGS}
     if statement.node == "VariableSetStmt" and statement.tree.get("name") == "client_encoding":
-        names.add("client_encoding")
+        args = statement.tree.get("args", [])
+        value = args[0].get("A_Const", {}).get("sval", {}).get("sval", "") if len(args) == 1 else ""
+        if str(value).upper().replace("-", "") not in ("UTF8", "UNICODE"):  # pg_dump writes 'UTF8'
+            names.add("client_encoding")
     changed = names
     if not changed:
         return
