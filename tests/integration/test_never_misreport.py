@@ -276,7 +276,7 @@ def wait_for(predicate: Callable[[], bool], seconds: float = 30) -> None:
 
 def sleeping(pg: EmbeddedPostgres) -> bool:
     found = query(pg, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'INSERT INTO t SELECT 42%'")
-    return found[0][0] > 0
+    return bool(found[0][0])
 
 
 def test_a_statement_still_running_when_the_run_is_killed_is_recorded_as_outcome_unknown(
