@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 __all__ = ["BlockEffects", "do_block_effects", "walk"]
@@ -61,6 +62,12 @@ def do_block_effects(node: dict[str, Any]) -> BlockEffects:
             language = str(value).lower()
     if body is None or language != "plpgsql":
         return BlockEffects(opaque=True)
+    return _body_effects(body)
+
+
+@lru_cache(maxsize=256)
+def _body_effects(body: str) -> BlockEffects:
+    """One parse per body: a statement's mode, enum and session checks all ask."""
     tree = _parse_body(body)
     if tree is None:
         # The server will refuse the body too; the statement fails where it stands.
