@@ -133,7 +133,8 @@ class _Scanner:
             raise LegacyStringsError("N'...' string with standard_conforming_strings off", i)
         escapes = kind == "e" or (kind == "plain" and not self.conforming)
         if kind == "plain" and not self.conforming:
-            self.out.append(sql[self.copied : i] + "E")
+            # After a word (a typed literal such as date'2024-01-01') the E needs a space.
+            self.out.append(sql[self.copied : i] + (" E" if i and _ident_char(sql[i - 1]) else "E"))
             self.copied = i
         start, end = i, self._quoted(i, "'", backslash=escapes)
         while (more := CONTINUATION.match(sql, end)) is not None:

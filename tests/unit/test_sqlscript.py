@@ -198,6 +198,13 @@ def test_strings_before_standard_conforming_strings_off_and_e_strings_are_left_a
     assert parse(sql).body == "SELECT 'a\\';\nSET standard_conforming_strings = off;\nSELECT E'b\\'', B'01', E'c';\n"
 
 
+def test_typed_literals_and_continued_strings_under_standard_conforming_strings_off_stay_one_token() -> None:
+    sql = "SET standard_conforming_strings = off;\nSELECT date'2024-01-01', 'a\\''\n  'b';\n"
+    script = parse(sql)
+    assert script.statements[1].text == "SELECT date E'2024-01-01', E'a\\''\n  'b'"
+    assert script.statements[1].node == "SelectStmt"
+
+
 @pytest.mark.parametrize(
     "sql",
     [
