@@ -174,7 +174,10 @@ def _run_in_transaction(conn: Connection, ref: MigrationRef, key: str, script: S
                 "the file wraps itself in BEGIN ... COMMIT, so it ran as that one transaction, which was rolled "
                 "back: nothing of it was applied (split the file where the server needs a commit)"
             )
-        raise _sql_error(exc, ref, key, line, outcome, blockers=_blockers(conn, exc, script)) from exc
+        error = _sql_error(exc, ref, key, line, outcome, blockers=_blockers(conn, exc, script))
+        if conn.closed:
+            error.details["connection_lost"] = True
+        raise error from exc
 
 
 def _run_in_autocommit(

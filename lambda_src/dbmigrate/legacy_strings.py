@@ -19,7 +19,7 @@ __all__ = ["LegacyStringsError", "Rewrite", "rewrite_escape_strings"]
 SETTING = "standard_conforming_strings"
 DOLLAR_TAG = re.compile(r"\$([A-Za-z_\x80-\U0010ffff][A-Za-z0-9_\x80-\U0010ffff]*)?\$")
 WORD = re.compile(r"[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_$\x80-\U0010ffff]*")
-CONTINUATION = re.compile(r"[ \t\f\r]*\n(?:\s|--[^\n]*\n)*'")
+CONTINUATION = re.compile(r"(?:[ \t\f\r]|--[^\n]*)*\n(?:\s|--[^\n]*\n)*'")
 OFF = {"off", "false", "no", "0", "of", "fa", "f", "n"}
 ON = {"on", "true", "yes", "1", "t", "y", "tr", "ye"}
 

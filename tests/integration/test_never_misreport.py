@@ -267,6 +267,12 @@ def test_an_unnamed_invalid_index_after_earlier_statements_is_found_on_its_table
 SLOW_FILE = "CREATE INDEX CONCURRENTLY t_x ON t (x);\nINSERT INTO t SELECT 42 FROM pg_sleep(3);\nSELECT 1;\n"
 
 
+RUNNING_SLOW = (
+    "SELECT {what} FROM pg_stat_activity WHERE query LIKE '%INSERT INTO t SELECT 42 FROM pg_sleep%' "
+    "AND pid <> pg_backend_pid()"
+)
+
+
 def wait_for(predicate: Callable[[], bool], seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while not predicate():
@@ -275,8 +281,7 @@ def wait_for(predicate: Callable[[], bool], seconds: float = 30) -> None:
 
 
 def sleeping(pg: EmbeddedPostgres) -> bool:
-    found = query(pg, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'INSERT INTO t SELECT 42%'")
-    return bool(found[0][0])
+    return bool(query(pg, "postgres", RUNNING_SLOW.format(what="count(*)"))[0][0])
 
 
 def test_a_statement_still_running_when_the_run_is_killed_is_recorded_as_outcome_unknown(
@@ -314,7 +319,7 @@ def test_a_connection_lost_mid_statement_reports_outcome_unknown_not_nothing_app
 
     def cut_connection() -> None:
         wait_for(lambda: sleeping(pg))
-        query(pg, "postgres", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'INSERT%42%'")
+        query(pg, "postgres", RUNNING_SLOW.format(what="pg_terminate_backend(pid)"))
 
     cutter = threading.Thread(target=cut_connection)
     cutter.start()
@@ -328,6 +333,27 @@ def test_a_connection_lost_mid_statement_reports_outcome_unknown_not_nothing_app
         2,
     )
     assert history(pg, "appdb") == [(1, "applied"), (2, "running")]
+
+
+def test_a_transactional_file_whose_connection_is_lost_says_the_history_decides(
+    pg: EmbeddedPostgres, cli: Cli, write_migrations: Write
+) -> None:
+    root = write_migrations(
+        {**ROOT, "appdb/1_t.up.sql": "CREATE TABLE t (x int);\nINSERT INTO t SELECT 42 FROM pg_sleep(3);\n"}
+    )
+
+    def cut_connection() -> None:
+        wait_for(lambda: sleeping(pg))
+        query(pg, "postgres", RUNNING_SLOW.format(what="pg_terminate_backend(pid)"))
+
+    cutter = threading.Thread(target=cut_connection)
+    cutter.start()
+    result = up(cli, root)
+    cutter.join()
+    error = result.json()
+    assert (result.code, error["error"], error["connection_lost"]) == (1, "SqlError", True)
+    assert "nothing of it was applied" not in error["hint"]
+    assert history(pg, "appdb") == [] and tables(pg, "appdb") == []
 
 
 # -- destructive commands check their target ---------------------------------------------------

@@ -203,6 +203,8 @@ def test_typed_literals_and_continued_strings_under_standard_conforming_strings_
     script = parse(sql)
     assert script.statements[1].text == "SELECT date E'2024-01-01', E'a\\''\n  'b'"
     assert script.statements[1].node == "SelectStmt"
+    continued = parse("SET standard_conforming_strings = off;\nSELECT 'a\\'' -- note\n'b';\n")
+    assert continued.statements[1].text == "SELECT E'a\\'' -- note\n'b'"
 
 
 @pytest.mark.parametrize(
