@@ -148,7 +148,9 @@ class _Scanner:
             return
         rest = tokens[tokens.index(SETTING) + 1 :]
         value = rest[1].lstrip("'") if len(rest) == 2 and rest[0] in ("=", "to") else None
-        if tokens[0] == "reset" or value not in OFF | ON:
+        if tokens[0] == "reset" or value == "default":
+            value = "on"  # the session's default, which the engine keeps on
+        if value not in OFF | ON:
             raise LegacyStringsError(f"{SETTING} set to something other than on or off", offset)
         self.conforming = value in ON
         self.settings.append(self.conforming)

@@ -18,8 +18,15 @@ from functools import cached_property
 from typing import Any
 
 from .errors import SqlError, UnsupportedSqlError
-from .legacy_strings import LegacyStringsError, rewrite_escape_strings
-from .plpgsql import do_block_effects, walk
+from .plpgsql import do_block_effects
+from .sendable import (
+    conforming_settings,
+    line_of,
+    refuse_encoding_change,
+    refuse_unsendable,
+    rewrite_legacy_strings,
+    set_config_names,
+)
 
 __all__ = ["Mode", "Script", "SessionEffect", "Statement", "analyze", "line_of"]
 
@@ -114,15 +121,9 @@ ALLOWED_TRANSACTION_CONTROL = {
 BEGIN_KINDS = {"TRANS_STMT_BEGIN", "TRANS_STMT_START"}
 SESSION_STATE_NODES = {"PrepareStmt", "ListenStmt", "DeclareCursorStmt", "LoadStmt"}
 NEW_SESSION_NODES = {"AlterDatabaseSetStmt", "AlterRoleSetStmt"}
-CONFORMING_STRINGS = "standard_conforming_strings"
 # Only to explain a file the parser has already refused: what psql alone understands.
 META_COMMAND = re.compile(r"^[ \t]*(\\[A-Za-z!?]+)", re.MULTILINE)
 COPY_FROM_STDIN = re.compile(r"\bcopy\b[^;]*?\bfrom\s+stdin\b", re.IGNORECASE)
-
-
-def line_of(text: str, offset: int) -> int:
-    """1-based line number of a character offset in ``text``."""
-    return text.count("\n", 0, max(0, offset)) + 1
 
 
 def analyze(sql: str, *, database: str, file: str) -> Script:
@@ -132,12 +133,12 @@ def analyze(sql: str, *, database: str, file: str) -> Script:
     turns standard_conforming_strings off, that is the file with its plain strings
     written as E'' strings (see legacy_strings), so the parser and the server agree.
     """
-    _refuse_unsendable(sql, database=database, file=file)
+    refuse_unsendable(sql, database=database, file=file)
     sql, tree = _parse(sql, database=database, file=file)
     positions = _Positions(sql)
     statements = [_statement(positions, raw) for raw in tree.get("stmts", [])]
     for statement in statements:
-        _refuse_session_encoding_change(statement, database=database, file=file)
+        refuse_encoding_change(statement.node, statement.tree, statement.line, database=database, file=file)
     body, statements, wrapped = _unwrap_transaction(sql, statements, database=database, file=file)
 
     outside = [s for s in statements if not s.transactional]
@@ -170,7 +171,7 @@ def _parse(sql: str, *, database: str, file: str) -> tuple[str, dict[str, Any]]:
     try:
         tree: dict[str, Any] = json.loads(pg_parser.parse_sql_json(sql))
     except pg_parser.ParseError as exc:
-        rewritten = _rewrite_legacy_strings(sql, None, database=database, file=file)
+        rewritten = rewrite_legacy_strings(sql, None, database=database, file=file)
         if rewritten != sql:
             return _parse(rewritten, database=database, file=file)
         _refuse_psql_only_syntax(sql, database=database, file=file)
@@ -182,117 +183,11 @@ def _parse(sql: str, *, database: str, file: str) -> tuple[str, dict[str, Any]]:
             line=line_of(sql, index) if isinstance(index, int) else None,
             hint="fix the SQL; nothing of this file was run",
         ) from exc
-    if _conforming_settings(tree):
-        rewritten = _rewrite_legacy_strings(sql, tree, database=database, file=file)
+    if conforming_settings(tree):
+        rewritten = rewrite_legacy_strings(sql, tree, database=database, file=file)
         if rewritten != sql:
             return _parse(rewritten, database=database, file=file)
     return sql, tree
-
-
-def _conforming_settings(tree: dict[str, Any]) -> list[bool | None]:
-    """The value of each top-level SET standard_conforming_strings, in order (None: not on/off)."""
-    values: list[bool | None] = []
-    for raw in tree.get("stmts", []):
-        node = raw["stmt"].get("VariableSetStmt")
-        if node is None or node.get("name") != CONFORMING_STRINGS:
-            continue
-        args = node.get("args", [])
-        const = args[0].get("A_Const", {}) if len(args) == 1 else {}
-        text = str(const.get("sval", {}).get("sval", const.get("ival", {}).get("ival", ""))).lower()
-        values.append(True if text in ("on", "true", "1") else False if text in ("off", "false", "0") else None)
-    return values
-
-
-def _rewrite_legacy_strings(sql: str, tree: dict[str, Any] | None, *, database: str, file: str) -> str:
-    """The file with strings written under standard_conforming_strings=off made explicit (E'')."""
-    try:
-        rewrite = rewrite_escape_strings(sql)
-    except LegacyStringsError as exc:
-        if tree is None:
-            return sql  # not a file that sets the option: the syntax error stands
-        raise _conforming_strings_error(f"{exc}", line_of(sql, exc.offset), database, file) from exc
-    if rewrite.text == sql:
-        return sql
-    from pglast import parser as pg_parser  # noqa: PLC0415
-
-    try:
-        parsed = json.loads(pg_parser.parse_sql_json(rewrite.text))
-    except pg_parser.ParseError:
-        return sql if tree is None else rewrite.text
-    if _conforming_settings(parsed) != list(rewrite.settings):
-        raise _conforming_strings_error(
-            "the file's SET standard_conforming_strings statements could not be matched to its strings",
-            None,
-            database,
-            file,
-        )
-    return rewrite.text
-
-
-def _conforming_strings_error(message: str, line: int | None, database: str, file: str) -> UnsupportedSqlError:
-    return UnsupportedSqlError(
-        f"cannot read the file as the server would with standard_conforming_strings off: {message}",
-        database=database,
-        file=file,
-        line=line,
-        hint="write strings that hold backslash escapes as E'...' strings and remove SET "
-        "standard_conforming_strings; nothing of this file was run",
-    )
-
-
-def _refuse_unsendable(sql: str, *, database: str, file: str) -> None:
-    """Refuse what cannot reach the server intact: libpq ends a query at a NUL character."""
-    index = sql.find("\0")
-    if index >= 0:
-        line = line_of(sql, index)
-        column = index - (sql.rfind("\n", 0, index) + 1) + 1
-        raise UnsupportedSqlError(
-            f"the file holds a NUL character (line {line}, column {column}); the driver would cut the "
-            "query there and the rest of the file would never reach the server",
-            database=database,
-            file=file,
-            line=line,
-            column=column,
-            hint="remove the NUL character (write chr(0)-free SQL; bytea values as '\\x00' escapes); "
-            "nothing of this file was run",
-        )
-
-
-def _refuse_session_encoding_change(statement: Statement, *, database: str, file: str) -> None:
-    """Text is sent as UTF-8: a file must not change how the server decodes what follows."""
-    names = set(_set_config_names(statement.tree)) & {"client_encoding", CONFORMING_STRINGS}
-    if statement.node == "VariableSetStmt" and statement.tree.get("name") == "client_encoding":
-        args = statement.tree.get("args", [])
-        value = args[0].get("A_Const", {}).get("sval", {}).get("sval", "") if len(args) == 1 else ""
-        if str(value).upper().replace("-", "") not in ("UTF8", "UNICODE"):  # pg_dump writes 'UTF8'
-            names.add("client_encoding")
-    changed = names
-    if not changed:
-        return
-    raise UnsupportedSqlError(
-        f"the file changes {sorted(changed)[0]}, which changes how the server reads the SQL sent after it",
-        database=database,
-        file=file,
-        line=statement.line,
-        hint="remove it: files are sent as UTF-8 (use E'' strings for backslash escapes, and "
-        "SET standard_conforming_strings rather than set_config); nothing of this file was run",
-    )
-
-
-def _set_config_names(tree: Any) -> list[str]:
-    """The setting named by each set_config(...) call in a parse tree ('?' when not a constant)."""
-    names = []
-    for item in walk(tree):
-        call = item.get("FuncCall")
-        if not isinstance(call, dict):
-            continue
-        funcname = [part.get("String", {}).get("sval") for part in call.get("funcname", [])]
-        if not funcname or funcname[-1] != "set_config":
-            continue
-        args = call.get("args", [])
-        const = args[0].get("A_Const", {}) if args else {}
-        names.append(str(const.get("sval", {}).get("sval", "?")))
-    return names
 
 
 def _refuse_broken_wrapper(statement: Statement, *, database: str, file: str) -> None:
@@ -379,7 +274,7 @@ def _session_effect(name: str, node: dict[str, Any]) -> SessionEffect:
             return SessionEffect.RECONNECT
         inner = [_session_effect(n, stmt) for n, stmt in block.embedded]
         return max(inner, key=_EFFECT_ORDER.index, default=SessionEffect.NONE)
-    configs = _set_config_names(node)
+    configs = set_config_names(node)
     if any("." in name or name == "?" for name in configs):
         return SessionEffect.RECONNECT  # a custom setting stays defined after DISCARD ALL
     if configs:

@@ -207,10 +207,15 @@ def test_typed_literals_and_continued_strings_under_standard_conforming_strings_
     assert continued.statements[1].text == "SELECT E'a\\'' -- note\n'b'"
 
 
+def test_reset_of_standard_conforming_strings_reads_later_strings_with_it_on() -> None:
+    sql = "SET standard_conforming_strings = off;\nSELECT 'a\\'';\nRESET standard_conforming_strings;\nSELECT 'b\\';\n"
+    assert parse(sql).body == sql.replace("'a", "E'a")
+
+
 @pytest.mark.parametrize(
     "sql",
     [
-        "SET standard_conforming_strings = off;\nRESET standard_conforming_strings;\nSELECT '\\';",
+        "SET standard_conforming_strings = off;\nSET standard_conforming_strings = 'maybe';\nSELECT '\\';",
         "SET client_encoding = 'LATIN1';\nSELECT 'é';",
         "SET NAMES 'SQL_ASCII';",
         "SELECT set_config('standard_conforming_strings', 'off', false);",
