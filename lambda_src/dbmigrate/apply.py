@@ -240,7 +240,7 @@ def _left_behind(conn: Connection, target: tuple[str, str | None] | None, before
     if target is None:
         return []
     after = invalid_indexes(conn, target[0])
-    named = {name for name in after if target[1] and name.replace('"', "") == target[1].replace('"', "")}
+    named = invalid_indexes(conn, target[1], only_named=True) if target[1] else set()
     return sorted((after - before) | named)
 
 

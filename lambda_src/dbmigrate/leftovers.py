@@ -26,6 +26,10 @@ WHERE NOT i.indisvalid AND i.indrelid IN (
 ORDER BY 1
 """
 
+INVALID_INDEX = (
+    "SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid AND indexrelid = to_regclass(%(relation)s)"
+)
+
 
 def _name(rangevar: dict[str, Any]) -> str | None:
     if not rangevar.get("relname"):
@@ -35,7 +39,7 @@ def _name(rangevar: dict[str, Any]) -> str | None:
 
 
 def index_target(statement: Statement) -> tuple[str, str | None] | None:
-    """For a statement that builds an index concurrently: (its table or index, the index it names)."""
+    """For a statement that builds or drops an index concurrently: (its table or index, the index it names)."""
     tree = statement.tree
     if statement.node == "IndexStmt" and tree.get("concurrent"):
         relation = tree.get("relation", {})
@@ -44,19 +48,27 @@ def index_target(statement: Statement) -> tuple[str, str | None] | None:
         schema = relation.get("schemaname")
         named = (f'"{schema}"."{index}"' if schema else f'"{index}"') if index else None
         return (table, named) if table else None
+    if statement.node == "DropStmt" and tree.get("concurrent") and tree.get("removeType") == "OBJECT_INDEX":
+        # Dropping concurrently first marks the index invalid: a failure after that leaves it so.
+        parts = [item.get("String", {}).get("sval", "") for item in tree["objects"][0].get("List", {}).get("items", [])]
+        name = ".".join(f'"{part}"' for part in parts)
+        return (name, name) if parts else None
     if statement.node == "ReindexStmt" and statement.transactional is False and tree.get("relation"):
         target = _name(tree["relation"])
         return (target, None) if target else None
     return None
 
 
-def invalid_indexes(conn: Connection, relation: str) -> set[str]:
-    """Names of the invalid indexes on a table (or on the table of an index); empty if unknown."""
+def invalid_indexes(conn: Connection, relation: str, *, only_named: bool = False) -> set[str]:
+    """Names of the invalid indexes on a table (or on the table of an index); empty if unknown.
+
+    With ``only_named``, ``relation`` is an index: its name if it is invalid.
+    """
     if conn.closed:
         return set()
     try:
         with conn.cursor() as cur:
-            cur.execute(INVALID_INDEXES, {"relation": relation})
+            cur.execute(INVALID_INDEX if only_named else INVALID_INDEXES, {"relation": relation})
             return {name for (name,) in cur.fetchall()}
     except psycopg2.Error:
         return set()

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 from local.postgres import EmbeddedPostgres
@@ -271,6 +272,25 @@ def test_an_unnamed_invalid_index_after_earlier_statements_is_found_on_its_table
         [("t_plain", True), ("t_x_idx", False)],
         [("t_x_idx", False), ("t_plain", True)],
     )
+
+
+def test_a_concurrent_index_drop_that_times_out_names_the_invalid_index_it_left(
+    pg: EmbeddedPostgres, cli: Cli, write_migrations: Write
+) -> None:
+    root = write_migrations({**ROOT, "appdb/1_t.up.sql": "CREATE TABLE t (x int);\nCREATE INDEX t_x ON t (x);"})
+    assert up(cli, root).code == 0
+    reader = psycopg2.connect(pg.dsn("appdb"))
+    try:
+        with reader.cursor() as cur:
+            cur.execute("SELECT * FROM t")  # an open transaction the drop must wait for
+        write_migrations({"appdb/2_drop.up.sql": "DROP INDEX CONCURRENTLY t_x;\n"})
+        result = cli("up", "--dir", str(root), "--json", "--statement-timeout", "1")
+    finally:
+        reader.close()
+    error = result.json()
+    assert (result.code, error["error"], error["left_behind"]) == (1, "PartialMigrationError", ["t_x"])
+    assert rows(pg, "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_x'::regclass") == [(False,)]
+    assert history(pg, "appdb") == [(1, "applied"), (2, "partial")]
 
 
 # -- unknown is not "did not run" ---------------------------------------------------------
