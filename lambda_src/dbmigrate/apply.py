@@ -195,10 +195,11 @@ def _run_in_autocommit(
     try:
         # Until a statement's outcome is recorded, the record says it is running: a run
         # killed meanwhile leaves "statement k: outcome unknown", never "did not run".
+        undoing = key if undo else None
         if undo:
-            history.update(ref.version, status="running", statements_done=0, error=_running(script, 0))
+            history.update(ref.version, status="running", statements_done=0, error=_running(script, 0, undoing))
         else:
-            history.insert({**row, "status": "running", "statements_done": 0, "error": _running(script, 0)})
+            history.insert({**row, "status": "running", "statements_done": 0, "error": _running(script, 0, None)})
         for index, statement in enumerate(script.statements):
             _read_as_parsed(conn)
             target = index_target(statement)
@@ -213,7 +214,7 @@ def _run_in_autocommit(
             left = _left_behind(conn, target, before)
             if left:
                 raise _leftover_failure(history, ref, key, script, index, left)
-            history.update(ref.version, statements_done=index + 1, error=_running(script, index + 1))
+            history.update(ref.version, statements_done=index + 1, error=_running(script, index + 1, undoing))
         if undo:
             history.delete(ref.version)
         else:
@@ -224,13 +225,14 @@ def _run_in_autocommit(
         history.as_session_user = False
 
 
-def _running(script: Script, index: int) -> str | None:
+def _running(script: Script, index: int, undoing: str | None) -> str | None:
     """The record's note while statement ``index + 1`` runs: what to check if the run dies."""
     if index >= len(script.statements):
         return None
     statement = script.statements[index]
     return (
-        f"statement {index + 1} (line {statement.line}) was running; if this run is gone its outcome is "
+        ("" if undoing is None else f"undoing with {undoing}: ")
+        + f"statement {index + 1} (line {statement.line}) was running; if this run is gone its outcome is "
         f"unknown: check {check_advice(statement)}"
     )
 

@@ -275,7 +275,7 @@ def _session_effect(name: str, node: dict[str, Any]) -> SessionEffect:
         inner = [_session_effect(n, stmt) for n, stmt in block.embedded]
         return max(inner, key=_EFFECT_ORDER.index, default=SessionEffect.NONE)
     configs = set_config_names(node)
-    if any("." in name or name == "?" for name in configs):
+    if any("." in setting or setting == "?" for setting in configs):
         return SessionEffect.RECONNECT  # a custom setting stays defined after DISCARD ALL
     if configs:
         return SessionEffect.DISCARD
