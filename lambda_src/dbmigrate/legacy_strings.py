@@ -18,7 +18,13 @@ __all__ = ["LegacyStringsError", "Rewrite", "rewrite_escape_strings"]
 
 SETTING = "standard_conforming_strings"
 DOLLAR_TAG = re.compile(r"\$([A-Za-z_\x80-\U0010ffff][A-Za-z0-9_\x80-\U0010ffff]*)?\$")
-WORD = re.compile(r"[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_$\x80-\U0010ffff]*")
+# Where the scan must look: comments, quotes, statement ends, parentheses, words and "=".
+SIGNIFICANT = re.compile(r"--|/\*|[\"'$;()=]|[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_$\x80-\U0010ffff]*")
+COMMENT_MARK = re.compile(r"/\*|\*/")
+STANDARD_BODY = re.compile(r"[^']*(?:''[^']*)*'")
+ESCAPE_BODY = re.compile(r"[^'\\]*(?:(?:\\.|'')[^'\\]*)*'", re.DOTALL)
+IDENTIFIER_BODY = re.compile(r'[^"]*(?:""[^"]*)*"')
+STATEMENT_HEAD = 8
 CONTINUATION = re.compile(r"(?:[ \t\f\r]|--[^\n]*)*\n(?:\s|--[^\n]*\n)*'")
 OFF = {"off", "false", "no", "0", "of", "fa", "f", "n"}
 ON = {"on", "true", "yes", "1", "t", "y", "tr", "ye"}
@@ -56,60 +62,48 @@ class _Scanner:
 
     def run(self) -> Rewrite:
         sql, i = self.sql, 0
-        while i < len(sql):
-            ch = sql[i]
-            if ch.isspace():
-                i += 1
-            elif sql.startswith("--", i):
+        while (token := SIGNIFICANT.search(sql, i)) is not None:
+            i, text = token.start(), token.group()
+            if text == "--":
                 end = sql.find("\n", i)
                 i = len(sql) if end < 0 else end + 1
-            elif sql.startswith("/*", i):
+            elif text == "/*":
                 i = self._block_comment(i)
-            elif ch == '"':
-                i = self._quoted(i, '"')
-            elif ch == "$" and (i == 0 or not _ident_char(sql[i - 1])) and DOLLAR_TAG.match(sql, i):
-                i = self._dollar(i)
-            elif ch == "'":
+            elif text == '"':
+                i = self._quoted(i, IDENTIFIER_BODY)
+            elif text == "$":
+                dollar = i == 0 or not _ident_char(sql[i - 1])
+                i = self._dollar(i) if dollar and DOLLAR_TAG.match(sql, i) else i + 1
+            elif text == "'":
                 i = self._string(i)
-            elif ch == ";" and self.depth == 0:
-                self._end_statement(i)
+            elif text == ";":
+                if self.depth == 0:
+                    self._end_statement(i)
                 i += 1
-            elif WORD.match(sql, i):
-                word = WORD.match(sql, i)
-                assert word is not None
-                self.tokens.append(word.group().lower())
-                i = word.end()
-            else:
-                self.depth += {"(": 1, ")": -1}.get(ch, 0)
-                if ch == "=":
-                    self.tokens.append("=")
+            elif text in "()":
+                self.depth += 1 if text == "(" else -1
                 i += 1
+            else:  # a word or "=": only a statement's first tokens can make it a SET
+                if len(self.tokens) < STATEMENT_HEAD:
+                    self.tokens.append(text.lower())
+                i = token.end()
         self._end_statement(len(sql))
         self.out.append(sql[self.copied :])
         return Rewrite("".join(self.out), tuple(self.settings))
 
     def _block_comment(self, i: int) -> int:
         depth, i = 1, i + 2
-        while i < len(self.sql) and depth:
-            if self.sql.startswith("/*", i):
-                depth, i = depth + 1, i + 2
-            elif self.sql.startswith("*/", i):
-                depth, i = depth - 1, i + 2
-            else:
-                i += 1
-        return i
+        while depth and (mark := COMMENT_MARK.search(self.sql, i)) is not None:
+            depth += 1 if mark.group() == "/*" else -1
+            i = mark.end()
+        return i if depth == 0 else len(self.sql)
 
-    def _quoted(self, i: int, quote: str, *, backslash: bool = False) -> int:
+    def _quoted(self, i: int, body: re.Pattern[str]) -> int:
         """Past the closing quote of a string or identifier opened at ``i``."""
-        sql, i = self.sql, i + 1
-        while i < len(sql):
-            if (backslash and sql[i] == "\\") or sql.startswith(quote * 2, i):
-                i += 2
-            elif sql[i] == quote:
-                return i + 1
-            else:
-                i += 1
-        raise LegacyStringsError("unterminated quoted string", i)
+        closed = body.match(self.sql, i + 1)
+        if closed is None:
+            raise LegacyStringsError("unterminated quoted string", i)
+        return closed.end()
 
     def _dollar(self, i: int) -> int:
         tag = DOLLAR_TAG.match(self.sql, i)
@@ -136,10 +130,12 @@ class _Scanner:
             # After a word (a typed literal such as date'2024-01-01') the E needs a space.
             self.out.append(sql[self.copied : i] + (" E" if i and _ident_char(sql[i - 1]) else "E"))
             self.copied = i
-        start, end = i, self._quoted(i, "'", backslash=escapes)
+        body = ESCAPE_BODY if escapes else STANDARD_BODY
+        start, end = i, self._quoted(i, body)
         while (more := CONTINUATION.match(sql, end)) is not None:
-            end = self._quoted(more.end() - 1, "'", backslash=escapes)
-        self.tokens.append("'" + sql[start + 1 : end - 1].lower())
+            end = self._quoted(more.end() - 1, body)
+        if len(self.tokens) < STATEMENT_HEAD:
+            self.tokens.append("'" + sql[start + 1 : end - 1].lower())
         return end
 
     def _end_statement(self, offset: int) -> None:

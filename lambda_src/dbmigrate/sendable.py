@@ -10,11 +10,14 @@ rewrite against the SET statements it finds.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import UnsupportedSqlError
 from .legacy_strings import LegacyStringsError, rewrite_escape_strings
 from .plpgsql import walk
+
+if TYPE_CHECKING:
+    from .sqlscript import Statement
 
 __all__ = [
     "conforming_settings",
@@ -49,22 +52,28 @@ def conforming_settings(tree: dict[str, Any]) -> list[bool | None]:
     return values
 
 
-def rewrite_legacy_strings(sql: str, tree: dict[str, Any] | None, *, database: str, file: str) -> str:
-    """The file with strings written under standard_conforming_strings=off made explicit (E'')."""
+def rewrite_legacy_strings(
+    sql: str, tree: dict[str, Any] | None, *, database: str, file: str
+) -> tuple[str, dict[str, Any] | None]:
+    """The file with strings written under standard_conforming_strings=off made explicit (E''),
+    and its parse tree (None when unchanged, or when the rewrite does not parse either).
+
+    ``tree`` is the file's own parse tree, None when it did not parse.
+    """
     try:
         rewrite = rewrite_escape_strings(sql)
     except LegacyStringsError as exc:
         if tree is None:
-            return sql  # not a file that sets the option: the syntax error stands
+            return sql, None  # not a file that sets the option: the syntax error stands
         raise _conforming_strings_error(f"{exc}", line_of(sql, exc.offset), database, file) from exc
     if rewrite.text == sql:
-        return sql
+        return sql, None
     from pglast import parser as pg_parser  # noqa: PLC0415
 
     try:
-        parsed = json.loads(pg_parser.parse_sql_json(rewrite.text))
+        parsed: dict[str, Any] = json.loads(pg_parser.parse_sql_json(rewrite.text))
     except pg_parser.ParseError:
-        return sql if tree is None else rewrite.text
+        return (sql, None) if tree is None else (rewrite.text, None)
     if conforming_settings(parsed) != list(rewrite.settings):
         raise _conforming_strings_error(
             "the file's SET standard_conforming_strings statements could not be matched to its strings",
@@ -72,7 +81,7 @@ def rewrite_legacy_strings(sql: str, tree: dict[str, Any] | None, *, database: s
             database,
             file,
         )
-    return rewrite.text
+    return rewrite.text, parsed
 
 
 def _conforming_strings_error(message: str, line: int | None, database: str, file: str) -> UnsupportedSqlError:
@@ -104,10 +113,11 @@ def refuse_unsendable(sql: str, *, database: str, file: str) -> None:
         )
 
 
-def refuse_encoding_change(node: str, tree: dict[str, Any], line: int, *, database: str, file: str) -> None:
+def refuse_encoding_change(statement: Statement, *, database: str, file: str) -> None:
     """Text is sent as UTF-8: a statement must not change how the server decodes what follows."""
-    names = set(set_config_names(tree)) & {"client_encoding", CONFORMING_STRINGS}
-    if node == "VariableSetStmt" and tree.get("name") == "client_encoding":
+    names = set(statement.set_configs) & {"client_encoding", CONFORMING_STRINGS}
+    tree, line = statement.tree, statement.line
+    if statement.node == "VariableSetStmt" and tree.get("name") == "client_encoding":
         args = tree.get("args", [])
         value = args[0].get("A_Const", {}).get("sval", {}).get("sval", "") if len(args) == 1 else ""
         if str(value).upper().replace("-", "") not in ("UTF8", "UNICODE"):  # pg_dump writes 'UTF8'

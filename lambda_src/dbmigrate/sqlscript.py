@@ -65,6 +65,8 @@ class Statement:
     session_effect: SessionEffect = SessionEffect.NONE
     changes_role: bool = False
     adds_enum_value: bool = False
+    set_configs: tuple[str, ...] = ()
+    """The setting each set_config(...) call in the statement names ('?' when computed)."""
     tree: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """The statement's parse tree (pglast JSON), for the linter."""
 
@@ -138,7 +140,7 @@ def analyze(sql: str, *, database: str, file: str) -> Script:
     positions = _Positions(sql)
     statements = [_statement(positions, raw) for raw in tree.get("stmts", [])]
     for statement in statements:
-        refuse_encoding_change(statement.node, statement.tree, statement.line, database=database, file=file)
+        refuse_encoding_change(statement, database=database, file=file)
     body, statements, wrapped = _unwrap_transaction(sql, statements, database=database, file=file)
 
     outside = [s for s in statements if not s.transactional]
@@ -164,16 +166,19 @@ def analyze(sql: str, *, database: str, file: str) -> Script:
     )
 
 
-def _parse(sql: str, *, database: str, file: str) -> tuple[str, dict[str, Any]]:
-    """The text the server will run and its parse tree; SqlError/UnsupportedSqlError if none."""
+def _parse(sql: str, *, database: str, file: str, rewritten: bool = False) -> tuple[str, dict[str, Any]]:
+    """The text the server will run and its parse tree; SqlError/UnsupportedSqlError if none.
+
+    ``rewritten``: ``sql`` is already the rewrite of a standard_conforming_strings=off file.
+    """
     from pglast import parser as pg_parser  # noqa: PLC0415 (70 ms: only when a file is read)
 
     try:
         tree: dict[str, Any] = json.loads(pg_parser.parse_sql_json(sql))
     except pg_parser.ParseError as exc:
-        rewritten = rewrite_legacy_strings(sql, None, database=database, file=file)
-        if rewritten != sql:
-            return _parse(rewritten, database=database, file=file)
+        text, parsed = (sql, None) if rewritten else rewrite_legacy_strings(sql, None, database=database, file=file)
+        if parsed is not None:
+            return text, parsed
         _refuse_psql_only_syntax(sql, database=database, file=file)
         message, index = exc.args[0], exc.args[1] if len(exc.args) > 1 else None
         raise SqlError(
@@ -183,10 +188,12 @@ def _parse(sql: str, *, database: str, file: str) -> tuple[str, dict[str, Any]]:
             line=line_of(sql, index) if isinstance(index, int) else None,
             hint="fix the SQL; nothing of this file was run",
         ) from exc
-    if conforming_settings(tree):
-        rewritten = rewrite_legacy_strings(sql, tree, database=database, file=file)
-        if rewritten != sql:
-            return _parse(rewritten, database=database, file=file)
+    if not rewritten and any(value is not True for value in conforming_settings(tree)):  # "= on" needs nothing
+        text, parsed = rewrite_legacy_strings(sql, tree, database=database, file=file)
+        if parsed is not None:
+            return text, parsed
+        if text != sql:
+            return _parse(text, database=database, file=file, rewritten=True)  # reports its syntax error
     return sql, tree
 
 
@@ -235,6 +242,7 @@ def _statement(positions: _Positions, raw: dict[str, Any]) -> Statement:
     lead = _leading_trivia(text)
     offset = positions.char_of(start) + lead
     node_name, node = next(iter(raw["stmt"].items()))
+    configs = tuple(set_config_names(node))
     return Statement(
         text=text[lead:].rstrip(),
         line=positions.line_of(offset),
@@ -242,10 +250,11 @@ def _statement(positions: _Positions, raw: dict[str, Any]) -> Statement:
         node=node_name,
         transactional=not _outside_transaction(node_name, node),
         transaction_kind=node.get("kind") if node_name == "TransactionStmt" else None,
-        session_effect=_session_effect(node_name, node),
+        session_effect=_session_effect(node_name, node, configs),
         changes_role=node_name == "VariableSetStmt" and node.get("name") in ("role", "session_authorization"),
         adds_enum_value=(node_name == "AlterEnumStmt" and "oldVal" not in node)
         or (node_name == "DoStmt" and do_block_effects(node).adds_enum_value),
+        set_configs=configs,
         tree=node,
     )
 
@@ -266,15 +275,18 @@ def _relations(node: Any) -> set[str]:
     return found
 
 
-def _session_effect(name: str, node: dict[str, Any]) -> SessionEffect:
-    """What a statement leaves in the session beyond its transaction (DO blocks: what they run)."""
+def _session_effect(name: str, node: dict[str, Any], configs: tuple[str, ...] | None = None) -> SessionEffect:
+    """What a statement leaves in the session beyond its transaction (DO blocks: what they run).
+
+    ``configs`` are the settings its set_config calls name (found here if not given).
+    """
     if name == "DoStmt":
         block = do_block_effects(node)
         if block.opaque:
             return SessionEffect.RECONNECT
         inner = [_session_effect(n, stmt) for n, stmt in block.embedded]
         return max(inner, key=_EFFECT_ORDER.index, default=SessionEffect.NONE)
-    configs = set_config_names(node)
+    configs = tuple(set_config_names(node)) if configs is None else configs
     if any("." in setting or setting == "?" for setting in configs):
         return SessionEffect.RECONNECT  # a custom setting stays defined after DISCARD ALL
     if configs:
