@@ -25,14 +25,16 @@ ASSIGNMENT_MODES = (3, 4, 5)
 class BlockEffects:
     """What a DO block may do beyond a plain statement in a transaction.
 
-    ``commits``: it ends transactions (COMMIT/ROLLBACK, or a CALL of a procedure that
-    may), so it runs outside a transaction block. ``adds_enum_value``: it adds a value
+    ``commits``: it ends transactions (COMMIT/ROLLBACK), so it runs outside a transaction
+    block. ``calls``: it calls a procedure, which may commit (only the server knows), so
+    it runs outside one too unless the file asked for one transaction. ``adds_enum_value``: it adds a value
     to an enum type. ``embedded`` are the parse trees of the SQL statements it runs
     (for session effects). ``opaque``: it runs SQL that cannot be read before it runs
     (EXECUTE of a computed string, or a body that is not PL/pgSQL or does not parse).
     """
 
     commits: bool = False
+    calls: bool = False
     adds_enum_value: bool = False
     embedded: tuple[tuple[str, dict[str, Any]], ...] = ()
     opaque: bool = False
@@ -72,7 +74,7 @@ def _body_effects(body: str) -> BlockEffects:
     if tree is None:
         # The server will refuse the body too; the statement fails where it stands.
         return BlockEffects(opaque=True)
-    commits = adds = opaque = False
+    commits = calls = adds = opaque = False
     embedded: list[tuple[str, dict[str, Any]]] = []
     for item in walk(tree):
         if "PLpgSQL_stmt_commit" in item or "PLpgSQL_stmt_rollback" in item:
@@ -80,7 +82,7 @@ def _body_effects(body: str) -> BlockEffects:
         elif "PLpgSQL_stmt_dynexecute" in item or "PLpgSQL_stmt_dynfors" in item:
             opaque = True
         elif "PLpgSQL_stmt_call" in item:
-            commits = True
+            calls = True
         expr = item.get("PLpgSQL_expr")
         if isinstance(expr, dict) and isinstance(expr.get("query"), str):
             statements = _parse_embedded(expr["query"], expr.get("parseMode", STATEMENT_MODE))
@@ -88,10 +90,10 @@ def _body_effects(body: str) -> BlockEffects:
                 opaque = True
                 continue
             for name, stmt in statements:
-                commits = commits or name == "CallStmt"
+                calls = calls or name == "CallStmt"
                 adds = adds or (name == "AlterEnumStmt" and "oldVal" not in stmt)
                 embedded.append((name, stmt))
-    return BlockEffects(commits, adds, tuple(embedded), opaque)
+    return BlockEffects(commits, calls, adds, tuple(embedded), opaque)
 
 
 def _parse_body(body: str) -> list[Any] | None:

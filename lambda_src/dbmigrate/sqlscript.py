@@ -143,7 +143,7 @@ def analyze(sql: str, *, database: str, file: str) -> Script:
         refuse_encoding_change(statement, database=database, file=file)
     body, statements, wrapped = _unwrap_transaction(sql, statements, database=database, file=file)
 
-    outside = [s for s in statements if not s.transactional]
+    outside = [s for s in statements if not s.transactional and not (wrapped and _may_call_in_wrapper(s))]
     reason = None
     if outside and wrapped:
         _refuse_broken_wrapper(outside[0], database=database, file=file)
@@ -195,6 +195,14 @@ def _parse(sql: str, *, database: str, file: str, rewritten: bool = False) -> tu
         if text != sql:
             return _parse(text, database=database, file=file, rewritten=True)  # reports its syntax error
     return sql, tree
+
+
+def _may_call_in_wrapper(statement: Statement) -> bool:
+    """A procedure call that may commit: inside a file's own BEGIN ... COMMIT it runs in that
+    transaction, as psql runs it (if the procedure commits, the server refuses and all rolls back)."""
+    if statement.node == "CallStmt":
+        return True
+    return statement.node == "DoStmt" and not do_block_effects(statement.tree).commits
 
 
 def _refuse_broken_wrapper(statement: Statement, *, database: str, file: str) -> None:
@@ -343,7 +351,8 @@ def _outside_transaction(name: str, node: dict[str, Any]) -> bool:
     if name in ALWAYS_OUTSIDE_TRANSACTION and name != "DoStmt":
         return True
     if name == "DoStmt":
-        return do_block_effects(node).commits
+        block = do_block_effects(node)
+        return block.commits or block.calls
     if name in ("IndexStmt", "DropStmt"):
         return bool(node.get("concurrent"))
     if name == "ReindexStmt":

@@ -220,6 +220,30 @@ def test_a_wrapped_file_that_adds_an_enum_value_runs_as_its_one_transaction_or_n
     assert rows(pg, "SELECT mode FROM dbmigrate.history WHERE version = 2") == [("transaction",)]
 
 
+def test_a_wrapped_procedure_call_runs_in_the_files_one_transaction_or_rolls_it_all_back(
+    pg: EmbeddedPostgres, cli: Cli, write_migrations: Write
+) -> None:
+    root = write_migrations(
+        {
+            **ROOT,
+            "appdb/1_procs.up.sql": "CREATE TABLE t (a int);\n"
+            "CREATE PROCEDURE plain() LANGUAGE sql AS $$ INSERT INTO t VALUES (1) $$;\n"
+            "CREATE PROCEDURE commits() LANGUAGE plpgsql AS $$ BEGIN INSERT INTO t VALUES (2); COMMIT; END $$;",
+            "appdb/2_wrapped.up.sql": "BEGIN;\nCREATE TABLE w ();\nCALL commits();\nCOMMIT;\n",
+        }
+    )
+    result = up(cli, root)
+    assert (result.code, result.json()["sqlstate"]) == (1, "2D000")
+    assert rows(pg, "SELECT count(*) FROM t") == [(0,)]
+    assert tables(pg, "appdb") == ["t"]
+    assert history(pg, "appdb") == [(1, "applied")]
+
+    write_migrations({"appdb/2_wrapped.up.sql": "BEGIN;\nCREATE TABLE w ();\nCALL plain();\nCOMMIT;\n"})
+    assert up(cli, root).code == 0
+    assert rows(pg, "SELECT a FROM t") == [(1,)]
+    assert rows(pg, "SELECT mode FROM dbmigrate.history WHERE version = 2") == [("transaction",)]
+
+
 # -- failed non-transactional statements leave objects behind ------------------------------
 def test_an_invalid_index_left_by_a_failed_concurrent_build_is_named_and_never_recorded_applied(
     pg: EmbeddedPostgres, cli: Cli, write_migrations: Write

@@ -303,3 +303,10 @@ def test_a_wrapped_file_with_a_statement_that_cannot_run_in_a_transaction_is_ref
 def test_a_wrapped_file_that_adds_an_enum_value_keeps_its_one_transaction() -> None:
     script = parse("BEGIN;\nALTER TYPE e ADD VALUE 'x';\nSELECT 1;\nCOMMIT;\n")
     assert script.mode is Mode.TRANSACTION and script.wrapped
+
+
+@pytest.mark.parametrize("call", ["CALL refresh();", "DO $$ BEGIN CALL refresh(); END $$;"])
+def test_a_procedure_call_inside_a_wrapper_runs_in_the_wrapper_transaction(call: str) -> None:
+    script = parse(f"BEGIN;\nCREATE TABLE t (a int);\n{call}\nCOMMIT;\n")
+    assert script.mode is Mode.TRANSACTION and script.wrapped
+    assert parse(f"CREATE TABLE t (a int);\n{call}\n").mode is Mode.AUTOCOMMIT
