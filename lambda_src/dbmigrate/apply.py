@@ -21,7 +21,7 @@ import psycopg2.errorcodes
 from .db import Connection
 from .errors import PartialMigrationError, SqlError
 from .history import History
-from .leftovers import check_advice, index_target, invalid_indexes
+from .leftovers import Leftover, check_advice, describe, fixes, left_behind, watch
 from .model import MigrationRef
 from .sqlscript import Mode, Script, SessionEffect, Statement, analyze, line_of
 
@@ -202,16 +202,15 @@ def _run_in_autocommit(
             history.insert({**row, "status": "running", "statements_done": 0, "error": _running(script, 0, None)})
         for index, statement in enumerate(script.statements):
             _read_as_parsed(conn)
-            target = index_target(statement)
-            before = invalid_indexes(conn, target[0]) if target else set()
+            before = watch(conn, statement)
             try:
                 with conn.cursor() as cur:
                     cur.execute(statement.text)
             except psycopg2.Error as exc:
                 _rollback(conn)
-                left = _left_behind(conn, target, before)
+                left = left_behind(conn, statement, before)
                 raise _autocommit_failure(conn, history, ref, key, script, index, exc, left, undo=undo) from exc
-            left = _left_behind(conn, target, before)
+            left = left_behind(conn, statement, before)
             if left:
                 raise _leftover_failure(history, ref, key, script, index, left)
             history.update(ref.version, statements_done=index + 1, error=_running(script, index + 1, undoing))
@@ -237,21 +236,12 @@ def _running(script: Script, index: int, undoing: str | None) -> str | None:
     )
 
 
-def _left_behind(conn: Connection, target: tuple[str, str | None] | None, before: set[str]) -> list[str]:
-    """Invalid indexes a concurrent index statement left: new ones, or the one it named (IF NOT EXISTS)."""
-    if target is None:
-        return []
-    after = invalid_indexes(conn, target[0])
-    named = invalid_indexes(conn, target[1], only_named=True) if target[1] else set()
-    return sorted((after - before) | named)
-
-
 def _leftover_failure(
-    history: History, ref: MigrationRef, key: str, script: Script, index: int, left: list[str]
+    history: History, ref: MigrationRef, key: str, script: Script, index: int, left: list[Leftover]
 ) -> PartialMigrationError:
     """A concurrent index statement completed but an invalid index stands where it should be."""
     statement = script.statements[index]
-    error = _leftover_text(left)
+    error = describe(left)
     history.update(ref.version, status="partial", statements_done=index, error=error)
     return PartialMigrationError(
         f"statement {index + 1} completed but {error}",
@@ -259,21 +249,12 @@ def _leftover_failure(
         file=key,
         line=statement.line,
         statement=statement.text[:200],
-        hint=f"{_leftover_fix(left)}, then `dbmigrate repair --database {ref.database}` and run again; "
+        hint=f"{fixes(left)}, then `dbmigrate repair --database {ref.database}` and run again; "
         f"further runs on {ref.database} are blocked until then",
         statements_done=index,
         statements_total=len(script.statements),
-        left_behind=left,
+        left_behind=[item.name for item in left],
     )
-
-
-def _leftover_text(left: list[str]) -> str:
-    names = ", ".join(left)
-    return f"left behind invalid index {names} (it enforces nothing; IF NOT EXISTS would skip over it)"
-
-
-def _leftover_fix(left: list[str]) -> str:
-    return "drop it with " + "; ".join(f"DROP INDEX CONCURRENTLY {name}" for name in left)
 
 
 def _autocommit_failure(
@@ -284,7 +265,7 @@ def _autocommit_failure(
     script: Script,
     index: int,
     exc: psycopg2.Error,
-    left: list[str],
+    left: list[Leftover],
     *,
     undo: bool,
 ) -> SqlError | PartialMigrationError:
@@ -307,9 +288,9 @@ def _autocommit_failure(
         f"then `dbmigrate repair --database {ref.database}`; further runs on {ref.database} are blocked until then"
     )
     if left:
-        message += f"; the failed statement {_leftover_text(left)}"
-        error += f"; {_leftover_text(left)}"
-        hint = f"{_leftover_fix(left)}; {hint}"
+        message += f"; the failed statement {describe(left)}"
+        error += f"; {describe(left)}"
+        hint = f"{fixes(left)}; {hint}"
     history.update(ref.version, status="partial", statements_done=index, error=error)
     return PartialMigrationError(
         message,
@@ -321,7 +302,7 @@ def _autocommit_failure(
         sqlstate=exc.pgcode,
         statements_done=index,
         statements_total=len(script.statements),
-        **({"left_behind": left} if left else {}),
+        **({"left_behind": [item.name for item in left]} if left else {}),
     )
 
 

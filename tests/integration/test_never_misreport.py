@@ -317,6 +317,32 @@ def test_a_concurrent_index_drop_that_times_out_names_the_invalid_index_it_left(
     assert history(pg, "appdb") == [(1, "applied"), (2, "partial")]
 
 
+def test_a_concurrent_detach_that_times_out_names_the_partition_pending_detach(
+    pg: EmbeddedPostgres, cli: Cli, write_migrations: Write
+) -> None:
+    root = write_migrations(
+        {
+            **ROOT,
+            "appdb/1_parts.up.sql": "CREATE TABLE readings (at int) PARTITION BY RANGE (at);\n"
+            "CREATE TABLE readings_1 PARTITION OF readings FOR VALUES FROM (0) TO (10);",
+        }
+    )
+    assert up(cli, root).code == 0
+    reader = psycopg2.connect(pg.dsn("appdb"))
+    try:
+        with reader.cursor() as cur:
+            cur.execute("SELECT * FROM readings")  # a snapshot the detach must wait out
+        write_migrations({"appdb/2_detach.up.sql": "ALTER TABLE readings DETACH PARTITION readings_1 CONCURRENTLY;\n"})
+        result = cli("up", "--dir", str(root), "--json", "--statement-timeout", "1")
+    finally:
+        reader.close()
+    error = result.json()
+    assert (result.code, error["left_behind"]) == (1, ["readings_1"])
+    assert "ALTER TABLE readings DETACH PARTITION readings_1 FINALIZE" in error["hint"]
+    assert rows(pg, "SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = 'readings_1'::regclass") == [(True,)]
+    assert history(pg, "appdb") == [(1, "applied"), (2, "partial")]
+
+
 # -- unknown is not "did not run" ---------------------------------------------------------
 SLOW_FILE = "CREATE INDEX CONCURRENTLY t_x ON t (x);\nINSERT INTO t SELECT 42 FROM pg_sleep(3);\nSELECT 1;\n"
 
