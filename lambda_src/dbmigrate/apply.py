@@ -21,6 +21,7 @@ import psycopg2.errorcodes
 from .db import Connection
 from .errors import PartialMigrationError, SqlError
 from .history import History
+from .leftovers import Leftover, check_advice, describe, fixes, left_behind, watch
 from .model import MigrationRef
 from .sqlscript import Mode, Script, SessionEffect, Statement, analyze, line_of
 
@@ -98,6 +99,7 @@ def apply_file(
         "statements_total": len(script.statements),
     }
     started = time.monotonic()
+    _read_as_parsed(conn)
     if script.mode is Mode.TRANSACTION:
         if undo:
             record = history.delete_sql(ref.version)
@@ -127,6 +129,17 @@ class _NeedsAutocommitError(Exception):
         self.message = message
 
 
+def _read_as_parsed(conn: Connection) -> None:
+    """Make the session read text as the parser did: UTF-8, standard_conforming_strings on."""
+    if conn.closed:
+        return
+    if conn.encoding != "UTF8" or conn.info.parameter_status("client_encoding") != "UTF8":
+        conn.set_client_encoding("UTF8")
+    if conn.info.parameter_status("standard_conforming_strings") != "on":
+        with conn.cursor() as cur:
+            cur.execute("SET standard_conforming_strings = on")
+
+
 def _ms_since(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
@@ -135,16 +148,15 @@ def _run_in_transaction(conn: Connection, ref: MigrationRef, key: str, script: S
     # The history row is written as the session user even if the file ran SET ROLE, and
     # cached sequence values are dropped, as a new psql session would not have them.
     as_session_user = "SET LOCAL ROLE NONE;\n" if script.changes_role else ""
-    prefix = "" if script.preamble else TRANSACTION_PREFIX
+    prefix = TRANSACTION_PREFIX
     query = f"{prefix}{script.body}\n;\n{as_session_user}{record};\nDISCARD SEQUENCES;\nCOMMIT;"
     try:
         with conn.cursor() as cur:
-            if script.preamble:
-                cur.execute(f"{TRANSACTION_PREFIX}{script.preamble}")
             cur.execute(query)
     except psycopg2.Error as exc:
         _rollback(conn)
-        if script.statements and (exc.pgcode in NEEDS_AUTOCOMMIT or PENDING_TRIGGER_EVENTS in _server_message(exc)):
+        needs_autocommit = exc.pgcode in NEEDS_AUTOCOMMIT or PENDING_TRIGGER_EVENTS in _server_message(exc)
+        if script.statements and needs_autocommit and not script.wrapped:
             raise _NeedsAutocommitError(_server_message(exc)) from exc
         line = _position_line(exc, script.body, len(prefix))
         if line is None and len(script.statements) == 1:
@@ -152,7 +164,20 @@ def _run_in_transaction(conn: Connection, ref: MigrationRef, key: str, script: S
         elif line is None and exc.pgcode not in NO_DIAGNOSTIC_RERUN and not conn.closed:
             line = _locate_failure(conn, script)
         outcome = "the file's transaction was rolled back: nothing of it was applied"
-        raise _sql_error(exc, ref, key, line, outcome, blockers=_blockers(conn, exc, script)) from exc
+        if conn.closed:
+            outcome = (
+                "the connection was lost before the server answered: the file and its history row commit "
+                "together, so `dbmigrate status` shows whether it was applied"
+            )
+        elif script.wrapped and needs_autocommit:
+            outcome = (
+                "the file wraps itself in BEGIN ... COMMIT, so it ran as that one transaction, which was rolled "
+                "back: nothing of it was applied (split the file where the server needs a commit)"
+            )
+        error = _sql_error(exc, ref, key, line, outcome, blockers=_blockers(conn, exc, script))
+        if conn.closed:
+            error.details["connection_lost"] = True
+        raise error from exc
 
 
 def _run_in_autocommit(
@@ -168,26 +193,68 @@ def _run_in_autocommit(
 ) -> None:
     history.as_session_user = script.changes_role
     try:
+        # Until a statement's outcome is recorded, the record says it is running: a run
+        # killed meanwhile leaves "statement k: outcome unknown", never "did not run".
+        undoing = key if undo else None
         if undo:
-            history.update(ref.version, status="running", statements_done=0, error=f"undoing with {key}")
+            history.update(ref.version, status="running", statements_done=0, error=_running(script, 0, undoing))
         else:
-            history.insert({**row, "status": "running", "statements_done": 0})
+            history.insert({**row, "status": "running", "statements_done": 0, "error": _running(script, 0, None)})
         for index, statement in enumerate(script.statements):
+            _read_as_parsed(conn)
+            before = watch(conn, statement)
             try:
                 with conn.cursor() as cur:
                     cur.execute(statement.text)
             except psycopg2.Error as exc:
                 _rollback(conn)
-                raise _autocommit_failure(conn, history, ref, key, script, index, exc, undo=undo) from exc
-            history.update(ref.version, statements_done=index + 1)
+                left = left_behind(conn, statement, before)
+                raise _autocommit_failure(conn, history, ref, key, script, index, exc, left, undo=undo) from exc
+            left = left_behind(conn, statement, before)
+            if left:
+                raise _leftover_failure(history, ref, key, script, index, left)
+            history.update(ref.version, statements_done=index + 1, error=_running(script, index + 1, undoing))
         if undo:
             history.delete(ref.version)
         else:
-            history.update(ref.version, status="applied", duration_ms=_ms_since(started))
+            history.update(ref.version, status="applied", error=None, duration_ms=_ms_since(started))
         with conn.cursor() as cur:
             cur.execute("DISCARD SEQUENCES")
     finally:
         history.as_session_user = False
+
+
+def _running(script: Script, index: int, undoing: str | None) -> str | None:
+    """The record's note while statement ``index + 1`` runs: what to check if the run dies."""
+    if index >= len(script.statements):
+        return None
+    statement = script.statements[index]
+    return (
+        ("" if undoing is None else f"undoing with {undoing}: ")
+        + f"statement {index + 1} (line {statement.line}) was running; if this run is gone its outcome is "
+        f"unknown: check {check_advice(statement)}"
+    )
+
+
+def _leftover_failure(
+    history: History, ref: MigrationRef, key: str, script: Script, index: int, left: list[Leftover]
+) -> PartialMigrationError:
+    """A concurrent index statement completed but an invalid index stands where it should be."""
+    statement = script.statements[index]
+    error = describe(left)
+    history.update(ref.version, status="partial", statements_done=index, error=error)
+    return PartialMigrationError(
+        f"statement {index + 1} completed but {error}",
+        database=ref.database,
+        file=key,
+        line=statement.line,
+        statement=statement.text[:200],
+        hint=f"{fixes(left)}, then `dbmigrate repair --database {ref.database}` and run again; "
+        f"further runs on {ref.database} are blocked until then",
+        statements_done=index,
+        statements_total=len(script.statements),
+        left_behind=[item.name for item in left],
+    )
 
 
 def _autocommit_failure(
@@ -198,34 +265,64 @@ def _autocommit_failure(
     script: Script,
     index: int,
     exc: psycopg2.Error,
+    left: list[Leftover],
     *,
     undo: bool,
 ) -> SqlError | PartialMigrationError:
     statement = script.statements[index]
     line = _position_line(exc, statement.text, 0, base_line=statement.line) or statement.line
-    if index == 0 and not conn.closed:
+    if conn.closed:
+        return _unknown_outcome(ref, key, script, index, exc)
+    if index == 0 and not left:
         if undo:
             history.update(ref.version, status="applied", statements_done=None, error=None)
         else:
             history.delete(ref.version)
         outcome = "its first statement failed, so nothing of the file was " + ("undone" if undo else "applied")
         return _sql_error(exc, ref, key, line, outcome, blockers=_blockers(conn, exc, script))
-    ran = _ran(script.statements[:index])
+    ran = _ran(script.statements[:index]) if index else "nothing else"
     message = f"{_server_message(exc)}; {ran} had already run (each in its own transaction: {script.reason})"
-    if not conn.closed:
-        error = f"{'undo with ' + key + ' stopped: ' if undo else ''}{_server_message(exc)}"
-        history.update(ref.version, status="partial", statements_done=index, error=error)
+    error = f"{'undo with ' + key + ' stopped: ' if undo else ''}{_server_message(exc)}"
+    hint = (
+        f"finish or undo the file by hand (statements {index + 1}-{len(script.statements)} did not run), "
+        f"then `dbmigrate repair --database {ref.database}`; further runs on {ref.database} are blocked until then"
+    )
+    if left:
+        message += f"; the failed statement {describe(left)}"
+        error += f"; {describe(left)}"
+        hint = f"{fixes(left)}; {hint}"
+    history.update(ref.version, status="partial", statements_done=index, error=error)
     return PartialMigrationError(
         message,
         database=ref.database,
         file=key,
         line=line,
         statement=statement.text[:200],
-        hint=f"finish or undo the file by hand (statements {index + 1}-{len(script.statements)} did not run), "
-        f"then `dbmigrate repair --database {ref.database}`; further runs on {ref.database} are blocked until then",
+        hint=hint,
         sqlstate=exc.pgcode,
         statements_done=index,
         statements_total=len(script.statements),
+        **({"left_behind": [item.name for item in left]} if left else {}),
+    )
+
+
+def _unknown_outcome(
+    ref: MigrationRef, key: str, script: Script, index: int, exc: psycopg2.Error
+) -> PartialMigrationError:
+    """The connection died while a statement ran: the server may still finish it."""
+    statement = script.statements[index]
+    return PartialMigrationError(
+        f"statement {index + 1} (line {statement.line}): outcome unknown, the connection was lost while it ran "
+        f"({_server_message(exc)}); the server may have finished it; the record stays 'running'",
+        database=ref.database,
+        file=key,
+        line=statement.line,
+        statement=statement.text[:200],
+        hint=f"check {check_advice(statement)}; then finish or undo the rest by hand and run "
+        f"`dbmigrate repair --database {ref.database}` (with --mark-applied {ref.version} if it is complete)",
+        statements_done=index,
+        statements_total=len(script.statements),
+        outcome_unknown=index + 1,
     )
 
 

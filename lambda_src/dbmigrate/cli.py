@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(runner: Runner, args: argparse.Namespace) -> RunReport:
     if args.command == "down":
-        return runner.down(_one_database(args), args.to)
+        return runner.down(_one_database(args), args.to, dry_run=args.dry_run)
     if args.command == "baseline":
         return runner.baseline(_one_database(args), args.version)
     if args.command == "repair":
@@ -169,7 +169,14 @@ def _parser() -> argparse.ArgumentParser:
     down = commands.add_parser(
         "down", parents=[common, database], help="undo applied versions above --to with their .down.sql files"
     )
-    down.add_argument("--to", type=int, required=True, metavar="VERSION", help="the version to end at (0: all)")
+    down.add_argument(
+        "--to",
+        type=int,
+        required=True,
+        metavar="VERSION",
+        help="the version to end at: an applied version or a file's version (0: undo all)",
+    )
+    down.add_argument("--dry-run", action="store_true", help="print what would be undone; undo nothing")
     baseline = commands.add_parser(
         "baseline", parents=[common, database], help="record an existing database as being at a version"
     )
@@ -298,6 +305,9 @@ class _Progress:
             )
         elif kind == "lock_acquired" and event["waited_s"] >= 0.05:
             self._say(f"waited {event['waited_s']:.1f} s for another run to finish")
+        elif kind == "down_plan":
+            files = ", ".join(f"{item['version']} ({item['down_file']})" for item in event["undo"]) or "nothing"
+            self._say(f"{event['database']}: down to {event['to']} undoes {files}")
         elif kind == "file_done":
             self._say(
                 f"[{event['database']} {event['index']}/{event['total']}] {event['file']} "
@@ -322,6 +332,10 @@ def _print_report(report: RunReport, out: TextIO) -> None:
         rows = []
     elif report.action == "down":
         for result in report.databases:
+            if report.dry_run:
+                would = [item["version"] for item in result.to_undo or []]
+                print(f"{result.name}: would undo {would or 'nothing'} (dry run: nothing undone)", file=out)
+                continue
             print(
                 f"{result.name}: undid {result.reverted or 'nothing'}; now at {_version(result.current_version)}",
                 file=out,

@@ -81,6 +81,10 @@ class ChecksumMismatchError(MigrationError):
     """An applied file's content changed since it was applied."""
 
 
+class ForeignHistoryError(MigrationError):
+    """The history records a different file at a version (another project's folder or database)."""
+
+
 class OutOfOrderError(MigrationError):
     """A pending file's version is lower than the newest applied version."""
 

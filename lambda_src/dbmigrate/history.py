@@ -140,13 +140,23 @@ class History:
 
     def update(self, version: int, **changes: Any) -> None:
         """Update fields of one row now (autocommit)."""
+        self._execute(self.update_sql(version, **changes))
+
+    def update_sql(self, version: int, **changes: Any) -> str:
+        """The UPDATE of fields of one row as a literal statement."""
         assignments = sql.SQL(", ").join(
             sql.SQL("{} = {}").format(sql.Identifier(name), sql.Literal(value)) for name, value in changes.items()
         )
         statement = sql.SQL("UPDATE {table} SET {assignments} WHERE version = {version}").format(
             table=self.table, assignments=assignments, version=sql.Literal(Decimal(version))
         )
-        self._execute(statement.as_string(self.conn))
+        return statement.as_string(self.conn)
+
+    def execute_together(self, statements: list[str]) -> None:
+        """Run literal statements in one transaction: all of them take effect or none."""
+        if statements:
+            with self.conn.cursor() as cur:
+                cur.execute("BEGIN;\n" + ";\n".join(statements) + ";\nCOMMIT;")
 
     def delete_sql(self, version: int) -> str:
         """The DELETE of one row as a literal statement, to travel with a down file's SQL."""

@@ -171,6 +171,7 @@ class RunLifecycle:
             "next run applies it again only if it was not committed; a file run in autocommit stays "
             "recorded as unfinished until `dbmigrate repair`",
             sqlstate=exc.pgcode,
+            connection_lost=True,
         )
 
 

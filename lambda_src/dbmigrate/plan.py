@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .errors import ChecksumMismatchError, MigrationError, OutOfOrderError, PartialMigrationError
+from .errors import ChecksumMismatchError, ForeignHistoryError, MigrationError, OutOfOrderError, PartialMigrationError
 from .model import MigrationRef
 
 __all__ = ["APPLIED", "DONE", "UNFINISHED", "AppliedMigration", "DatabasePlan", "plan_database"]
@@ -64,6 +64,7 @@ class DatabasePlan:
     applied: tuple[AppliedMigration, ...]
     pending: tuple[MigrationRef, ...]
     changed: tuple[tuple[MigrationRef, AppliedMigration, str], ...] = ()
+    different: tuple[tuple[MigrationRef, AppliedMigration], ...] = ()
     missing: tuple[AppliedMigration, ...] = ()
     out_of_order: tuple[MigrationRef, ...] = ()
     unfinished: tuple[AppliedMigration, ...] = ()
@@ -79,20 +80,21 @@ class DatabasePlan:
     def refusal(self, *, allow_out_of_order: bool) -> MigrationError | None:
         """The first reason not to apply anything to this database, or None."""
         if self.unfinished:
-            row = self.unfinished[0]
-            what = (
-                f"statements 1-{row.statements_done} of {row.statements_total} ran"
-                if row.statements_done
-                else "it is not known how far it got"
-            )
-            return PartialMigrationError(
-                f"an earlier run of {row.file} did not finish ({row.status}: {what}"
-                + (f"; error: {row.error}" if row.error else "")
-                + "); nothing more is applied to this database until it is repaired",
+            return _unfinished_error(self.database, self.unfinished[0])
+        if self.different:
+            ref, row = self.different[0]
+            more = f" (and {len(self.different) - 1} more)" if len(self.different) > 1 else ""
+            return ForeignHistoryError(
+                f"a different file at version {ref.version}{more}: the history has {row.file} "
+                f"({row.description!r}), the folder has {ref.key} ({ref.description!r}); this database was "
+                "migrated from another set of files",
                 database=self.database,
-                file=row.file,
-                hint=f"finish or undo that file's remaining statements by hand, then run "
-                f"`dbmigrate repair --database {self.database}` to clear the record",
+                file=ref.key,
+                hint="check that the folder (or bucket prefix) and the database URL belong together; nothing "
+                "was applied (repair --accept-checksum would mark a file that never ran as applied)",
+                version=ref.version,
+                history_file=row.file,
+                source_file=ref.key,
             )
         if self.changed:
             ref, row, checksum = self.changed[0]
@@ -128,6 +130,10 @@ class DatabasePlan:
             "applied": [row.version for row in self.applied if row.status not in UNFINISHED],
             "pending": [ref.version for ref in self.pending],
             "changed": [ref.version for ref, _, _ in self.changed],
+            "different": [
+                {"version": ref.version, "history_file": row.file, "source_file": ref.key}
+                for ref, row in self.different
+            ],
             "missing": [row.version for row in self.missing],
             "out_of_order": [ref.version for ref in self.out_of_order],
             "unfinished": [row.to_dict() for row in self.unfinished],
@@ -154,6 +160,7 @@ def plan_database(
     newest = max((row.version for row in applied if row.status not in UNFINISHED), default=None)
     pending: list[MigrationRef] = []
     changed: list[tuple[MigrationRef, AppliedMigration, str]] = []
+    different: list[tuple[MigrationRef, AppliedMigration]] = []
     out_of_order: list[MigrationRef] = []
     for ref in sorted(refs):
         row = by_version.get(ref.version)
@@ -162,7 +169,11 @@ def plan_database(
             if newest is not None and ref.version < newest:
                 out_of_order.append(ref)
         elif row.status in DONE and checksums.get(ref.version, row.checksum) != row.checksum:
-            changed.append((ref, row, checksums[ref.version]))
+            # Same version, another name and other content: not an edit but another file.
+            if row.description != ref.description:
+                different.append((ref, row))
+            else:
+                changed.append((ref, row, checksums[ref.version]))
     present = {ref.version for ref in refs}
     missing = tuple(row for row in applied if row.version not in present and row.status not in UNFINISHED)
     notes = [f"version {row.version} ({row.file}) is applied but no longer in the source" for row in missing]
@@ -173,9 +184,45 @@ def plan_database(
         applied=tuple(sorted(applied, key=lambda row: row.version)),
         pending=tuple(pending),
         changed=tuple(changed),
+        different=tuple(different),
         missing=missing,
         out_of_order=tuple(out_of_order),
         unfinished=tuple(row for row in applied if row.status in UNFINISHED),
         exists=exists,
         notes=tuple(notes),
+    )
+
+
+def _unfinished_error(database: str, row: AppliedMigration) -> PartialMigrationError:
+    """Why a file that ran outside a transaction blocks the database, as far as the record knows."""
+    done = row.statements_done or 0
+    if row.status == "running":
+        # The record is written before each statement: the next one may have run, or still run.
+        return PartialMigrationError(
+            f"an earlier run of {row.file} stopped or is still running: statements 1-{done} of "
+            f"{row.statements_total} are recorded done, statement {done + 1}: outcome unknown"
+            + (f" ({row.error})" if row.error else ""),
+            database=database,
+            file=row.file,
+            hint=f"make sure no run is still at work (pg_stat_activity), check whether statement {done + 1} took "
+            "effect, finish or undo the rest by hand, then `dbmigrate repair --database "
+            f"{database}` (add --mark-applied {row.version} if the file is now complete); do not simply run "
+            "it again",
+            version=row.version,
+            statements_done=done,
+            statements_total=row.statements_total,
+            outcome_unknown=done + 1,
+        )
+    ran = f"statements 1-{done} of {row.statements_total} ran" if done else "none of its statements completed"
+    return PartialMigrationError(
+        f"an earlier run of {row.file} did not finish (partial: {ran}"
+        + (f"; {row.error}" if row.error else "")
+        + "); nothing more is applied to this database until it is repaired",
+        database=database,
+        file=row.file,
+        hint="finish or undo that file's remaining statements by hand (and drop what a failed statement left), "
+        f"then run `dbmigrate repair --database {database}` to clear the record",
+        version=row.version,
+        statements_done=done,
+        statements_total=row.statements_total,
     )

@@ -21,6 +21,7 @@ class DatabaseResult:
     duration_ms: int = 0
     plan: DatabasePlan | None = None
     reverted: list[int] = field(default_factory=list)
+    to_undo: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -32,6 +33,8 @@ class DatabaseResult:
         }
         if self.reverted:
             data["reverted"] = self.reverted
+        if self.to_undo is not None:
+            data["to_undo"] = self.to_undo
         return data
 
 
@@ -43,7 +46,8 @@ class RunReport:
     ``plan``: the versions a migrate would apply, the drift (changed, missing and
     out-of-order versions), and the problems that would stop a migrate.
     ``status``: per database every applied version, the pending ones, and the history.
-    ``down``: per database the versions undone (``reverted``), newest first.
+    ``down``: per database what was to be undone (``to_undo``: version, file, down file)
+    and the versions undone (``reverted``), newest first; nothing with ``dry_run``.
     ``repair`` and ``baseline``: ``changes``, each change made to the history.
     ``warnings``: what went wrong after the work was done (releasing the lock); never
     a reason to doubt what the report says was applied.
@@ -57,6 +61,7 @@ class RunReport:
     problems: list[dict[str, Any]] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         if self.action == "status":
@@ -79,6 +84,8 @@ class RunReport:
             data["changes"] = self.changes
         if self.warnings:
             data["warnings"] = self.warnings
+        if self.action == "down":
+            data["dry_run"] = self.dry_run
         return data
 
 
@@ -87,4 +94,7 @@ def _drift(plan: DatabasePlan | None) -> dict[str, Any]:
     if plan is None:
         return {}
     state = plan.to_dict()
-    return {name: state[name] for name in ("exists", "changed", "missing", "out_of_order", "unfinished", "notes")}
+    return {
+        name: state[name]
+        for name in ("exists", "changed", "different", "missing", "out_of_order", "unfinished", "notes")
+    }

@@ -113,11 +113,15 @@ class Runner:
             warnings=lock.cleanup_errors,
         )
 
-    def down(self, database: str, to_version: int) -> RunReport:
+    def down(self, database: str, to_version: int, *, dry_run: bool = False) -> RunReport:
         """Undo, newest first, every applied version above ``to_version`` with its down file.
 
-        Every down file must exist before anything is undone; each runs in its own
-        transaction with the removal of its history row (or in autocommit, recorded).
+        The target must be 0 (undo everything), an applied version, or the version of a
+        file in the source; anything else (a typo) is refused before anything is undone.
+        What will be undone is reported (event ``down_plan``, ``report.to_undo``) before
+        it is undone; with ``dry_run`` nothing else happens. Every down file must exist
+        before anything is undone; each runs in its own transaction with the removal of
+        its history row (or in autocommit, recorded).
         """
         started = time.monotonic()
         refs = _of(self.source.list(), database)
@@ -125,12 +129,17 @@ class Runner:
         with self._run.locked(self._lock_wait()) as lock, self._session(database, refs) as (history, plan):
             if plan.unfinished:
                 raise plan.refusal(allow_out_of_order=True) or AssertionError("unfinished without refusal")
+            _check_down_target(database, to_version, plan, by_version)
             undo = [row for row in reversed(plan.applied) if row.version > to_version]
             files = self._down_files(database, undo, by_version)
-            reverted = self._run_files(history, files, undo=True)
+            to_undo = [{"version": ref.version, "file": ref.key, "down_file": key} for ref, key in files]
+            self.on_event({"event": "down_plan", "database": database, "to": to_version, "undo": to_undo})
+            reverted = [] if dry_run else self._run_files(history, files, undo=True)
         remaining = [row.version for row in plan.applied if row.version <= to_version]
-        result = DatabaseResult(database, max(remaining, default=None), duration_ms=_ms_since(started))
+        current = max(remaining, default=None) if not dry_run else plan.current_version
+        result = DatabaseResult(database, current, duration_ms=_ms_since(started))
         result.reverted = reverted
+        result.to_undo = to_undo
         return RunReport(
             "down",
             self.source.origin,
@@ -138,6 +147,7 @@ class Runner:
             _ms_since(started),
             lock_waited_s=lock.waited_s,
             warnings=lock.cleanup_errors,
+            dry_run=dry_run,
         )
 
     def baseline(self, database: str, version: int) -> RunReport:
@@ -350,6 +360,23 @@ class Runner:
             return self._plan(database, refs, self._history(conn, database, refs, create=False))
         finally:
             conn.close()
+
+
+def _check_down_target(database: str, to_version: int, plan: DatabasePlan, by_version: dict[int, MigrationRef]) -> None:
+    """A down target is 0, an applied version or a file's version: never a typo that undoes everything."""
+    applied = [row.version for row in plan.applied if row.status in DONE]
+    if to_version == 0 or to_version in applied or to_version in by_version:
+        return
+    below = [v for v in applied if v < to_version]
+    raise ConfigError(
+        f"down target {to_version} is neither 0, an applied version, nor the version of a file of {database}; "
+        f"it would undo every version above {max(below) if below else 'none (all of them)'}",
+        database=database,
+        hint=f"use one of the applied versions ({', '.join(map(str, applied[-5:])) or 'none'}) or 0 to undo all; "
+        "nothing was undone",
+        target=to_version,
+        applied=applied,
+    )
 
 
 def _of(refs: Iterable[MigrationRef], database: str) -> list[MigrationRef]:

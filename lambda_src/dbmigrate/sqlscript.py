@@ -18,6 +18,15 @@ from functools import cached_property
 from typing import Any
 
 from .errors import SqlError, UnsupportedSqlError
+from .plpgsql import do_block_effects
+from .sendable import (
+    conforming_settings,
+    line_of,
+    refuse_encoding_change,
+    refuse_unsendable,
+    rewrite_legacy_strings,
+    set_config_names,
+)
 
 __all__ = ["Mode", "Script", "SessionEffect", "Statement", "analyze", "line_of"]
 
@@ -56,6 +65,8 @@ class Statement:
     session_effect: SessionEffect = SessionEffect.NONE
     changes_role: bool = False
     adds_enum_value: bool = False
+    set_configs: tuple[str, ...] = ()
+    """The setting each set_config(...) call in the statement names ('?' when computed)."""
     tree: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """The statement's parse tree (pglast JSON), for the linter."""
 
@@ -73,8 +84,9 @@ class Script:
     BEGIN/COMMIT blanked out so that character offsets (and so line numbers) still
     match the file. ``session_effect`` says how to clean the session after the file;
     ``changes_role`` that the file runs SET ROLE (the history row is written as the
-    session user). ``reason`` says why a file runs in autocommit. ``preamble`` runs in
-    the file's transaction before the body, in a round trip of its own.
+    session user). ``reason`` says why a file runs in autocommit. ``wrapped``: the file
+    wraps itself in BEGIN ... COMMIT, a promise of one transaction that is kept or the
+    file refused (it never falls back to running statement by statement).
     """
 
     statements: tuple[Statement, ...]
@@ -83,7 +95,7 @@ class Script:
     session_effect: SessionEffect = SessionEffect.NONE
     changes_role: bool = False
     reason: str | None = None
-    preamble: str = ""
+    wrapped: bool = False
 
     @property
     def is_empty(self) -> bool:
@@ -101,7 +113,7 @@ ALWAYS_OUTSIDE_TRANSACTION = {
     "AlterSubscriptionStmt": "ALTER SUBSCRIPTION",
     "DropSubscriptionStmt": "DROP SUBSCRIPTION",
     "CallStmt": "CALL",
-    "DoStmt": "a DO block that commits",
+    "DoStmt": "a DO block that commits (or calls a procedure)",
 }
 ALLOWED_TRANSACTION_CONTROL = {
     "TRANS_STMT_SAVEPOINT",
@@ -111,68 +123,37 @@ ALLOWED_TRANSACTION_CONTROL = {
 BEGIN_KINDS = {"TRANS_STMT_BEGIN", "TRANS_STMT_START"}
 SESSION_STATE_NODES = {"PrepareStmt", "ListenStmt", "DeclareCursorStmt", "LoadStmt"}
 NEW_SESSION_NODES = {"AlterDatabaseSetStmt", "AlterRoleSetStmt"}
-# PL/pgSQL that commits, or adds an enum value, inside a DO block.
-DO_TRANSACTION_CONTROL = re.compile(r"\b(commit|rollback)\s*(;|and\b)", re.IGNORECASE)
-DO_ADD_ENUM_VALUE = re.compile(r"\balter\s+type\b[^;]*\badd\s+value\b", re.IGNORECASE)
-CUSTOM_SET_CONFIG = re.compile(r"\bset_config\s*\(\s*'[^']*\.", re.IGNORECASE)
-SCS_OFF = re.compile(r"\bstandard_conforming_strings\s*(=|\bto\b)\s*'?off\b", re.IGNORECASE)
+# Only to explain a file the parser has already refused: what psql alone understands.
 META_COMMAND = re.compile(r"^[ \t]*(\\[A-Za-z!?]+)", re.MULTILINE)
 COPY_FROM_STDIN = re.compile(r"\bcopy\b[^;]*?\bfrom\s+stdin\b", re.IGNORECASE)
-SET_CONFIG = re.compile(r"\bset_config\s*\(", re.IGNORECASE)
-
-
-def line_of(text: str, offset: int) -> int:
-    """1-based line number of a character offset in ``text``."""
-    return text.count("\n", 0, max(0, offset)) + 1
 
 
 def analyze(sql: str, *, database: str, file: str) -> Script:
-    """Parse a file; raise SqlError (syntax) or UnsupportedSqlError naming the line."""
-    from pglast import parser as pg_parser  # noqa: PLC0415 (70 ms: only when a file is read)
+    """Parse a file; raise SqlError (syntax) or UnsupportedSqlError naming the line.
 
-    try:
-        tree: dict[str, Any] = json.loads(pg_parser.parse_sql_json(sql))
-    except pg_parser.ParseError as exc:
-        _refuse_psql_only_syntax(sql, database=database, file=file)
-        if SCS_OFF.search(sql):
-            # The parser reads strings as standard_conforming_strings=on; the server
-            # follows the file's own setting. Send the file whole, as one transaction.
-            # The server parses a whole query string before running any of it, so the
-            # file's own SET comes too late for its strings: set it first, in a round
-            # trip of its own inside the file's transaction.
-            return Script(
-                (),
-                Mode.TRANSACTION,
-                sql,
-                SessionEffect.RECONNECT,
-                reason="parsed by the server only",
-                preamble="SET LOCAL standard_conforming_strings = off",
-            )
-        message, index = exc.args[0], exc.args[1] if len(exc.args) > 1 else None
-        raise SqlError(
-            f"syntax error: {message}",
-            database=database,
-            file=file,
-            line=line_of(sql, index) if isinstance(index, int) else None,
-            hint="fix the SQL; nothing of this file was run",
-        ) from exc
-
+    The statements (and ``body``) are the text the server will run: for a file that
+    turns standard_conforming_strings off, that is the file with its plain strings
+    written as E'' strings (see legacy_strings), so the parser and the server agree.
+    """
+    refuse_unsendable(sql, database=database, file=file)
+    sql, tree = _parse(sql, database=database, file=file)
     positions = _Positions(sql)
     statements = [_statement(positions, raw) for raw in tree.get("stmts", [])]
-    body, statements = _unwrap_transaction(sql, statements, database=database, file=file)
+    for statement in statements:
+        refuse_encoding_change(statement, database=database, file=file)
+    body, statements, wrapped = _unwrap_transaction(sql, statements, database=database, file=file)
 
-    outside = [s for s in statements if not s.transactional]
+    outside = [s for s in statements if not s.transactional and not (wrapped and _may_call_in_wrapper(s))]
     reason = None
+    if outside and wrapped:
+        _refuse_broken_wrapper(outside[0], database=database, file=file)
     if outside:
         reason = f"{_describe(outside[0])} (line {outside[0].line}) cannot run inside a transaction block"
-    elif any(s.adds_enum_value for s in statements[:-1]):
-        # A new enum value cannot be used in the transaction that added it.
+    elif any(s.adds_enum_value for s in statements[:-1]) and not wrapped:
+        # A new enum value cannot be used in the transaction that added it. A file
+        # that wraps itself in BEGIN ... COMMIT asked for one transaction: it gets it.
         reason = "a new enum value is added and may be used by the statements after it"
     effects = {s.session_effect for s in statements}
-    if CUSTOM_SET_CONFIG.search(sql):
-        effects.add(SessionEffect.RECONNECT)
-    elif SET_CONFIG.search(sql):
-        effects.add(SessionEffect.DISCARD)
     effect = max(effects, key=_EFFECT_ORDER.index, default=SessionEffect.NONE)
     return Script(
         statements=tuple(statements),
@@ -181,6 +162,59 @@ def analyze(sql: str, *, database: str, file: str) -> Script:
         session_effect=effect,
         changes_role=any(s.changes_role for s in statements),
         reason=reason,
+        wrapped=wrapped,
+    )
+
+
+def _parse(sql: str, *, database: str, file: str, rewritten: bool = False) -> tuple[str, dict[str, Any]]:
+    """The text the server will run and its parse tree; SqlError/UnsupportedSqlError if none.
+
+    ``rewritten``: ``sql`` is already the rewrite of a standard_conforming_strings=off file.
+    """
+    from pglast import parser as pg_parser  # noqa: PLC0415 (70 ms: only when a file is read)
+
+    try:
+        tree: dict[str, Any] = json.loads(pg_parser.parse_sql_json(sql))
+    except pg_parser.ParseError as exc:
+        text, parsed = (sql, None) if rewritten else rewrite_legacy_strings(sql, None, database=database, file=file)
+        if parsed is not None:
+            return text, parsed
+        _refuse_psql_only_syntax(sql, database=database, file=file)
+        message, index = exc.args[0], exc.args[1] if len(exc.args) > 1 else None
+        raise SqlError(
+            f"syntax error: {message}",
+            database=database,
+            file=file,
+            line=line_of(sql, index) if isinstance(index, int) else None,
+            hint="fix the SQL; nothing of this file was run",
+        ) from exc
+    if not rewritten and any(value is not True for value in conforming_settings(tree)):  # "= on" needs nothing
+        text, parsed = rewrite_legacy_strings(sql, tree, database=database, file=file)
+        if parsed is not None:
+            return text, parsed
+        if text != sql:
+            return _parse(text, database=database, file=file, rewritten=True)  # reports its syntax error
+    return sql, tree
+
+
+def _may_call_in_wrapper(statement: Statement) -> bool:
+    """A procedure call that may commit: inside a file's own BEGIN ... COMMIT it runs in that
+    transaction, as psql runs it (if the procedure commits, the server refuses and all rolls back)."""
+    if statement.node == "CallStmt":
+        return True
+    return statement.node == "DoStmt" and not do_block_effects(statement.tree).commits
+
+
+def _refuse_broken_wrapper(statement: Statement, *, database: str, file: str) -> None:
+    raise UnsupportedSqlError(
+        f"the file wraps itself in BEGIN ... COMMIT but {_describe(statement)} (line {statement.line}) cannot run "
+        "inside a transaction block: the file cannot be applied as the one transaction it asks for",
+        database=database,
+        file=file,
+        line=statement.line,
+        statement=statement.text[:200],
+        hint="move that statement into a file of its own without BEGIN/COMMIT (it runs in autocommit there), "
+        "or remove the file's BEGIN/COMMIT to run it statement by statement; nothing of this file was run",
     )
 
 
@@ -216,6 +250,7 @@ def _statement(positions: _Positions, raw: dict[str, Any]) -> Statement:
     lead = _leading_trivia(text)
     offset = positions.char_of(start) + lead
     node_name, node = next(iter(raw["stmt"].items()))
+    configs = tuple(set_config_names(node))
     return Statement(
         text=text[lead:].rstrip(),
         line=positions.line_of(offset),
@@ -223,10 +258,11 @@ def _statement(positions: _Positions, raw: dict[str, Any]) -> Statement:
         node=node_name,
         transactional=not _outside_transaction(node_name, node),
         transaction_kind=node.get("kind") if node_name == "TransactionStmt" else None,
-        session_effect=_session_effect(node_name, node),
+        session_effect=_session_effect(node_name, node, configs),
         changes_role=node_name == "VariableSetStmt" and node.get("name") in ("role", "session_authorization"),
         adds_enum_value=(node_name == "AlterEnumStmt" and "oldVal" not in node)
-        or (node_name == "DoStmt" and bool(DO_ADD_ENUM_VALUE.search(_do_body(node)))),
+        or (node_name == "DoStmt" and do_block_effects(node).adds_enum_value),
+        set_configs=configs,
         tree=node,
     )
 
@@ -247,8 +283,22 @@ def _relations(node: Any) -> set[str]:
     return found
 
 
-def _session_effect(name: str, node: dict[str, Any]) -> SessionEffect:
-    """What a statement leaves in the session beyond its transaction."""
+def _session_effect(name: str, node: dict[str, Any], configs: tuple[str, ...] | None = None) -> SessionEffect:
+    """What a statement leaves in the session beyond its transaction (DO blocks: what they run).
+
+    ``configs`` are the settings its set_config calls name (found here if not given).
+    """
+    if name == "DoStmt":
+        block = do_block_effects(node)
+        if block.opaque:
+            return SessionEffect.RECONNECT
+        inner = [_session_effect(n, stmt) for n, stmt in block.embedded]
+        return max(inner, key=_EFFECT_ORDER.index, default=SessionEffect.NONE)
+    configs = tuple(set_config_names(node)) if configs is None else configs
+    if any("." in setting or setting == "?" for setting in configs):
+        return SessionEffect.RECONNECT  # a custom setting stays defined after DISCARD ALL
+    if configs:
+        return SessionEffect.DISCARD
     if name in NEW_SESSION_NODES or (name == "VariableSetStmt" and "." in str(node.get("name", ""))):
         return SessionEffect.RECONNECT
     if name in SESSION_STATE_NODES or (name == "VariableSetStmt" and not node.get("is_local", False)):
@@ -271,14 +321,6 @@ def _creates_temporary(name: str, node: dict[str, Any]) -> bool:
     for key in TEMPORARY_TARGET.get(name, ("-",)):
         target = target.get(key, {}) if isinstance(target, dict) else {}
     return isinstance(target, dict) and target.get("relpersistence") == "t"
-
-
-def _do_body(node: dict[str, Any]) -> str:
-    for arg in node.get("args", []):
-        elem = arg.get("DefElem", {})
-        if elem.get("defname") == "as":
-            return str(elem.get("arg", {}).get("String", {}).get("sval", ""))
-    return ""
 
 
 def _leading_trivia(text: str) -> int:
@@ -309,7 +351,8 @@ def _outside_transaction(name: str, node: dict[str, Any]) -> bool:
     if name in ALWAYS_OUTSIDE_TRANSACTION and name != "DoStmt":
         return True
     if name == "DoStmt":
-        return bool(DO_TRANSACTION_CONTROL.search(_do_body(node)))
+        block = do_block_effects(node)
+        return block.commits or block.calls
     if name in ("IndexStmt", "DropStmt"):
         return bool(node.get("concurrent"))
     if name == "ReindexStmt":
@@ -343,8 +386,8 @@ def _describe(statement: Statement) -> str:
 
 def _unwrap_transaction(
     sql: str, statements: list[Statement], *, database: str, file: str
-) -> tuple[str, list[Statement]]:
-    """Accept one BEGIN ... COMMIT around the whole file; refuse any other transaction control."""
+) -> tuple[str, list[Statement], bool]:
+    """Accept one BEGIN ... COMMIT around the whole file (True: it has one); refuse other transaction control."""
     body = sql
     kinds = [s.transaction_kind for s in statements]
     if (
@@ -356,7 +399,7 @@ def _unwrap_transaction(
         for wrapper in (statements[0], statements[-1]):
             end = wrapper.offset + len(wrapper.text)
             body = body[: wrapper.offset] + " " * (end - wrapper.offset) + body[end:]
-        return body, statements[1:-1]
+        return body, statements[1:-1], True
     stray = [
         s for s, k in zip(statements, kinds, strict=True) if k is not None and k not in ALLOWED_TRANSACTION_CONTROL
     ]
@@ -371,7 +414,7 @@ def _unwrap_transaction(
             hint="each file runs in its own transaction: remove BEGIN/COMMIT/ROLLBACK, or wrap the "
             "whole file in exactly one BEGIN; ... COMMIT; nothing of this file was run",
         )
-    return body, statements
+    return body, statements, False
 
 
 def _refuse_psql_only_syntax(sql: str, *, database: str, file: str) -> None:

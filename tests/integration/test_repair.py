@@ -133,9 +133,11 @@ def test_a_run_killed_inside_an_autocommit_file_blocks_until_repair_then_the_nex
     run.wait()
     query(pg, "postgres", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'")
 
-    blocked = cli("up", "--dir", str(root))
+    blocked = cli("up", "--dir", str(root), "--json")
     assert blocked.code == 1
-    assert "appdb/2_slow.up.sql did not finish (running: statements 1-1 of 2 ran" in blocked.err
+    refusal = blocked.json()
+    assert (refusal["file"], refusal["statements_done"], refusal["outcome_unknown"]) == ("appdb/2_slow.up.sql", 1, 2)
+    assert "statement 2: outcome unknown (statement 2 (line 2) was running" in refusal["message"]
     status = cli("status", "--dir", str(root), "--database", "appdb")
     assert "running (1/2 statements)" in status.out
 

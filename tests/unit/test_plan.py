@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dbmigrate.errors import ChecksumMismatchError, OutOfOrderError, PartialMigrationError
+from dbmigrate.errors import ChecksumMismatchError, ForeignHistoryError, OutOfOrderError, PartialMigrationError
 from dbmigrate.model import MigrationRef
 from dbmigrate.plan import AppliedMigration, plan_database
 
@@ -66,3 +66,43 @@ def test_database_that_does_not_exist_yet_has_every_file_pending() -> None:
     plan = plan_database("db", [ref(1), ref(2)], [], {}, exists=False)
     assert plan.to_dict()["pending"] == [1, 2]
     assert plan.to_dict()["exists"] is False
+
+
+def test_a_different_file_at_an_applied_version_is_not_drift_but_another_project() -> None:
+    other = MigrationRef("db", 1, "create_invoices", "db/1_create_invoices.up.sql")
+    plan = plan_database("db", [other, ref(2)], [row(1, "a")], {1: "b"})
+    refusal = plan.refusal(allow_out_of_order=False)
+    assert isinstance(refusal, ForeignHistoryError)
+    assert (refusal.details["history_file"], refusal.details["source_file"]) == (
+        "db/1_v1.up.sql",
+        "db/1_create_invoices.up.sql",
+    )
+    assert "--accept-checksum" not in (refusal.hint or "").replace("repair --accept-checksum would", "")
+    assert plan.changed == ()
+    assert plan.to_dict()["different"] == [
+        {"version": 1, "history_file": "db/1_v1.up.sql", "source_file": "db/1_create_invoices.up.sql"}
+    ]
+
+
+def test_a_renamed_file_with_the_same_content_is_neither_drift_nor_another_file() -> None:
+    renamed = MigrationRef("db", 1, "better_name", "db/1_better_name.up.sql")
+    plan = plan_database("db", [renamed], [row(1, "c")], {1: "c"})
+    assert plan.refusal(allow_out_of_order=False) is None
+
+
+def test_a_running_record_says_the_next_statement_has_an_unknown_outcome() -> None:
+    running = AppliedMigration(
+        2,
+        "v2",
+        "db/2_v2.up.sql",
+        "c",
+        "running",
+        statements_done=1,
+        statements_total=3,
+        error="statement 2 (line 4) was running; if this run is gone its outcome is unknown: check x",
+    )
+    refusal = plan_database("db", [ref(1), ref(2)], [row(1), running], {1: "c"}).refusal(allow_out_of_order=False)
+    assert isinstance(refusal, PartialMigrationError)
+    assert refusal.details["outcome_unknown"] == 2
+    assert "statement 2: outcome unknown" in refusal.message and "line 4" in refusal.message
+    assert "do not simply run it again" in (refusal.hint or "")

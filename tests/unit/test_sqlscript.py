@@ -160,8 +160,153 @@ def test_procedures_commits_in_do_blocks_and_enum_values_added_in_do_blocks_run_
     assert parse(sql).mode is Mode.AUTOCOMMIT
 
 
-def test_file_the_parser_cannot_read_with_standard_conforming_strings_off_goes_to_the_server_whole() -> None:
-    sql = "SET standard_conforming_strings = off;\nINSERT INTO t VALUES ('it\\'s');\n"
+def test_file_with_standard_conforming_strings_off_is_parsed_as_the_server_reads_it() -> None:
+    sql = "SET standard_conforming_strings = off;\nINSERT INTO t VALUES ('it\\'s; x', 'a\\\\b');\n"
     script = parse(sql)
-    assert script.mode is Mode.TRANSACTION and script.body == sql
-    assert script.session_effect is SessionEffect.RECONNECT
+    assert script.mode is Mode.TRANSACTION
+    assert script.body == "SET standard_conforming_strings = off;\nINSERT INTO t VALUES (E'it\\'s; x', E'a\\\\b');\n"
+    assert [s.node for s in script.statements] == ["VariableSetStmt", "InsertStmt"]
+    assert script.statements[1].line == 2
+
+
+@pytest.mark.parametrize(
+    ("sql", "line"),
+    [
+        ("SET standard_conforming_strings = off;\nSELECT 'x\\''; COMMIT; SELECT ' ';\n", 2),
+        ("SET standard_conforming_strings = off;\nSELECT 'a';\nSELECT 'x\\'';\nROLLBACK;\n", 4),
+    ],
+)
+def test_transaction_control_hidden_by_standard_conforming_strings_off_is_found(sql: str, line: int) -> None:
+    # Read with the setting on, the COMMIT/ROLLBACK would look like part of a string (or vice versa).
+    script_or_error: Script | UnsupportedSqlError
+    try:
+        script_or_error = parse(sql)
+    except UnsupportedSqlError as exc:
+        script_or_error = exc
+    assert isinstance(script_or_error, UnsupportedSqlError)
+    assert script_or_error.line == line
+
+
+def test_commit_inside_a_string_under_standard_conforming_strings_off_is_only_a_string() -> None:
+    script = parse("SET standard_conforming_strings = off;\nSELECT 'x\\'; COMMIT; --';\nSELECT 1;")
+    assert script.mode is Mode.TRANSACTION
+    assert [s.node for s in script.statements] == ["VariableSetStmt", "SelectStmt", "SelectStmt"]
+
+
+def test_strings_before_standard_conforming_strings_off_and_e_strings_are_left_alone() -> None:
+    sql = "SELECT 'a\\';\nSET standard_conforming_strings = off;\nSELECT E'b\\'', B'01', 'c';\n"
+    assert parse(sql).body == "SELECT 'a\\';\nSET standard_conforming_strings = off;\nSELECT E'b\\'', B'01', E'c';\n"
+
+
+def test_typed_literals_and_continued_strings_under_standard_conforming_strings_off_stay_one_token() -> None:
+    sql = "SET standard_conforming_strings = off;\nSELECT date'2024-01-01', 'a\\''\n  'b';\n"
+    script = parse(sql)
+    assert script.statements[1].text == "SELECT date E'2024-01-01', E'a\\''\n  'b'"
+    assert script.statements[1].node == "SelectStmt"
+    continued = parse("SET standard_conforming_strings = off;\nSELECT 'a\\'' -- note\n'b';\n")
+    assert continued.statements[1].text == "SELECT E'a\\'' -- note\n'b'"
+
+
+def test_reset_of_standard_conforming_strings_reads_later_strings_with_it_on() -> None:
+    sql = "SET standard_conforming_strings = off;\nSELECT 'a\\'';\nRESET standard_conforming_strings;\nSELECT 'b\\';\n"
+    assert parse(sql).body == sql.replace("'a", "E'a")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SET standard_conforming_strings = off;\nSET standard_conforming_strings = 'maybe';\nSELECT '\\';",
+        "SET client_encoding = 'LATIN1';\nSELECT 'é';",
+        "SET NAMES 'SQL_ASCII';",
+        "SELECT set_config('standard_conforming_strings', 'off', false);",
+    ],
+)
+def test_changes_to_how_the_server_reads_text_are_refused_before_anything_runs(sql: str) -> None:
+    with pytest.raises(UnsupportedSqlError) as refused:
+        parse(sql)
+    assert refused.value.file == "db/1_x.up.sql" and refused.value.line is not None
+
+
+@pytest.mark.parametrize("at", ["SELECT 1;\nSELECT '\x00';", "SELECT 1;\nSELECT 'a\x00b'; COMMIT;"])
+def test_a_nul_character_is_refused_naming_line_and_column(at: str) -> None:
+    with pytest.raises(UnsupportedSqlError) as refused:
+        parse(at)
+    assert (refused.value.line, refused.value.details["column"]) == (2, at.split("\n")[1].index("\x00") + 1)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "BEGIN RAISE NOTICE 'commit;'; END",
+        "BEGIN PERFORM 'rollback and chain'; END",
+        "BEGIN EXECUTE 'SELECT 1'; END",
+        "DECLARE c text := 'commit;'; BEGIN NULL; END",
+        "BEGIN BEGIN INSERT INTO t VALUES ('COMMIT;'); END; END",
+    ],
+)
+def test_a_do_block_that_only_mentions_commit_stays_in_the_transaction(body: str) -> None:
+    script = parse(f"CREATE TABLE t (a text);\nDO $$ {body} $$;\nSELECT 1;")
+    assert script.mode is Mode.TRANSACTION
+    assert all(s.transactional for s in script.statements)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "BEGIN COMMIT; END",
+        "BEGIN IF true THEN BEGIN ROLLBACK; END; END IF; END",
+        "BEGIN FOR i IN 1..2 LOOP COMMIT AND CHAIN; END LOOP; END",
+        "BEGIN CALL p(); END",
+    ],
+)
+def test_a_do_block_that_ends_transactions_runs_in_autocommit(body: str) -> None:
+    script = parse(f"DO $$ {body} $$;\nSELECT 1;")
+    assert script.mode is Mode.AUTOCOMMIT
+    assert [s.transactional for s in script.statements] == [False, True]
+
+
+def test_enum_values_added_in_a_do_block_are_found_in_its_parsed_body() -> None:
+    mentioned = parse("DO $$ BEGIN RAISE NOTICE 'alter type e add value'; END $$;\nSELECT 1;")
+    added = parse("DO $$ BEGIN IF true THEN ALTER TYPE e ADD VALUE 'x'; END IF; END $$;\nSELECT 1;")
+    assert not mentioned.statements[0].adds_enum_value and mentioned.mode is Mode.TRANSACTION
+    assert added.statements[0].adds_enum_value and added.mode is Mode.AUTOCOMMIT
+
+
+@pytest.mark.parametrize(
+    ("sql", "effect"),
+    [
+        ("DO $$ BEGIN PERFORM set_config('app.tenant', 'x', false); END $$;", SessionEffect.RECONNECT),
+        ("DO $$ BEGIN RAISE NOTICE 'set_config(''app.x'', ''y'', false)'; END $$;", SessionEffect.NONE),
+        ("DO $$ BEGIN EXECUTE format('SET %s = 1', 'x'); END $$;", SessionEffect.RECONNECT),
+        ("SELECT 'set_config(''app.x'', 1)';", SessionEffect.NONE),
+    ],
+)
+def test_session_effects_of_set_config_come_from_the_tree(sql: str, effect: SessionEffect) -> None:
+    assert parse(sql).session_effect is effect
+
+
+@pytest.mark.parametrize(
+    ("inner", "line"),
+    [
+        ("CREATE INDEX CONCURRENTLY i ON t (a);", 3),
+        ("VACUUM t;", 3),
+        ("DO $$ BEGIN COMMIT; END $$;", 3),
+    ],
+)
+def test_a_wrapped_file_with_a_statement_that_cannot_run_in_a_transaction_is_refused(inner: str, line: int) -> None:
+    with pytest.raises(UnsupportedSqlError) as refused:
+        parse(f"BEGIN;\nCREATE TABLE t (a int);\n{inner}\nINSERT INTO t VALUES (1);\nCOMMIT;\n")
+    assert refused.value.line == line
+    assert "BEGIN ... COMMIT" in refused.value.message
+
+
+def test_a_wrapped_file_that_adds_an_enum_value_keeps_its_one_transaction() -> None:
+    script = parse("BEGIN;\nALTER TYPE e ADD VALUE 'x';\nSELECT 1;\nCOMMIT;\n")
+    assert script.mode is Mode.TRANSACTION and script.wrapped
+
+
+@pytest.mark.parametrize("call", ["CALL refresh();", "DO $$ BEGIN CALL refresh(); END $$;"])
+def test_a_procedure_call_inside_a_wrapper_runs_in_the_wrapper_transaction(call: str) -> None:
+    script = parse(f"BEGIN;\nCREATE TABLE t (a int);\n{call}\nCOMMIT;\n")
+    assert script.mode is Mode.TRANSACTION and script.wrapped
+    assert parse(f"CREATE TABLE t (a int);\n{call}\n").mode is Mode.AUTOCOMMIT
