@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from dbmigrate.dburl import Masker
 from dbmigrate.errors import MigrationError
 from dbmigrate.manifest import ManifestSource
 from dbmigrate.runner import Runner
@@ -25,15 +26,18 @@ log = logging.getLogger(__name__)
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """Entry point of the function (``handler.handler``)."""
+    masker = Masker()  # learns the passwords as they are read: logs and errors never show them
     try:
         env = FunctionEnv.from_environ(os.environ)
-        configure_logging(env.log_level)
+        masker.add_url(env.database_url)
+        configure_logging(env.log_level, masker)
         request = parse_event(event, bucket=env.bucket, prefix=env.prefix, root_database=env.root_database)
         log.info("run requested", extra=request.log_fields())
         if request.action is None:
             return request.skipped_result()
         function = getattr(context, "function_name", None)
         settings = build_settings(env, applied_by=f"lambda:{function}" if function else "lambda")
+        masker.add(*settings.masker().secrets)
         source: MigrationSource = S3Source(env.bucket, env.prefix)
         if request.manifest is not None:  # a remote plan: the caller's files, not the bucket's
             source = ManifestSource(request.manifest, origin="the caller's manifest")
@@ -53,10 +57,10 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             report = getattr(runner, request.action)(request.databases)
     except MigrationError as exc:
         log.error("run failed: %s", exc, extra={"error": exc.to_dict()})
-        raise
-    except Exception:
+        raise masker.error(exc) from None
+    except Exception as exc:
         log.exception("run failed unexpectedly")
-        raise
+        raise masker.error(exc) from None
     result: dict[str, Any] = report.to_dict()
     log.info("run finished", extra={"result": result})
     return result

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from .errors import SourceError
+from .errors import ConfigError, SourceError
 from .model import Entry, MigrationRef, parse_layout
 
 __all__ = ["ChecksumSource", "LocalSource", "MigrationSource", "SettledSource"]
@@ -22,9 +22,10 @@ class MigrationSource(Protocol):
     """A set of migration files in the documented layout.
 
     ``list()`` returns every migration (validated, sorted; no file body is read) and
-    raises LayoutError for a misnamed file and SourceError when the source cannot be
-    reached; an empty source returns ``[]``. ``read(key)`` returns one file's bytes
-    exactly as stored, or raises SourceError naming the key.
+    raises LayoutError for a misnamed file, ConfigError when the folder does not exist
+    and SourceError when the source cannot be reached; an empty source returns ``[]``.
+    ``read(key)`` returns one file's bytes exactly as stored, or raises SourceError
+    naming the key.
     """
 
     origin: str
@@ -50,9 +51,10 @@ class LocalSource:
         self.origin = str(self.root)
 
     def list(self) -> list[MigrationRef]:
-        if not self.root.is_dir():
-            raise SourceError(
-                f"migrations folder {self.origin} does not exist",
+        if not self.root.is_dir():  # a wrong --dir: configuration, not a failed migration
+            what = "is not a folder" if self.root.exists() else "does not exist"
+            raise ConfigError(
+                f"migrations folder {self.origin} {what}",
                 hint="pass --dir with the folder that holds one sub-folder per database",
             )
         entries = [Entry(key) for key in _files(self.root)]
