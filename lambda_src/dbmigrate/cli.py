@@ -307,6 +307,8 @@ def _print_report(report: RunReport, out: TextIO) -> None:
         print("nothing to repair", file=out)
     for problem in report.problems:
         print(f"problem: {problem['message']}", file=out)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _version(version: int | None) -> str:

@@ -45,6 +45,7 @@ class RunReport:
     ``status``: per database every applied version, the pending ones, and the history.
     ``down``: per database the versions undone (``reverted``), newest first.
     ``repair`` and ``baseline``: ``changes``, each change made to the history.
+    ``warnings``: what is worth a look but stops nothing (a source with no migrations).
     """
 
     action: str
@@ -54,6 +55,7 @@ class RunReport:
     lock_waited_s: float | None = None
     problems: list[dict[str, Any]] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         if self.action == "status":
@@ -74,6 +76,8 @@ class RunReport:
             data["problems"] = self.problems
         if self.action in ("repair", "baseline"):
             data["changes"] = self.changes
+        if self.warnings:
+            data["warnings"] = self.warnings
         return data
 
 

@@ -61,6 +61,12 @@ class Runner:
         """Apply every pending file; raise a MigrationError on the first failure."""
         started = time.monotonic()
         refs = self.source.list()
+        if not refs and not databases:
+            raise ConfigError(
+                f"no migrations found at {self.source.origin}",
+                hint="point --dir (or MIGRATIONS_BUCKET and MIGRATIONS_PREFIX) at the folder that holds one "
+                f"sub-folder per database, e.g. {self.settings.root_database}/202401010000_create_app.up.sql",
+            )
         targets = self._targets(refs, databases)
         results: list[DatabaseResult] = []
         with self._locked() as waited:
@@ -342,7 +348,8 @@ class Runner:
                     problems.append(problem.to_dict())
             pending = [ref.version for ref in plan.pending]
             results.append(DatabaseResult(database, plan.current_version, [], pending, _ms_since(db_started), plan))
-        return RunReport(action, self.source.origin, results, _ms_since(started), problems=problems)
+        warnings = [] if refs or databases else [f"no migrations found at {self.source.origin}"]
+        return RunReport(action, self.source.origin, results, _ms_since(started), problems=problems, warnings=warnings)
 
     def _read_plan(self, database: str, refs: list[MigrationRef]) -> tuple[DatabasePlan, PrivilegeError | None]:
         """The plan of one database, and why a migrate could not write its history (or None).

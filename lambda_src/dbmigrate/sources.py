@@ -69,16 +69,22 @@ class LocalSource:
 
 
 def _files(root: Path) -> list[str]:
-    """Keys of every file below ``root``: a scan of two levels (the layout's depth), deeper only where needed."""
+    """Keys of every file below ``root``: a scan of two levels (the layout's depth), deeper only where needed.
+
+    Folders of the first two levels are listed too, as ``<name>/`` (as S3 lists a folder
+    marker), so that a folder named like a migration file is not missed.
+    """
     keys: list[str] = []
     with os.scandir(root) as top:
         for folder in top:
             if not folder.is_dir():
                 keys.append(folder.name)
                 continue
+            keys.append(f"{folder.name}/")
             with os.scandir(folder.path) as inner:
                 for entry in inner:
                     if entry.is_dir():
+                        keys.append(f"{folder.name}/{entry.name}/")
                         base = Path(entry.path)
                         keys += [p.relative_to(root).as_posix() for p in base.rglob("*") if p.is_file()]
                     else:

@@ -137,3 +137,21 @@ def test_new_with_a_bad_database_name_is_a_usage_error(tmp_path: Path) -> None:
     done = run("new", "ProjectDB", "add users", "--dir", str(tmp_path))
     assert done.returncode == 2
     assert "'ProjectDB' is not a valid database name" in done.stderr
+
+
+def test_up_on_an_empty_migrations_folder_is_an_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "migrations").mkdir()
+    done = run("up", "--dir", str(tmp_path / "migrations"), url="postgresql://u:pw@127.0.0.1/{database}")
+    assert done.returncode == 2
+    assert f"no migrations found at {tmp_path / 'migrations'}" in done.stderr
+
+
+@pytest.mark.parametrize("command", ["status", "plan"])
+def test_status_and_plan_of_an_empty_migrations_folder_warn(tmp_path: Path, command: str) -> None:
+    (tmp_path / "migrations" / "notes").mkdir(parents=True)
+    folder = str(tmp_path / "migrations")
+    done = run(command, "--dir", folder, url="postgresql://u:pw@127.0.0.1/{database}")
+    assert done.returncode == 0
+    assert f"warning: no migrations found at {folder}" in done.stderr
+    as_json = run(command, "--json", "--dir", folder, url="postgresql://u:pw@127.0.0.1/{database}")
+    assert '"warnings": [' in as_json.stdout
