@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import cached_property
 from typing import Any
 
 from .errors import SqlError, UnsupportedSqlError
 
 __all__ = ["Mode", "Script", "SessionEffect", "Statement", "analyze", "line_of"]
+
+# Characters parsed at a time: a file is split (by the scanner, cheaply) into statements
+# and parsed a chunk of statements at a time, so the parser's JSON of a whole file is
+# never held at once (a 10 MB file needed ~800 MB that way; see bench/RESULTS.md).
+CHUNK_CHARS = 256 * 1024
+# The largest statement read: the parse tree of one statement cannot be had in parts.
+MAX_STATEMENT_CHARS = 1024 * 1024
 
 
 class Mode(Enum):
@@ -43,9 +50,13 @@ class SessionEffect(Enum):
     RECONNECT = "reconnect"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Statement:
-    """One statement of a file: its exact text, first line, and parse-tree node type."""
+    """One statement of a file: its exact text, first line, and parse-tree node type.
+
+    ``tree`` is kept only when ``analyze(..., keep_trees=True)`` (the linter): a file
+    of many statements would otherwise hold every statement's parse tree.
+    """
 
     text: str
     line: int
@@ -57,12 +68,12 @@ class Statement:
     changes_role: bool = False
     adds_enum_value: bool = False
     tree: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-    """The statement's parse tree (pglast JSON), for the linter."""
+    """The statement's parse tree (pglast JSON), when kept."""
 
-    @cached_property
+    @property
     def relations(self) -> tuple[str, ...]:
         """Tables and views the statement names (``schema.name`` where qualified)."""
-        return tuple(sorted(_relations(self.tree)))
+        return tuple(sorted(_relations(self.tree or _parse_one(self.text))))
 
 
 @dataclass(frozen=True)
@@ -126,12 +137,26 @@ def line_of(text: str, offset: int) -> int:
     return text.count("\n", 0, max(0, offset)) + 1
 
 
-def analyze(sql: str, *, database: str, file: str) -> Script:
-    """Parse a file; raise SqlError (syntax) or UnsupportedSqlError naming the line."""
+def analyze(sql: str, *, database: str, file: str, keep_trees: bool = False) -> Script:
+    """Parse a file; raise SqlError (syntax) or UnsupportedSqlError naming the line.
+
+    ``keep_trees`` keeps each statement's parse tree (for the linter).
+    """
     from pglast import parser as pg_parser  # noqa: PLC0415 (70 ms: only when a file is read)
 
+    positions = _Positions(sql)
     try:
-        tree: dict[str, Any] = json.loads(pg_parser.parse_sql_json(sql))
+        statements = [_statement(positions, raw, keep_trees) for raw in _raw_statements(sql, positions)]
+    except _StatementTooBigError as big:
+        raise SqlError(
+            f"a statement of {big.size:,} characters is over the limit of {MAX_STATEMENT_CHARS:,} "
+            f"({MAX_STATEMENT_CHARS // 1024 // 1024} MiB) for one statement",
+            database=database,
+            file=file,
+            line=big.line,
+            hint="split it: e.g. INSERT ... VALUES in batches of a few thousand rows, each its own "
+            "statement (a file may hold many); nothing of this file was run",
+        ) from None
     except pg_parser.ParseError as exc:
         _refuse_psql_only_syntax(sql, database=database, file=file)
         if SCS_OFF.search(sql):
@@ -157,8 +182,6 @@ def analyze(sql: str, *, database: str, file: str) -> Script:
             hint="fix the SQL; nothing of this file was run",
         ) from exc
 
-    positions = _Positions(sql)
-    statements = [_statement(positions, raw) for raw in tree.get("stmts", [])]
     body, statements = _unwrap_transaction(sql, statements, database=database, file=file)
 
     outside = [s for s in statements if not s.transactional]
@@ -187,15 +210,26 @@ def analyze(sql: str, *, database: str, file: str) -> Script:
 _EFFECT_ORDER = [SessionEffect.NONE, SessionEffect.DISCARD, SessionEffect.RECONNECT]
 
 
+class _StatementTooBigError(Exception):
+    def __init__(self, size: int, line: int) -> None:
+        super().__init__(size, line)
+        self.size, self.line = size, line
+
+
 class _Positions:
-    """Byte offsets (the parser's) to character offsets and lines, for statements in order."""
+    """The parser's byte offsets (into the chunk being read) to character offsets and lines of the file."""
 
     def __init__(self, sql: str) -> None:
         self.sql = sql
-        self.encoded = sql.encode("utf-8")
+        self.encoded = b""
         self.byte = self.char = 0
         self.line = 1
         self.line_char = 0
+
+    def start_chunk(self, char_start: int, text: str) -> None:
+        """The statements that follow are those of ``text``, found at ``char_start`` in the file."""
+        self.encoded = text.encode("utf-8")
+        self.byte, self.char = 0, char_start
 
     def char_of(self, byte: int) -> int:
         self.char += len(self.encoded[self.byte : byte].decode("utf-8"))
@@ -208,7 +242,67 @@ class _Positions:
         return self.line
 
 
-def _statement(positions: _Positions, raw: dict[str, Any]) -> Statement:
+def _raw_statements(sql: str, positions: _Positions) -> Iterator[dict[str, Any]]:
+    """The parser's statements of a file, a chunk at a time (offsets into the chunk ``positions`` holds).
+
+    The scanner gives candidate statement boundaries; a chunk of statements ends at
+    one and is parsed on its own. The scanner splits inside a BEGIN ATOMIC body (its
+    inner semicolons): such a chunk does not parse and is grown until it does, so
+    every chunk the parser accepts ends where a statement ends. A chunk that cannot
+    grow further raises the parser's error, its position counted from the file's start.
+    A statement over MAX_STATEMENT_CHARS is refused before it is parsed.
+    """
+    from pglast import parser as pg_parser  # noqa: PLC0415
+
+    try:
+        pieces = pg_parser.split(sql, with_parser=False, only_slices=True)
+    except pg_parser.ParseError:  # the scanner's own error (an unterminated string): one chunk says where
+        pieces = ()
+    _refuse_huge_statements(sql, pieces)
+    ends = [piece.stop for piece in pieces]
+    del pieces  # a slice object per statement: not kept while parsing
+    start, first = 0, 0  # the chunk's first character, and the index in ends of its first statement
+    while True:
+        last = first
+        while last < len(ends) - 1 and ends[last] - start < CHUNK_CHARS:
+            last += 1
+        while True:
+            end = ends[last] if last < len(ends) - 1 else len(sql)
+            try:
+                tree = json.loads(pg_parser.parse_sql_json(sql[start:end]))
+                break
+            except pg_parser.ParseError as exc:
+                if end == len(sql):
+                    message, *index = exc.args
+                    raise pg_parser.ParseError(message, *(i + start for i in index if isinstance(i, int))) from exc
+                last = min(len(ends) - 1, last + (last - first) + 1)  # grow: twice the statements
+        positions.start_chunk(start, sql[start:end])
+        for raw in tree.get("stmts", []):
+            raw["stmt_len"] = raw.get("stmt_len") or len(positions.encoded) - raw.get("stmt_location", 0)
+            yield raw
+        if end == len(sql):
+            return
+        start, first = end, last + 1
+
+
+def _refuse_huge_statements(sql: str, pieces: Sequence[slice]) -> None:
+    """SqlError naming the first statement over MAX_STATEMENT_CHARS: its parse tree alone would need
+    about 70 times its size in memory (a 10 MB INSERT ... VALUES: 690 MB)."""
+    for piece in pieces:
+        size = (piece.stop or 0) - (piece.start or 0)
+        if size > MAX_STATEMENT_CHARS:
+            raise _StatementTooBigError(size, line_of(sql, piece.start or 0))
+
+
+def _parse_one(text: str) -> dict[str, Any]:
+    """The parse tree of one statement's text (for a statement whose tree was not kept)."""
+    from pglast import parser as pg_parser  # noqa: PLC0415
+
+    statements = json.loads(pg_parser.parse_sql_json(text)).get("stmts", [])
+    return dict(next(iter(statements[0]["stmt"].values()))) if statements else {}
+
+
+def _statement(positions: _Positions, raw: dict[str, Any], keep_tree: bool) -> Statement:
     start = raw.get("stmt_location", 0)
     length = raw.get("stmt_len", 0)
     encoded = positions.encoded
@@ -227,7 +321,7 @@ def _statement(positions: _Positions, raw: dict[str, Any]) -> Statement:
         changes_role=node_name == "VariableSetStmt" and node.get("name") in ("role", "session_authorization"),
         adds_enum_value=(node_name == "AlterEnumStmt" and "oldVal" not in node)
         or (node_name == "DoStmt" and bool(DO_ADD_ENUM_VALUE.search(_do_body(node)))),
-        tree=node,
+        tree=node if keep_tree else {},
     )
 
 
