@@ -18,6 +18,10 @@ SAMPLES = {
         "CREATE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC INSERT INTO t VALUES (1); INSERT INTO t VALUES (2); END;\n"
         "SELECT 'é€'; -- trailing; comment\n"
     ),
+    "non_ascii_tags_and_names": (
+        "CREATE FUNCTION \"fünf\"() RETURNS text LANGUAGE sql AS $é$ SELECT 'a;b' $é$;\n"
+        'SELECT "fünf"(); -- ü; é\nSELECT \'ß;€\' AS "größe";\n'
+    ),
     "no_final_semicolon": "SELECT 1;\r\nSELECT 'ü';\r\nSELECT 3",
     "comments_between": "/* a; */ SELECT 1; -- b;\n\n-- c;\nSELECT 2;\n/* end; */\n",
     "rule_with_actions": "CREATE TABLE a (x int); CREATE TABLE b (x int);\n"
