@@ -190,3 +190,26 @@ def test_a_missing_database_is_still_planned_as_created_by_the_root_folder(
     assert plan.code == 0, plan.out
     newdb = next(d for d in plan.json()["databases"] if d["name"] == "newdb")
     assert newdb["exists"] is False
+
+
+def test_a_role_that_may_not_log_in_is_named_with_the_fix(cli: Cli, pg: EmbeddedPostgres, folder: Path) -> None:
+    sql(pg, "postgres", f"CREATE ROLE app_nologin NOLOGIN PASSWORD '{PASSWORD}'")
+    result = cli("status", "--json", "--dir", str(folder), url=role_url(pg, "app_nologin"))
+    assert result.code == 1
+    error = result.json()
+    assert (error["error"], error["role"]) == ("DatabaseConnectError", "app_nologin")
+    assert "may not log in" in error["message"]
+    assert error["hint"].startswith('ALTER ROLE "app_nologin" LOGIN')
+
+
+def test_no_connect_privilege_names_the_grant(cli: Cli, pg: EmbeddedPostgres, folder: Path) -> None:
+    role = login_role(pg, "app_noconnect")
+    sql(pg, "postgres", "REVOKE CONNECT ON DATABASE projectdb FROM PUBLIC")
+    for command in ("status", "up"):
+        result = cli(command, "--json", "--dir", str(folder), url=role_url(pg, role))
+        assert result.code == 1
+        error = result.json()
+        assert (error["database"], error["role"]) == ("projectdb", role)
+        assert "no CONNECT privilege on database 'projectdb'" in error["message"]
+        assert "missing_database" not in error
+    assert result.json()["hint"] == 'GRANT CONNECT ON DATABASE "projectdb" TO "app_noconnect"'
