@@ -153,3 +153,23 @@ def test_settings_mask_their_own_password_in_a_library_message() -> None:
     settings = Settings(url_template=f"postgresql://u:{ENCODED}@h/{{database}}?sslpassword=k3y%2Bpass")
     masked = settings.masker()(f"failed: {SECRET} / {quote_plus(SECRET)} / k3y+pass")
     assert masked == "failed: *** / *** / ***"
+
+
+def test_an_unexpected_error_holding_the_password_is_replaced_by_a_masked_one() -> None:
+    masker = Masker()
+    masker.add_url(f"postgresql://u:{ENCODED}@h/{{database}}")
+    leaked = masker.error(ValueError(f"invalid dsn: invalid percent-encoded token: {ENCODED}%zz"))
+    assert isinstance(leaked, RuntimeError)
+    assert str(leaked) == "ValueError: invalid dsn: invalid percent-encoded token: ***%zz"
+    harmless = KeyError("version")
+    assert masker.error(harmless) is harmless
+
+
+def test_a_migration_error_is_masked_in_every_field() -> None:
+    masker = Masker()
+    masker.add(SECRET)
+    error = ConfigError(f"bad {SECRET}", hint=f"not {quote_plus(SECRET)}", statement=ENCODED, extra=SECRET)
+    masked = masker.error(error)
+    assert masked is error
+    assert all(form not in json_text for form in every_form(SECRET) for json_text in [str(error), repr(error)])
+    assert error.to_dict()["extra"] == "***" and error.statement == "***"
