@@ -138,7 +138,7 @@ def parse_url(template: str) -> DatabaseUrl:
         _check_escapes(part, label, refuse)
     options = _options(query, refuse)
     option_names = {name for name, _ in options}
-    hosts = _hosts(hostspec, has_host_option="host" in option_names, refuse=refuse)
+    hosts = _hosts(hostspec, host_option=dict(options).get("host"), refuse=refuse)
     _check_escapes(path, "database name", refuse)
     if not slash or path != PLACEHOLDER:
         if PLACEHOLDER not in template:
@@ -164,10 +164,10 @@ def _check_escapes(text: str, label: str, refuse: _Refuse) -> None:
         raise refuse(f"the {label}'s percent-escapes are not UTF-8") from None
 
 
-def _hosts(hostspec: str, *, has_host_option: bool, refuse: _Refuse) -> tuple[tuple[str, int], ...]:
+def _hosts(hostspec: str, *, host_option: str | None, refuse: _Refuse) -> tuple[tuple[str, int], ...]:
     if not hostspec:
-        if has_host_option:
-            return (("(host option)", 5432),)
+        if host_option:  # postgresql:///{database}?host=/var/run/postgresql
+            return ((host_option, 5432),)
         raise refuse("it names no host", "put the server's host name or address after '@'")
     hosts = []
     for item in hostspec.split(","):
@@ -195,6 +195,9 @@ def _split_port(item: str, refuse: _Refuse) -> tuple[str, str | None]:
     host, colon, port = item.partition(":")
     if not host:
         raise refuse("a host is empty", "name every host: host1:5432,host2:5432")
+    if host.startswith("%2F") or host.startswith("%2f"):  # a socket folder, percent-encoded: %2Ftmp
+        _check_escapes(host, "host", refuse)
+        return unquote(host), (port if colon else None)
     if not HOST_NAME.match(host):
         raise refuse(f"host {host!r} is not a host name or address (IPv6 addresses go in brackets: [::1])")
     return host, (port if colon else None)

@@ -80,6 +80,7 @@ def test_a_malformed_url_is_a_config_error_naming_the_problem_with_the_password_
         f"postgresql://u:{ENCODED}@h1:5432,h2:5433,[::1]/{{database}}?target_session_attrs=read-write",
         "postgresql://u@h/{database}?password=x%20y&ssl=true",
         "postgresql:///{database}?host=/var/run/postgresql",
+        "postgresql://u@%2Fvar%2Frun%2Fpostgresql:5433/{database}",
         "postgresql://h/{database}",
         f"postgresql://u:{ENCODED}@h:5432/DB_NAME",
     ],
@@ -91,6 +92,8 @@ def test_well_formed_urls_are_accepted_and_libpq_reads_them_the_same(template: s
 
 
 def test_the_url_names_its_hosts_and_ports_for_messages() -> None:
+    assert parse_url("postgresql:///{database}?host=/run/pg").target("x") == "/run/pg:5432/x"
+    assert parse_url("postgresql://%2Frun%2Fpg/{database}").target("x") == "/run/pg:5432/x"
     parsed = parse_url(f"postgresql://u:{ENCODED}@h1:6432,[::1]/{{database}}")
     assert parsed.hosts == (("h1", 6432), ("[::1]", 5432))
     assert parsed.target("projectdb") == "h1:6432/projectdb"
