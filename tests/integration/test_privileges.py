@@ -9,6 +9,8 @@ GRANT the error names, once run, is what lets up through.
 
 from __future__ import annotations
 
+import os
+import pwd
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from local.postgres import EmbeddedPostgres
+from local.postgres import SERVICE_USER, EmbeddedPostgres
 from tests.integration.conftest import CliResult, Files
 
 PASSWORD = "role-password-1"
@@ -213,3 +215,58 @@ def test_no_connect_privilege_names_the_grant(cli: Cli, pg: EmbeddedPostgres, fo
         assert "no CONNECT privilege on database 'projectdb'" in error["message"]
         assert "missing_database" not in error
     assert result.json()["hint"] == 'GRANT CONNECT ON DATABASE "projectdb" TO "app_noconnect"'
+
+
+@pytest.fixture
+def standby(pg: EmbeddedPostgres, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmbeddedPostgres]:
+    """A hot standby of the test server (pg_basebackup -R), with projectdb replicated."""
+    replica = EmbeddedPostgres(tls=False, settings={"hot_standby": "on"})
+    replica.user, replica.password = pg.user, pg.password
+    root = replica.data_dir.parent
+    root.chmod(0o755)
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam(SERVICE_USER)
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+    monkeypatch.setenv("PGPASSWORD", pg.password)
+    replica._run(  # the helper that runs a server tool as the service user
+        [
+            str(replica.bindir / "pg_basebackup"),
+            *("-D", str(replica.data_dir), "-h", pg.host, "-p", str(pg.port), "-U", pg.user),
+            *("-R", "-X", "stream", "--no-sync", "--checkpoint=fast"),
+        ]
+    )
+    replica._initialized = True  # its cluster is the copy, not a new initdb
+    replica.start()
+    try:
+        yield replica
+    finally:
+        replica.destroy()
+
+
+def test_a_hot_standby_is_named_and_up_is_refused(cli: Cli, standby: EmbeddedPostgres, folder: Path) -> None:
+    url = f"postgresql://{standby.user}:{standby.password}@{standby.host}:{standby.port}/{{database}}"
+    deadline = time.monotonic() + 20
+    while not sql_rows(standby, "SELECT datname FROM pg_database WHERE datname = 'projectdb'"):
+        assert time.monotonic() < deadline, "projectdb never reached the standby"
+        time.sleep(0.2)
+    up = cli("up", "--json", "--dir", str(folder), url=url)
+    assert up.code == 1, up.out
+    error = up.json()
+    assert (error["error"], error["database"]) == ("PrivilegeError", "projectdb")
+    assert error["privilege"] == "a writable session"
+    assert "hot standby" in error["message"]
+    assert "primary" in error["hint"]
+    plan = cli("plan", "--json", "--dir", str(folder), url=url)
+    assert plan.code == 1
+    assert plan.json()["databases"][0]["pending"] == [1]
+    assert [p["privilege"] for p in plan.json()["problems"]] == ["a writable session"]
+
+
+def sql_rows(server: EmbeddedPostgres, query: str) -> list[tuple[object, ...]]:
+    conn = psycopg2.connect(server.dsn("postgres"))
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
