@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -116,7 +117,7 @@ class FunctionEnv:
             secret_arn=env.get("DB_SECRET_ARN"),
             database_url=env.get("DATABASE_URL"),
             db_host=env.get("DB_HOST"),
-            db_port=_number(env, "DB_PORT", int),
+            db_port=_number(env, "DB_PORT", int, high=65535, low=1),
             db_sslmode=sslmode,
             db_sslrootcert=_ca_bundle(env, sslmode),
             allow_down=BOOLEANS[allow_down],
@@ -126,7 +127,7 @@ class FunctionEnv:
             statement_timeout_s=_number(env, "STATEMENT_TIMEOUT_S", float),
             lock_timeout_s=_number(env, "LOCK_TIMEOUT_S", float),
             min_time_left_s=_number(env, "MIN_TIME_LEFT_S", float, cls.min_time_left_s),
-            upload_settle_s=_number(env, "UPLOAD_SETTLE_S", float, cls.upload_settle_s),
+            upload_settle_s=_number(env, "UPLOAD_SETTLE_S", float, cls.upload_settle_s, low=0, high=900),
             log_level=log_level,
             deploy_principal=env.get("DEPLOY_PRINCIPAL"),
         )
@@ -167,14 +168,32 @@ def explain_tls_failure(exc: DatabaseConnectError, env: FunctionEnv) -> Database
     )
 
 
-def _number(env: Mapping[str, str], name: str, kind: type[Any], default: Any = None) -> Any:
+def _number(
+    env: Mapping[str, str],
+    name: str,
+    kind: type[Any],
+    default: Any = None,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+) -> Any:
+    """A number from the environment; the engine's own (Settings) are bounded again there.
+
+    nan and infinities are never numbers here; ``low``/``high`` bound what only the
+    function reads (the port, the upload settle time).
+    """
     if name not in env:
         return default
+    expected = "a whole number" if kind is int else "a number"
     try:
-        return kind(env[name])
+        value = kind(env[name])
     except ValueError:
-        expected = "a whole number" if kind is int else "a number"
         raise ConfigError(f"{name} must be {expected}, not {env[name]!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, not {env[name]!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be {expected} from {low:g} to {high:g}, not {env[name]!r}")
+    return value
 
 
 def build_settings(

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from dbmigrate.dburl import Masker
 from dbmigrate.errors import ConfigError, DatabaseConnectError, MigrationError
 from dbmigrate.manifest import ManifestSource
 from dbmigrate.runner import Runner
@@ -25,10 +26,12 @@ log = logging.getLogger(__name__)
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """Entry point of the function (``handler.handler``)."""
+    masker = Masker()  # learns the passwords as they are read: logs and errors never show them
     env: FunctionEnv | None = None
     try:
         env = FunctionEnv.from_environ(os.environ)
-        configure_logging(env.log_level)
+        masker.add_url(env.database_url)
+        configure_logging(env.log_level, masker)
         request = parse_event(
             event,
             bucket=env.bucket,
@@ -47,6 +50,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             )
         function = getattr(context, "function_name", None)
         settings = build_settings(env, applied_by=f"lambda:{function}" if function else "lambda")
+        masker.add(*settings.masker().secrets)
         source: MigrationSource = S3Source(env.bucket, env.prefix)
         if request.manifest is not None:  # a remote plan: the caller's files, not the bucket's
             source = ManifestSource(request.manifest, origin="the caller's manifest")
@@ -68,12 +72,10 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         clearer = explain_tls_failure(exc, env) if isinstance(exc, DatabaseConnectError) and env else None
         failure = clearer or exc
         log.error("run failed: %s", failure, extra={"error": failure.to_dict()})
-        if clearer is not None:
-            raise clearer from exc
-        raise
-    except Exception:
+        raise masker.error(failure) from None
+    except Exception as exc:
         log.exception("run failed unexpectedly")
-        raise
+        raise masker.error(exc) from None
     result: dict[str, Any] = report.to_dict()
     log.info("run finished", extra={"result": result})
     return result

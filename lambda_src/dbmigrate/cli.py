@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .config import Settings
-from .errors import ConfigError, MigrationError, StoppedError
+from .dburl import Masker
+from .errors import ConfigError, LayoutError, MigrationError, StoppedError
 from .lint import CONFIG_NAME, SEVERITIES, LintConfig, lint
 from .model import FILE_NAME, ROOT_DATABASE, validate_database_name
 from .remote import lambda_invoker, remote_plan
@@ -39,6 +40,8 @@ EXIT_TERMINATED = 128 + signal.SIGTERM
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
     args = _parser().parse_args(argv)
+    masker = Masker()  # whatever is printed, the URL's password never is, in any encoding
+    masker.add_url(getattr(args, "database_url", None))
     try:
         if args.command == "new":
             return _new(args)
@@ -54,10 +57,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _sigterm_stops(runner):
             report = _run(runner, args)
     except MigrationError as exc:
-        _print_error(exc, as_json=args.json)
+        _print_error(masker.error(exc), as_json=args.json)
         if isinstance(exc, StoppedError):
             return EXIT_TERMINATED
         return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
+    except Exception as exc:  # a bug, or a library's surprise: one masked line, never a traceback
+        masked = masker.error(exc)
+        text = str(masked) if masked is not exc else f"{type(exc).__name__}: {exc}"
+        print(f"error: unexpected {text} (please report this)", file=sys.stderr)
+        return EXIT_FAILED
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
@@ -270,7 +278,10 @@ def _lint(args: argparse.Namespace) -> int:
 
 
 def _new(args: argparse.Namespace) -> int:
-    database = validate_database_name(args.database_name)
+    try:
+        database = validate_database_name(args.database_name)
+    except LayoutError as exc:  # a bad argument, not a bad file: usage
+        raise ConfigError(exc.message, hint=exc.hint) from None
     slug = re.sub(r"[^a-z0-9]+", "_", args.description.lower()).strip("_")
     if not slug:
         raise ConfigError(f"description {args.description!r} has no letters or digits")
@@ -384,7 +395,7 @@ def _print_report(report: RunReport, out: TextIO) -> None:
     for problem in report.problems:
         print(f"problem: {problem['message']}", file=out)
     for warning in report.warnings:
-        print(f"warning: {warning}", file=out)
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _version(version: int | None) -> str:

@@ -6,10 +6,12 @@ engine takes them as they are.
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
+from .dburl import DatabaseUrl, Masker, parse_url
 from .errors import ConfigError
 from .model import DATABASE_NAME, ROOT_DATABASE
 
@@ -18,6 +20,9 @@ __all__ = ["Settings", "url_template"]
 PLACEHOLDER = "{database}"
 # The original write-up's URL ends in a literal DB_NAME; accept it and {DB_NAME} too.
 LEGACY_PLACEHOLDER = re.compile(r"\{DB_NAME\}|(?<=/)DB_NAME(?=$|\?)")
+# Upper bounds of the numbers (seconds): PostgreSQL's timeouts are int milliseconds.
+MAX_SERVER_TIMEOUT_S = 2_147_483
+MAX_WAIT_S = 86_400
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,7 @@ class Settings:
     (PostgreSQL 14+; 0 turns it off).
     """
 
-    url_template: str
+    url_template: str = field(repr=False)
     root_database: str = ROOT_DATABASE
     history_schema: str = "dbmigrate"
     connect_timeout_s: int = 5
@@ -46,36 +51,31 @@ class Settings:
     applied_by: str = "dbmigrate"
     network_timeout_s: float = 30.0
     dead_client_check_s: float = 2.0
+    parsed_url: DatabaseUrl = field(init=False, repr=False, compare=False)
+    """The checked URL: hosts, options and the secrets to mask."""
 
     def __post_init__(self) -> None:
         template = LEGACY_PLACEHOLDER.sub(PLACEHOLDER, self.url_template)
         object.__setattr__(self, "url_template", template)
-        if not template.startswith(("postgresql://", "postgres://")):
-            raise ConfigError(
-                "the database URL must start with postgresql://",
-                hint="set it like postgresql://user:password@host:5432/{database}",
-            )
-        if PLACEHOLDER not in template:
-            raise ConfigError(
-                "the database URL has no {database} placeholder",
-                hint="put {database} where the database name goes: postgresql://user:pw@host:5432/{database}",
-            )
+        object.__setattr__(self, "parsed_url", parse_url(template))
         for name in (self.root_database, self.history_schema):
             if not DATABASE_NAME.match(name):
                 raise ConfigError(f"{name!r} is not a valid database or schema name")
-        if self.connect_timeout_s < 1:
-            raise ConfigError("connect timeout must be at least 1 second")
-        if not self.network_timeout_s >= 1:
-            raise ConfigError(f"network timeout must be at least 1 second (got {self.network_timeout_s})")
-        for label, value in (
-            ("lock wait", self.lock_wait_s),
-            ("statement timeout", self.statement_timeout_s),
-            ("lock timeout", self.lock_timeout_s),
-            ("minimum time left", self.min_time_left_s),
-            ("dead client check", self.dead_client_check_s),
+        _check_number("connect timeout", self.connect_timeout_s, low=1, high=MAX_WAIT_S)
+        _check_number("network timeout", self.network_timeout_s, low=1, high=MAX_WAIT_S)
+        for label, value, high in (
+            ("lock wait", self.lock_wait_s, MAX_WAIT_S),
+            ("statement timeout", self.statement_timeout_s, MAX_SERVER_TIMEOUT_S),
+            ("lock timeout", self.lock_timeout_s, MAX_SERVER_TIMEOUT_S),
+            ("minimum time left", self.min_time_left_s, MAX_WAIT_S),
+            ("dead client check", self.dead_client_check_s, MAX_WAIT_S),
         ):
-            if value is not None and value < 0:
-                raise ConfigError(f"{label} must not be negative (got {value})")
+            if value is not None:
+                _check_number(label, value, low=0, high=high)
+
+    def masker(self) -> Masker:
+        """A Masker that knows this URL's passwords, for everything an edge prints or logs."""
+        return Masker(self.parsed_url.secrets)
 
     def url(self, database: str) -> str:
         """The connection URL of one database (names are validated, so no quoting is needed)."""
@@ -85,10 +85,31 @@ class Settings:
         """libpq ``options`` that set the per-session timeouts, or an empty string."""
         options = []
         if self.statement_timeout_s is not None:
-            options.append(f"-c statement_timeout={int(self.statement_timeout_s * 1000)}")
+            options.append(f"-c statement_timeout={_milliseconds(self.statement_timeout_s)}")
         if self.lock_timeout_s is not None:
-            options.append(f"-c lock_timeout={int(self.lock_timeout_s * 1000)}")
+            options.append(f"-c lock_timeout={_milliseconds(self.lock_timeout_s)}")
         return " ".join(options)
+
+
+def _check_number(label: str, value: float, *, low: int, high: int) -> None:
+    """Refuse nan, infinities and values out of bounds (with their unit, seconds)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{label} must be a number of seconds (got {value!r})")
+    if not math.isfinite(value):
+        problem = f"must be a finite number of seconds (got {value!r})"
+    elif value < low:
+        problem = "must not be negative" if low == 0 else f"must be at least {low} second"
+        problem += f" (got {value!r})"
+    elif value > high:
+        problem = f"must be at most {high} seconds (got {value!r})"
+    else:
+        return
+    raise ConfigError(f"{label} {problem}", hint="give a plain number of seconds, e.g. 30")
+
+
+def _milliseconds(seconds: float) -> int:
+    """Whole milliseconds; a positive value never rounds to 0 (which means no limit)."""
+    return max(1, round(seconds * 1000)) if seconds > 0 else 0
 
 
 def url_template(user: str, password: str, host: str, port: int | str, **query: str) -> str:

@@ -8,6 +8,7 @@ database, never the password.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -24,10 +25,23 @@ __all__ = ["Connection", "connect", "connection_lost_cause", "describe_target", 
 Connection = psycopg2.extensions.connection
 
 
+# The server's FATAL messages at connection start, for when psycopg2 gives no SQLSTATE
+# (it never does on connect): their exact forms, keyed by the SQLSTATE they carry.
+SERVER_MESSAGES = {
+    psycopg2.errorcodes.INVALID_CATALOG_NAME: re.compile(r'FATAL:\s+database "(?P<name>[^"]*)" does not exist'),
+    psycopg2.errorcodes.INVALID_AUTHORIZATION_SPECIFICATION: re.compile(
+        r'FATAL:\s+role "(?P<name>[^"]*)" (?P<problem>does not exist|is not permitted to log in)'
+    ),
+    psycopg2.errorcodes.INSUFFICIENT_PRIVILEGE: re.compile(
+        r'FATAL:\s+permission denied for database "(?P<name>[^"]*)"'
+    ),
+    psycopg2.errorcodes.INVALID_PASSWORD: re.compile(r"FATAL:\s+password authentication failed"),
+}
+
+
 def describe_target(settings: Settings, database: str) -> str:
     """``host:port/database`` of a URL, without user or password, for messages."""
-    params = psycopg2.extensions.parse_dsn(settings.url(database))
-    return f"{params.get('host', 'localhost')}:{params.get('port', 5432)}/{params.get('dbname', database)}"
+    return settings.parsed_url.target(database)
 
 
 def connect(
@@ -62,7 +76,7 @@ def connect(
         options["options"] = server_options
     try:
         conn: Connection = psycopg2.connect(settings.url(database), **options)
-    except psycopg2.OperationalError as exc:
+    except psycopg2.Error as exc:  # the URL is checked: libpq's own text is masked all the same
         raise _connect_error(settings, database, exc) from None
     conn.autocommit = True
     return conn
@@ -126,17 +140,53 @@ def why_lost(settings: Settings, database: str, *, since: datetime, application_
     return None
 
 
-def _connect_error(settings: Settings, database: str, exc: psycopg2.OperationalError) -> DatabaseConnectError:
+def _sqlstate(exc: psycopg2.Error, text: str) -> tuple[str | None, re.Match[str] | None]:
+    """The SQLSTATE of a connection failure: psycopg2's, else read from the server's exact message."""
+    for code, form in SERVER_MESSAGES.items():
+        match = form.search(text)
+        if match and (exc.pgcode is None or exc.pgcode == code):
+            return code, match
+    return exc.pgcode, None
+
+
+def _connect_error(settings: Settings, database: str, exc: psycopg2.Error) -> DatabaseConnectError:
     target = describe_target(settings, database)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    text = text.replace(settings.url(database), target)
-    if exc.pgcode == psycopg2.errorcodes.INVALID_CATALOG_NAME or "does not exist" in text:
+    server = target.rsplit("/", 1)[0]
+    masked = settings.masker()(str(exc).strip())
+    text = next((line for line in masked.splitlines() if "FATAL" in line), masked.splitlines()[0] if masked else "")
+    text = text or type(exc).__name__
+    code, match = _sqlstate(exc, masked)
+    user = settings.parsed_url.user or "(the default user)"
+    if code == psycopg2.errorcodes.INVALID_CATALOG_NAME and (match is None or match["name"] == database):
         return DatabaseConnectError(
-            f"database {database!r} does not exist on {target.rsplit('/', 1)[0]}",
+            f"database {database!r} does not exist on {server}",
             database=database,
             missing_database=True,
             hint=f"add a migration under {settings.root_database}/ that runs CREATE DATABASE {database}; "
             "or create it by hand; or fix the folder name",
+        )
+    if code == psycopg2.errorcodes.INVALID_AUTHORIZATION_SPECIFICATION and match is not None:
+        role = match["name"]
+        if match["problem"] == "does not exist":
+            return DatabaseConnectError(
+                f"role {role!r} does not exist on {server} (connecting to {database})",
+                database=database,
+                role=role,
+                hint=f'fix the user in the URL or the secret, or create the role: CREATE ROLE "{role}" LOGIN '
+                "PASSWORD '...'",
+            )
+        return DatabaseConnectError(
+            f"role {role!r} may not log in to {server} (connecting to {database})",
+            database=database,
+            role=role,
+            hint=f'ALTER ROLE "{role}" LOGIN, or use a role that may log in',
+        )
+    if code == psycopg2.errorcodes.INSUFFICIENT_PRIVILEGE:
+        return DatabaseConnectError(
+            f"role {user!r} has no CONNECT privilege on database {database!r} on {server}",
+            database=database,
+            role=user,
+            hint=f'GRANT CONNECT ON DATABASE "{database}" TO "{user}"',
         )
     if "timeout" in text.lower():
         return DatabaseConnectError(
@@ -145,7 +195,7 @@ def _connect_error(settings: Settings, database: str, exc: psycopg2.OperationalE
             hint="check that the function runs in the database's VPC and subnets and that the database's "
             "security group allows the function's on the database port",
         )
-    if "password authentication failed" in text or "authentication" in text:
+    if code == psycopg2.errorcodes.INVALID_PASSWORD or "authentication" in text:
         return DatabaseConnectError(
             f"the server at {target} refused the credentials: {text}",
             database=database,

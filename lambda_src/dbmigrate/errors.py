@@ -77,6 +77,10 @@ class DatabaseConnectError(MigrationError):
     """A database could not be reached or does not exist."""
 
 
+class PrivilegeError(MigrationError):
+    """The role lacks a privilege the run needs, or its session is read-only; the hint is the GRANT."""
+
+
 class ChecksumMismatchError(MigrationError):
     """An applied file's content changed since it was applied."""
 

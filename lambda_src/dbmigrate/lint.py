@@ -136,7 +136,7 @@ def _file_findings(ref: MigrationRef, source: MigrationSource, config: LintConfi
     if config.require_down and ref.down_key is None:
         yield "missing-down", None, "no down file", f"add {ref.key.removesuffix('.up.sql')}.down.sql"
     try:
-        script = analyze(decode(source.read(ref.key), ref), database=ref.database, file=ref.key)
+        script = analyze(decode(source.read(ref.key), ref), database=ref.database, file=ref.key, keep_trees=True)
     except UnsupportedSqlError as exc:
         yield "unsupported", exc.line, exc.message, exc.hint or ""
         return

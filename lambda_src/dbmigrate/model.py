@@ -2,8 +2,11 @@
 
 ``<database>/<version>_<description>.up.sql`` (and an optional ``.down.sql``), under
 an optional prefix. The folder is a database name, the version is digits compared as
-an integer (any width, leading zeros ignored). A file that looks like a migration but
-breaks the rules is an error that names it; files that are not ``.sql`` are ignored.
+an integer (leading zeros ignored) of at most 40 digits, the history's numeric(40,0).
+A file that looks like a migration but breaks the rules is an error that names it:
+a ``.sql`` suffix in any case (``.UP.SQL``), a name with trailing spaces, ``.up``
+without ``.sql``, a folder named like a migration file. Other files (notes, hidden
+files) are ignored.
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ __all__ = [
 ROOT_DATABASE = "postgres"
 DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 FILE_NAME = re.compile(r"^(?P<version>[0-9]+)_(?P<description>[\w.-]+)\.(?P<direction>up|down)\.sql$")
+# What a person meant as a migration: <digits>_... .up / .down, in any case, with any tail.
+LOOKS_LIKE_MIGRATION = re.compile(r"^\s*[0-9]+_.*\.(up|down)(\.|\s*$)", re.IGNORECASE)
 EXAMPLE_NAME = "202401010100_create_users.up.sql"
+MAX_VERSION_DIGITS = 40  # the history's version column is numeric(40, 0)
 
 
 @dataclass(frozen=True, order=True)
@@ -83,7 +89,13 @@ def parse_layout(entries: Iterable[Entry], *, origin: str) -> list[MigrationRef]
     downs: dict[tuple[str, int], list[str]] = {}
     for entry in entries:
         parts = entry.key.split("/")
-        if any(part.startswith(".") for part in parts) or not parts[-1].endswith(".sql"):
+        if any(part.startswith(".") for part in parts):
+            continue
+        folder_problem = _folder_problem(entry.key, parts)
+        if folder_problem:
+            problems.append(folder_problem)
+            continue
+        if entry.key.endswith("/") or not _is_candidate(parts[-1]):
             continue
         if len(parts) != 2:
             problems.append(
@@ -99,9 +111,12 @@ def parse_layout(entries: Iterable[Entry], *, origin: str) -> list[MigrationRef]
             continue
         match = FILE_NAME.match(name)
         if not match:
+            problems.append(f"{entry.key}: {_name_problem(name)}")
+            continue
+        digits = match["version"].lstrip("0")
+        if len(digits) > MAX_VERSION_DIGITS:
             problems.append(
-                f"{entry.key}: file name must be <version>_<description>.up.sql or .down.sql, "
-                f"with digits for the version (e.g. {EXAMPLE_NAME})"
+                f"{entry.key}: version has {len(digits)} digits; the history keeps at most {MAX_VERSION_DIGITS}"
             )
             continue
         slot = (database, int(match["version"]))
@@ -135,3 +150,32 @@ def parse_layout(entries: Iterable[Entry], *, origin: str) -> list[MigrationRef]
             problems=problems,
         )
     return sorted(refs)
+
+
+def _is_candidate(name: str) -> bool:
+    """Whether a file is meant as a migration: any ``.sql`` (any case, stray spaces) or ``N_x.up``."""
+    return name.strip().lower().endswith(".sql") or bool(LOOKS_LIKE_MIGRATION.match(name))
+
+
+def _name_problem(name: str) -> str:
+    rule = (
+        "file name must be <version>_<description>.up.sql or .down.sql, "
+        f"with digits for the version (e.g. {EXAMPLE_NAME})"
+    )
+    if name != name.strip():
+        return f"{rule}; this one has spaces at its start or end"
+    lowered = re.sub(r"\.(up|down)\.sql$", lambda m: m.group(0).lower(), name, flags=re.IGNORECASE)
+    if lowered != name and FILE_NAME.match(lowered):
+        return f"{rule}; the suffix must be lower-case ({lowered})"
+    if LOOKS_LIKE_MIGRATION.match(name) and not name.lower().endswith(".sql"):
+        return f"{rule}; this one does not end in .sql"
+    return rule
+
+
+def _folder_problem(key: str, parts: list[str]) -> str | None:
+    """A folder (a key ending in ``/``, or a key's parent) named like a migration file."""
+    for depth, folder in enumerate(parts[:-1]):
+        if _is_candidate(folder):
+            path = "/".join(parts[: depth + 1])
+            return f"{path}/: a folder named like a migration file; migrations are files (<database>/{EXAMPLE_NAME})"
+    return None

@@ -49,8 +49,9 @@ class RunReport:
     ``down``: per database what was to be undone (``to_undo``: version, file, down file)
     and the versions undone (``reverted``), newest first; nothing with ``dry_run``.
     ``repair`` and ``baseline``: ``changes``, each change made to the history.
-    ``warnings``: what went wrong after the work was done (releasing the lock); never
-    a reason to doubt what the report says was applied.
+    ``warnings``: what is worth a look but stops nothing: a source with no migrations, or
+    what went wrong after the work was done (releasing the lock), never a reason to
+    doubt what the report says was applied.
     """
 
     action: str

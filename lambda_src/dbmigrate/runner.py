@@ -18,10 +18,13 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
+import psycopg2.errors
+
+from .access import check_access
 from .apply import apply_file, sha256
 from .config import Settings
 from .db import Connection, connect
-from .errors import ConfigError, DatabaseConnectError, DeadlineError
+from .errors import ConfigError, DatabaseConnectError, DeadlineError, PrivilegeError
 from .history import History
 from .legacy import adopt
 from .lifecycle import RunLifecycle
@@ -67,6 +70,12 @@ class Runner:
         """Apply every pending file; raise a MigrationError on the first failure."""
         started = time.monotonic()
         refs = self.source.list()
+        if not refs and not databases:
+            raise ConfigError(
+                f"no migrations found at {self.source.origin}",
+                hint="point --dir (or MIGRATIONS_BUCKET and MIGRATIONS_PREFIX) at the folder that holds one "
+                f"sub-folder per database, e.g. {self.settings.root_database}/202401010000_create_app.up.sql",
+            )
         targets = self._targets(refs, databases)
         results: list[DatabaseResult] = []
         with self._run.locked(self._lock_wait()) as lock:
@@ -223,18 +232,30 @@ class Runner:
         return wait
 
     @contextmanager
-    def _session(self, database: str, refs: list[MigrationRef]) -> Iterator[tuple[History, DatabasePlan]]:
+    def _session(
+        self, database: str, refs: list[MigrationRef], *, writes: bool = True
+    ) -> Iterator[tuple[History, DatabasePlan]]:
         """A connection to ``database`` (as its History) and its plan; the history table is
-        created (or adopted from another tool) if missing. Only under the lock."""
+        created (or adopted from another tool) if missing. Only under the lock. With
+        ``writes`` the role's right to write the history is checked first (migrate checks
+        it only when something is pending: a no-op run costs no extra round trip)."""
         history = History(self._run.connect(database), self.settings.history_schema)
         try:
-            yield history, self._plan(database, refs, self._history(history.conn, database, refs, create=True))
+            plan = self._plan(database, refs, self._history(history.conn, database, refs, create=True))
+            if writes or plan.pending:
+                self._refuse_unless_writable(history.conn)
+            yield history, plan
         finally:
             history.conn.close()  # the file loop may have replaced the first connection
 
+    def _refuse_unless_writable(self, conn: Connection) -> None:
+        refusal = check_access(conn, self.settings.history_schema).refusal(write=True)
+        if refusal:
+            raise refusal
+
     def _migrate_database(self, database: str, refs: list[MigrationRef]) -> DatabaseResult:
         started = time.monotonic()
-        with self._session(database, refs) as (history, plan):
+        with self._session(database, refs, writes=False) as (history, plan):
             refusal = plan.refusal(allow_out_of_order=self.settings.allow_out_of_order)
             if refusal:
                 raise refusal
@@ -307,11 +328,23 @@ class Runner:
         the adopted rows; plan and status only show what would be adopted.
         """
         history = History(conn, self.settings.history_schema)
-        rows = history.read()
+        try:
+            rows = history.read()
+        except psycopg2.errors.InsufficientPrivilege as exc:
+            access = check_access(conn, self.settings.history_schema)
+            raise access.refusal(write=False) or PrivilegeError(
+                f"role {access.role!r} may not read the history {self.settings.history_schema}.history: "
+                f"{str(exc).strip().splitlines()[0]}",
+                database=database,
+                role=access.role,
+                hint=f"GRANT USAGE ON SCHEMA {self.settings.history_schema} and SELECT, INSERT, UPDATE, DELETE "
+                f"ON {self.settings.history_schema}.history TO {access.role}",
+            ) from exc
         if rows is not None:
             return rows
         adopted = adopt(conn, database, refs, lambda ref: sha256(self.source.read(ref.key)))
         if create:
+            self._refuse_unless_writable(conn)
             history.create(adopted)
         return [AppliedMigration(**row) for row in adopted]
 
@@ -341,23 +374,32 @@ class Runner:
         problems: list[dict[str, Any]] = []
         for database in self._targets(refs, databases):
             db_started = time.monotonic()
-            plan = self._read_plan(database, _of(refs, database))
+            plan, cannot_write = self._read_plan(database, _of(refs, database))
             refusal = plan.refusal(allow_out_of_order=self.settings.allow_out_of_order)
-            if refusal:
-                problems.append(refusal.to_dict())
+            for problem in (cannot_write, refusal):
+                if problem:
+                    problems.append(problem.to_dict())
             pending = [ref.version for ref in plan.pending]
             results.append(DatabaseResult(database, plan.current_version, [], pending, _ms_since(db_started), plan))
-        return RunReport(action, self.source.origin, results, _ms_since(started), problems=problems)
+        warnings = [] if refs or databases else [f"no migrations found at {self.source.origin}"]
+        return RunReport(action, self.source.origin, results, _ms_since(started), problems=problems, warnings=warnings)
 
-    def _read_plan(self, database: str, refs: list[MigrationRef]) -> DatabasePlan:
+    def _read_plan(self, database: str, refs: list[MigrationRef]) -> tuple[DatabasePlan, PrivilegeError | None]:
+        """The plan of one database, and why a migrate could not write its history (or None).
+
+        A history the role cannot read is raised: a plan without it would call every file pending.
+        """
         try:
             conn: Connection = connect(self.settings, database)
         except DatabaseConnectError as exc:
             if not exc.details.get("missing_database"):
                 raise
-            return plan_database(database, refs, [], {}, exists=False)
+            return plan_database(database, refs, [], {}, exists=False), None
         try:
-            return self._plan(database, refs, self._history(conn, database, refs, create=False))
+            plan = self._plan(database, refs, self._history(conn, database, refs, create=False))
+            if not plan.pending:
+                return plan, None
+            return plan, check_access(conn, self.settings.history_schema).refusal(write=True)
         finally:
             conn.close()
 

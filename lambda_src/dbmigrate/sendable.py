@@ -52,36 +52,35 @@ def conforming_settings(tree: dict[str, Any]) -> list[bool | None]:
     return values
 
 
-def rewrite_legacy_strings(
-    sql: str, tree: dict[str, Any] | None, *, database: str, file: str
-) -> tuple[str, dict[str, Any] | None]:
+def rewrite_legacy_strings(sql: str, *, parsed: bool, database: str, file: str) -> tuple[str, bool]:
     """The file with strings written under standard_conforming_strings=off made explicit (E''),
-    and its parse tree (None when unchanged, or when the rewrite does not parse either).
+    and whether that rewrite parses (False when unchanged, or when it does not parse either).
 
-    ``tree`` is the file's own parse tree, None when it did not parse.
+    ``parsed``: the file itself parsed (so it surely sets the option, and a file that cannot
+    be rewritten faithfully is refused rather than reported as a syntax error).
     """
     try:
         rewrite = rewrite_escape_strings(sql)
     except LegacyStringsError as exc:
-        if tree is None:
-            return sql, None  # not a file that sets the option: the syntax error stands
+        if not parsed:
+            return sql, False  # not a file that sets the option: the syntax error stands
         raise _conforming_strings_error(f"{exc}", line_of(sql, exc.offset), database, file) from exc
     if rewrite.text == sql:
-        return sql, None
+        return sql, False
     from pglast import parser as pg_parser  # noqa: PLC0415
 
     try:
-        parsed: dict[str, Any] = json.loads(pg_parser.parse_sql_json(rewrite.text))
+        tree: dict[str, Any] = json.loads(pg_parser.parse_sql_json(rewrite.text))
     except pg_parser.ParseError:
-        return (sql, None) if tree is None else (rewrite.text, None)
-    if conforming_settings(parsed) != list(rewrite.settings):
+        return (rewrite.text if parsed else sql), False
+    if conforming_settings(tree) != list(rewrite.settings):
         raise _conforming_strings_error(
             "the file's SET standard_conforming_strings statements could not be matched to its strings",
             None,
             database,
             file,
         )
-    return rewrite.text, parsed
+    return rewrite.text, True
 
 
 def _conforming_strings_error(message: str, line: int | None, database: str, file: str) -> UnsupportedSqlError:

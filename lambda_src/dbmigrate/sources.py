@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from .errors import SourceError
+from .errors import ConfigError, SourceError
 from .model import Entry, MigrationRef, parse_layout
 
 __all__ = ["ChecksumSource", "LocalSource", "MigrationSource", "SettledSource"]
@@ -22,9 +22,10 @@ class MigrationSource(Protocol):
     """A set of migration files in the documented layout.
 
     ``list()`` returns every migration (validated, sorted; no file body is read) and
-    raises LayoutError for a misnamed file and SourceError when the source cannot be
-    reached; an empty source returns ``[]``. ``read(key)`` returns one file's bytes
-    exactly as stored, or raises SourceError naming the key.
+    raises LayoutError for a misnamed file, ConfigError when the folder does not exist
+    and SourceError when the source cannot be reached; an empty source returns ``[]``.
+    ``read(key)`` returns one file's bytes exactly as stored, or raises SourceError
+    naming the key.
     """
 
     origin: str
@@ -50,9 +51,10 @@ class LocalSource:
         self.origin = str(self.root)
 
     def list(self) -> list[MigrationRef]:
-        if not self.root.is_dir():
-            raise SourceError(
-                f"migrations folder {self.origin} does not exist",
+        if not self.root.is_dir():  # a wrong --dir: configuration, not a failed migration
+            what = "is not a folder" if self.root.exists() else "does not exist"
+            raise ConfigError(
+                f"migrations folder {self.origin} {what}",
                 hint="pass --dir with the folder that holds one sub-folder per database",
             )
         entries = [Entry(key) for key in _files(self.root)]
@@ -67,16 +69,22 @@ class LocalSource:
 
 
 def _files(root: Path) -> list[str]:
-    """Keys of every file below ``root``: a scan of two levels (the layout's depth), deeper only where needed."""
+    """Keys of every file below ``root``: a scan of two levels (the layout's depth), deeper only where needed.
+
+    Folders of the first two levels are listed too, as ``<name>/`` (as S3 lists a folder
+    marker), so that a folder named like a migration file is not missed.
+    """
     keys: list[str] = []
     with os.scandir(root) as top:
         for folder in top:
             if not folder.is_dir():
                 keys.append(folder.name)
                 continue
+            keys.append(f"{folder.name}/")
             with os.scandir(folder.path) as inner:
                 for entry in inner:
                     if entry.is_dir():
+                        keys.append(f"{folder.name}/{entry.name}/")
                         base = Path(entry.path)
                         keys += [p.relative_to(root).as_posix() for p in base.rglob("*") if p.is_file()]
                     else:

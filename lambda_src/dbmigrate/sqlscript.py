@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import cached_property
 from typing import Any
 
 from .errors import SqlError, UnsupportedSqlError
@@ -29,6 +29,14 @@ from .sendable import (
 )
 
 __all__ = ["Mode", "Script", "SessionEffect", "Statement", "analyze", "line_of"]
+
+# Characters parsed at a time: a file is split (by the scanner, cheaply) into statements
+# and parsed a chunk of statements at a time, so the parser's JSON of a whole file is
+# never held at once (a 10 MB file needed ~800 MB that way; see bench/RESULTS.md).
+CHUNK_CHARS = 256 * 1024
+# The largest statement read: the parse tree of one statement cannot be had in parts.
+MAX_STATEMENT_CHARS = 1024 * 1024
+NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 class Mode(Enum):
@@ -52,9 +60,14 @@ class SessionEffect(Enum):
     RECONNECT = "reconnect"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Statement:
-    """One statement of a file: its exact text, first line, and parse-tree node type."""
+    """One statement of a file: its exact text, first line, and parse-tree node type.
+
+    ``tree`` is kept only when ``analyze(..., keep_trees=True)`` (the linter), and parsed
+    again from ``text`` when asked for otherwise: a file of many statements would
+    otherwise hold every statement's parse tree.
+    """
 
     text: str
     line: int
@@ -67,10 +80,15 @@ class Statement:
     adds_enum_value: bool = False
     set_configs: tuple[str, ...] = ()
     """The setting each set_config(...) call in the statement names ('?' when computed)."""
-    tree: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-    """The statement's parse tree (pglast JSON), for the linter."""
+    kept_tree: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    """The statement's parse tree (pglast JSON), when kept; ``tree`` parses it again otherwise."""
 
-    @cached_property
+    @property
+    def tree(self) -> dict[str, Any]:
+        """The statement's parse tree (pglast JSON of its node)."""
+        return self.kept_tree if self.kept_tree is not None else _parse_one(self.text)
+
+    @property
     def relations(self) -> tuple[str, ...]:
         """Tables and views the statement names (``schema.name`` where qualified)."""
         return tuple(sorted(_relations(self.tree)))
@@ -128,17 +146,18 @@ META_COMMAND = re.compile(r"^[ \t]*(\\[A-Za-z!?]+)", re.MULTILINE)
 COPY_FROM_STDIN = re.compile(r"\bcopy\b[^;]*?\bfrom\s+stdin\b", re.IGNORECASE)
 
 
-def analyze(sql: str, *, database: str, file: str) -> Script:
+def analyze(sql: str, *, database: str, file: str, keep_trees: bool = False) -> Script:
     """Parse a file; raise SqlError (syntax) or UnsupportedSqlError naming the line.
 
     The statements (and ``body``) are the text the server will run: for a file that
     turns standard_conforming_strings off, that is the file with its plain strings
     written as E'' strings (see legacy_strings), so the parser and the server agree.
+    ``keep_trees`` keeps every statement's parse tree (the linter); otherwise a tree is
+    parsed again from the statement's text when asked for, so a file of many
+    statements never holds them all.
     """
     refuse_unsendable(sql, database=database, file=file)
-    sql, tree = _parse(sql, database=database, file=file)
-    positions = _Positions(sql)
-    statements = [_statement(positions, raw) for raw in tree.get("stmts", [])]
+    sql, statements = _read(sql, database=database, file=file, keep_trees=keep_trees)
     for statement in statements:
         refuse_encoding_change(statement, database=database, file=file)
     body, statements, wrapped = _unwrap_transaction(sql, statements, database=database, file=file)
@@ -166,35 +185,56 @@ def analyze(sql: str, *, database: str, file: str) -> Script:
     )
 
 
-def _parse(sql: str, *, database: str, file: str, rewritten: bool = False) -> tuple[str, dict[str, Any]]:
-    """The text the server will run and its parse tree; SqlError/UnsupportedSqlError if none.
-
-    ``rewritten``: ``sql`` is already the rewrite of a standard_conforming_strings=off file.
-    """
+def _read(sql: str, *, database: str, file: str, keep_trees: bool) -> tuple[str, list[Statement]]:
+    """The text the server will run and its statements; SqlError/UnsupportedSqlError if none."""
     from pglast import parser as pg_parser  # noqa: PLC0415 (70 ms: only when a file is read)
 
     try:
-        tree: dict[str, Any] = json.loads(pg_parser.parse_sql_json(sql))
+        statements = _statements(sql, database=database, file=file, keep_trees=keep_trees)
     except pg_parser.ParseError as exc:
-        text, parsed = (sql, None) if rewritten else rewrite_legacy_strings(sql, None, database=database, file=file)
-        if parsed is not None:
-            return text, parsed
-        _refuse_psql_only_syntax(sql, database=database, file=file)
-        message, index = exc.args[0], exc.args[1] if len(exc.args) > 1 else None
+        text, parsed = rewrite_legacy_strings(sql, parsed=False, database=database, file=file)
+        if not parsed:
+            _refuse_psql_only_syntax(sql, database=database, file=file)
+            raise _syntax_error(exc, sql, database=database, file=file) from exc
+        return text, _statements(text, database=database, file=file, keep_trees=keep_trees)
+    sets = {"stmts": [{"stmt": {s.node: s.tree}} for s in statements if s.node == "VariableSetStmt"]}
+    if not any(value is not True for value in conforming_settings(sets)):  # "= on" needs nothing
+        return sql, statements
+    text, parsed = rewrite_legacy_strings(sql, parsed=True, database=database, file=file)
+    if text == sql:
+        return sql, statements
+    try:
+        return text, _statements(text, database=database, file=file, keep_trees=keep_trees)
+    except pg_parser.ParseError as exc:
+        raise _syntax_error(exc, text, database=database, file=file) from exc
+
+
+def _statements(sql: str, *, database: str, file: str, keep_trees: bool) -> list[Statement]:
+    """Every statement of ``sql``, parsed a chunk at a time; pglast's ParseError on a syntax error."""
+    positions = _Positions(sql)
+    try:
+        return [_statement(positions, raw, keep_trees) for raw in _raw_statements(sql, positions)]
+    except _StatementTooBigError as big:
         raise SqlError(
-            f"syntax error: {message}",
+            f"a statement of {big.size:,} characters is over the limit of {MAX_STATEMENT_CHARS:,} "
+            f"({MAX_STATEMENT_CHARS // 1024 // 1024} MiB) for one statement",
             database=database,
             file=file,
-            line=line_of(sql, index) if isinstance(index, int) else None,
-            hint="fix the SQL; nothing of this file was run",
-        ) from exc
-    if not rewritten and any(value is not True for value in conforming_settings(tree)):  # "= on" needs nothing
-        text, parsed = rewrite_legacy_strings(sql, tree, database=database, file=file)
-        if parsed is not None:
-            return text, parsed
-        if text != sql:
-            return _parse(text, database=database, file=file, rewritten=True)  # reports its syntax error
-    return sql, tree
+            line=big.line,
+            hint="split it: e.g. INSERT ... VALUES in batches of a few thousand rows, each its own "
+            "statement (a file may hold many); nothing of this file was run",
+        ) from None
+
+
+def _syntax_error(exc: Exception, sql: str, *, database: str, file: str) -> SqlError:
+    message, index = exc.args[0], exc.args[1] if len(exc.args) > 1 else None
+    return SqlError(
+        f"syntax error: {message}",
+        database=database,
+        file=file,
+        line=line_of(sql, index) if isinstance(index, int) else None,
+        hint="fix the SQL; nothing of this file was run",
+    )
 
 
 def _may_call_in_wrapper(statement: Statement) -> bool:
@@ -221,15 +261,26 @@ def _refuse_broken_wrapper(statement: Statement, *, database: str, file: str) ->
 _EFFECT_ORDER = [SessionEffect.NONE, SessionEffect.DISCARD, SessionEffect.RECONNECT]
 
 
+class _StatementTooBigError(Exception):
+    def __init__(self, size: int, line: int) -> None:
+        super().__init__(size, line)
+        self.size, self.line = size, line
+
+
 class _Positions:
-    """Byte offsets (the parser's) to character offsets and lines, for statements in order."""
+    """The parser's byte offsets (into the chunk being read) to character offsets and lines of the file."""
 
     def __init__(self, sql: str) -> None:
         self.sql = sql
-        self.encoded = sql.encode("utf-8")
+        self.encoded = b""
         self.byte = self.char = 0
         self.line = 1
         self.line_char = 0
+
+    def start_chunk(self, char_start: int, text: str) -> None:
+        """The statements that follow are those of ``text``, found at ``char_start`` in the file."""
+        self.encoded = text.encode("utf-8")
+        self.byte, self.char = 0, char_start
 
     def char_of(self, byte: int) -> int:
         self.char += len(self.encoded[self.byte : byte].decode("utf-8"))
@@ -242,7 +293,72 @@ class _Positions:
         return self.line
 
 
-def _statement(positions: _Positions, raw: dict[str, Any]) -> Statement:
+def _raw_statements(sql: str, positions: _Positions) -> Iterator[dict[str, Any]]:
+    """The parser's statements of a file, a chunk at a time (offsets into the chunk ``positions`` holds).
+
+    The scanner gives candidate statement boundaries; a chunk of statements ends at
+    one and is parsed on its own. The scanner splits inside a BEGIN ATOMIC body (its
+    inner semicolons): such a chunk does not parse and is grown until it does, so
+    every chunk the parser accepts ends where a statement ends. A chunk that cannot
+    grow further raises the parser's error, its position counted from the file's start.
+    A statement over MAX_STATEMENT_CHARS is refused before it is parsed.
+    """
+    from pglast import parser as pg_parser  # noqa: PLC0415
+
+    # pglast maps the scanner's byte offsets to characters in time quadratic in the
+    # non-ASCII text (2 MB of accented notes: 35 s); one ASCII letter per other
+    # character keeps every offset and every token boundary (PostgreSQL reads
+    # non-ASCII characters as identifier characters).
+    scanned = sql if sql.isascii() else NON_ASCII.sub("x", sql)
+    try:
+        pieces = pg_parser.split(scanned, with_parser=False, only_slices=True)
+    except pg_parser.ParseError:  # the scanner's own error (an unterminated string): one chunk says where
+        pieces = ()
+    _refuse_huge_statements(sql, pieces)
+    ends = [piece.stop for piece in pieces]
+    del pieces, scanned  # a slice object per statement, a copy of the file: not kept while parsing
+    start, first = 0, 0  # the chunk's first character, and the index in ends of its first statement
+    while True:
+        last = first
+        while last < len(ends) - 1 and ends[last] - start < CHUNK_CHARS:
+            last += 1
+        while True:
+            end = ends[last] if last < len(ends) - 1 else len(sql)
+            try:
+                tree = json.loads(pg_parser.parse_sql_json(sql[start:end]))
+                break
+            except pg_parser.ParseError as exc:
+                if end == len(sql):
+                    message, *index = exc.args
+                    raise pg_parser.ParseError(message, *(i + start for i in index if isinstance(i, int))) from exc
+                last = min(len(ends) - 1, last + (last - first) + 1)  # grow: twice the statements
+        positions.start_chunk(start, sql[start:end])
+        for raw in tree.get("stmts", []):
+            raw["stmt_len"] = raw.get("stmt_len") or len(positions.encoded) - raw.get("stmt_location", 0)
+            yield raw
+        if end == len(sql):
+            return
+        start, first = end, last + 1
+
+
+def _refuse_huge_statements(sql: str, pieces: Sequence[slice]) -> None:
+    """SqlError naming the first statement over MAX_STATEMENT_CHARS: its parse tree alone would need
+    about 70 times its size in memory (a 10 MB INSERT ... VALUES: 690 MB)."""
+    for piece in pieces:
+        size = (piece.stop or 0) - (piece.start or 0)
+        if size > MAX_STATEMENT_CHARS:
+            raise _StatementTooBigError(size, line_of(sql, piece.start or 0))
+
+
+def _parse_one(text: str) -> dict[str, Any]:
+    """The parse tree of one statement's text (for a statement whose tree was not kept)."""
+    from pglast import parser as pg_parser  # noqa: PLC0415
+
+    statements = json.loads(pg_parser.parse_sql_json(text)).get("stmts", [])
+    return dict(next(iter(statements[0]["stmt"].values()))) if statements else {}
+
+
+def _statement(positions: _Positions, raw: dict[str, Any], keep_tree: bool) -> Statement:
     start = raw.get("stmt_location", 0)
     length = raw.get("stmt_len", 0)
     encoded = positions.encoded
@@ -263,7 +379,7 @@ def _statement(positions: _Positions, raw: dict[str, Any]) -> Statement:
         adds_enum_value=(node_name == "AlterEnumStmt" and "oldVal" not in node)
         or (node_name == "DoStmt" and do_block_effects(node).adds_enum_value),
         set_configs=configs,
-        tree=node,
+        kept_tree=node if keep_tree else None,
     )
 
 

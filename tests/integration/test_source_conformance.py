@@ -39,6 +39,9 @@ class FolderStore:
 
     def put(self, key: str, body: bytes) -> None:
         path = self.root / key
+        if key.endswith("/"):  # a folder, as S3's console makes one (an empty key ending in /)
+            path.mkdir(parents=True, exist_ok=True)
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(body)
 
@@ -149,13 +152,43 @@ def test_more_than_a_thousand_files_are_all_listed(store: Store) -> None:
         ("ProjectDB/1_add_widgets.up.sql", "folder 'ProjectDB' is not a valid database name"),
         ("1_add_widgets.up.sql", "a migration file must sit directly in a database folder"),
         ("projectdb/sub/1_add_widgets.up.sql", "a migration file must sit directly in a database folder"),
+        ("projectdb/2_add_widgets.UP.SQL", "the suffix must be lower-case (2_add_widgets.up.sql)"),
+        ("projectdb/2_add_widgets.Up.sql", "the suffix must be lower-case (2_add_widgets.up.sql)"),
+        ("projectdb/2_add_widgets.up.sql ", "this one has spaces at its start or end"),
+        ("projectdb/2_add_widgets.up", "this one does not end in .sql"),
+        ("ProjectDB/1_add_widgets.UP.SQL", "folder 'ProjectDB' is not a valid database name"),
+        ("README.SQL", "a migration file must sit directly in a database folder"),
+        (f"projectdb/{'7' * 41}_wide.up.sql", "version has 41 digits; the history keeps at most 40"),
     ],
 )
 def test_a_misnamed_file_is_refused_by_its_key(store: Store, key: str, complaint: str) -> None:
     put_all(store, {"projectdb/1_fine.up.sql": "SELECT 1;", key: "SELECT 1;"})
     with pytest.raises(LayoutError) as caught:
         store.source().list()
-    assert f"{key}: {complaint}" in str(caught.value)
+    (problem,) = caught.value.details["problems"]
+    assert problem.startswith(f"{key}: ")
+    assert complaint in problem
+
+
+@pytest.mark.parametrize(
+    ("key", "folder"),
+    [
+        ("projectdb/202401010000_x.up.sql/", "projectdb/202401010000_x.up.sql/"),
+        ("projectdb/3_y.UP.SQL/", "projectdb/3_y.UP.SQL/"),
+        ("projectdb/4_z.up.sql/body.sql", "projectdb/4_z.up.sql/"),
+        ("5_root.up.sql/", "5_root.up.sql/"),
+    ],
+)
+def test_a_folder_named_like_a_migration_file_is_refused(store: Store, key: str, folder: str) -> None:
+    put_all(store, {"projectdb/1_fine.up.sql": "SELECT 1;", key: b"" if key.endswith("/") else "SELECT 1;"})
+    with pytest.raises(LayoutError) as caught:
+        store.source().list()
+    assert f"{folder}: a folder named like a migration file" in str(caught.value)
+
+
+def test_empty_folders_and_folders_of_notes_are_not_migrations(store: Store) -> None:
+    put_all(store, {"projectdb/1_fine.up.sql": "SELECT 1;", "projectdb/docs/": b"", "notes/": b"", "emptydb/": b""})
+    assert [ref.key for ref in store.source().list()] == ["projectdb/1_fine.up.sql"]
 
 
 def test_duplicate_versions_are_refused_naming_both_files(store: Store) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -75,6 +76,13 @@ def test_empty_variables_count_as_unset() -> None:
         ({"DB_PORT": "postgres"}, "DB_PORT must be a whole number, not 'postgres'"),
         ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, not 'CHATTY'"),
         ({"DB_SSLMODE": "on"}, "DB_SSLMODE must be one of disable"),
+        ({"LOCK_WAIT_S": "nan"}, "LOCK_WAIT_S must be a finite number, not 'nan'"),
+        ({"STATEMENT_TIMEOUT_S": "inf"}, "STATEMENT_TIMEOUT_S must be a finite number, not 'inf'"),
+        ({"MIN_TIME_LEFT_S": "-Infinity"}, "MIN_TIME_LEFT_S must be a finite number"),
+        ({"UPLOAD_SETTLE_S": "-1"}, "UPLOAD_SETTLE_S must be a number from 0 to 900, not '-1'"),
+        ({"UPLOAD_SETTLE_S": "NaN"}, "UPLOAD_SETTLE_S must be a finite number"),
+        ({"DB_PORT": "0"}, "DB_PORT must be a whole number from 1 to 65535, not '0'"),
+        ({"DB_PORT": "70000"}, "DB_PORT must be a whole number from 1 to 65535"),
     ],
 )
 def test_a_bad_variable_is_a_config_error_naming_it(variables: dict[str, str], message: str) -> None:
@@ -88,6 +96,13 @@ def test_a_bad_variable_is_a_config_error_naming_it(variables: dict[str, str], m
     [
         ({"CONNECT_TIMEOUT_S": "0"}, "connect timeout must be at least 1 second"),
         ({"LOCK_WAIT_S": "-1"}, "lock wait must not be negative"),
+        ({"LOCK_WAIT_S": "1e9"}, "lock wait must be at most 86400 seconds"),
+        ({"STATEMENT_TIMEOUT_S": "-0.5"}, "statement timeout must not be negative"),
+        ({"LOCK_TIMEOUT_S": "3000000"}, "lock timeout must be at most 2147483 seconds"),
+        ({"MIN_TIME_LEFT_S": "-3"}, "minimum time left must not be negative"),
+        ({"CONNECT_TIMEOUT_S": "-5"}, "connect timeout must be at least 1 second"),
+        ({"DATABASE_URL": "postgresql://u:pw@[]/{database}"}, "the IPv6 host '[]' is empty"),
+        ({"DATABASE_URL": "postgresql://u:pw@db/{database}?sslmod=require"}, "unknown connection option 'sslmod'"),
         ({"ROOT_DATABASE": "Root"}, "'Root' is not a valid database or schema name"),
         ({"DATABASE_URL": "postgresql://u:pw@db/projectdb"}, "no {database} placeholder"),
     ],
@@ -95,7 +110,7 @@ def test_a_bad_variable_is_a_config_error_naming_it(variables: dict[str, str], m
 def test_values_the_engine_refuses_are_reported_when_the_settings_are_built(
     variables: dict[str, str], message: str
 ) -> None:
-    with pytest.raises(ConfigError, match=message.replace("{", r"\{").replace("}", r"\}")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         build_settings(env(**variables), applied_by="lambda:f")
 
 

@@ -78,3 +78,68 @@ def test_every_problem_is_listed_at_once_and_the_message_says_nothing_was_applie
         layout("db/x.sql", "db/y.sql", "db/1_ok.up.sql")
     assert len(caught.value.details["problems"]) == 2
     assert "nothing was applied" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "fixed"),
+    [
+        ("db/1_x.UP.SQL", "1_x.up.sql"),
+        ("db/1_x.Up.sql", "1_x.up.sql"),
+        ("db/1_x.up.SQL", "1_x.up.sql"),
+        ("db/1_x.DOWN.Sql", "1_x.down.sql"),
+    ],
+)
+def test_a_suffix_in_another_case_is_refused_with_the_lower_case_name(key: str, fixed: str) -> None:
+    found = problems(key, "db/1_x.up.sql" if "DOWN" in key else "db/2_fine.up.sql")
+    assert found == [
+        f"{key}: file name must be <version>_<description>.up.sql or .down.sql, with digits for the "
+        f"version (e.g. 202401010100_create_users.up.sql); the suffix must be lower-case ({fixed})"
+    ]
+
+
+@pytest.mark.parametrize("key", ["db/1_x.up.sql ", "db/ 1_x.up.sql", "db/1_x.up.sql\t", "db/1_x.down.sql  "])
+def test_a_name_with_stray_spaces_is_refused_not_ignored(key: str) -> None:
+    found = problems(key, "db/1_x.up.sql" if "down" in key else "db/2_fine.up.sql")
+    assert len(found) == 1
+    assert found[0].startswith(f"{key}: ")
+    assert found[0].endswith("this one has spaces at its start or end")
+
+
+@pytest.mark.parametrize("key", ["db/1_x.up", "db/1_x.down", "db/1_x.up.sql.bak", "db/20240101_x.UP.txt"])
+def test_a_migration_name_without_the_sql_suffix_is_refused(key: str) -> None:
+    found = problems(key, "db/2_fine.up.sql")
+    assert len(found) == 1
+    assert found[0].startswith(f"{key}: file name must be")
+
+
+@pytest.mark.parametrize(
+    ("key", "folder"),
+    [
+        ("db/202401010000_x.up.sql/", "db/202401010000_x.up.sql"),
+        ("db/202401010000_x.up.sql/notes.txt", "db/202401010000_x.up.sql"),
+        ("db/3_y.UP.SQL/", "db/3_y.UP.SQL"),
+        ("1_x.up.sql/", "1_x.up.sql"),
+        ("db/4_z.down.sql/inner.sql", "db/4_z.down.sql"),
+    ],
+)
+def test_a_folder_named_like_a_migration_file_is_refused(key: str, folder: str) -> None:
+    found = problems(key, "db/2_fine.up.sql")
+    assert found == [
+        f"{folder}/: a folder named like a migration file; migrations are files "
+        "(<database>/202401010100_create_users.up.sql)"
+    ]
+
+
+def test_other_folders_are_not_migrations_and_are_ignored() -> None:
+    assert [r.key for r in layout("db/", "db/docs/", "db/docs/notes.txt", "db/1_a.up.sql")] == ["db/1_a.up.sql"]
+
+
+def test_a_version_of_forty_digits_fits_the_history_and_leading_zeros_do_not_count() -> None:
+    refs = layout(f"db/{'9' * 40}_widest.up.sql", f"db/000{'1' * 40}_padded.up.sql")
+    assert [len(str(r.version)) for r in refs] == [40, 40]
+
+
+@pytest.mark.parametrize("digits", [41, 60, 400])
+def test_a_version_wider_than_the_history_column_is_a_layout_error(digits: int) -> None:
+    key = f"db/{'1' * digits}_too_wide.up.sql"
+    assert problems(key, "db/2_fine.up.sql") == [f"{key}: version has {digits} digits; the history keeps at most 40"]

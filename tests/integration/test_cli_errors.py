@@ -1,0 +1,157 @@
+"""The command line as people run it (a subprocess): errors, never tracebacks; exit 2 for configuration.
+
+The password of the URL never appears on stdout or stderr, in any encoding.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+SECRET = "s3cret pass@word%"
+FORMS = [
+    SECRET,
+    quote(SECRET, safe=""),
+    quote_plus(SECRET, safe=""),
+    quote(SECRET, safe=" "),
+    SECRET.replace(" ", "+"),
+]
+ENCODED = quote(SECRET, safe="")
+
+
+def run(*args: str, url: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    if url is not None:
+        env["DATABASE_URL"] = url
+    return subprocess.run(
+        [sys.executable, "-m", "dbmigrate", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def assert_no_secret(done: subprocess.CompletedProcess[str]) -> None:
+    for form in FORMS:
+        assert form not in done.stdout
+        assert form not in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "migrations"
+    (root / "projectdb").mkdir(parents=True)
+    (root / "projectdb" / "1_a.up.sql").write_text("SELECT 1;\n")
+    return root
+
+
+@pytest.fixture
+def refusing_port() -> int:
+    """A local port nothing listens on: connections to it are refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        (f"postgresql://u:{ENCODED}%zz@127.0.0.1:5432/{{database}}", "not followed by two hex digits"),
+        (f"postgresql://u:{SECRET}@127.0.0.1:5432/{{database}}", "the user or password holds '@'"),
+        (f"postgresql://u:{quote(SECRET, safe=' ')}@127.0.0.1:5432/{{database}}", "must be percent-encoded"),
+        (f"postgresql://u:{ENCODED}@[]:5432/{{database}}", "the IPv6 host '[]' is empty"),
+        (f"postgresql://u:{ENCODED}@127.0.0.1:5432/{{database}}?passwd={ENCODED}", "unknown connection option"),
+        (f"postgresql://u@127.0.0.1:5432/{{database}}?password={ENCODED}&bogus=1", "unknown connection option 'bogus'"),
+        (f"postgresql://u:{ENCODED}@127.0.0.1:pg/{{database}}", "port 'pg' is not a number"),
+        (f"postgresql://u:{ENCODED}@127.0.0.1:5432/projectdb", "no {database} placeholder"),
+    ],
+)
+@pytest.mark.parametrize("command", ["status", "up", "plan"])
+def test_a_malformed_url_exits_2_naming_its_problem_and_never_shows_the_password(
+    folder: Path, url: str, problem: str, command: str
+) -> None:
+    done = run(command, "--dir", str(folder), url=url)
+    assert done.returncode == 2, done.stderr
+    assert problem in done.stderr
+    assert_no_secret(done)
+
+
+def test_a_malformed_url_in_json_mode_is_one_json_error_without_the_password(folder: Path) -> None:
+    done = run("status", "--json", "--dir", str(folder), "--database-url", f"postgresql://u:{SECRET}@[]/{{database}}")
+    assert done.returncode == 2
+    assert '"error": "ConfigError"' in done.stdout
+    assert_no_secret(done)
+
+
+def test_a_refused_connection_exits_1_without_the_password(folder: Path, refusing_port: int) -> None:
+    url = f"postgresql://u:{ENCODED}@127.0.0.1:{refusing_port}/{{database}}?sslpassword={quote_plus(SECRET)}"
+    done = run("status", "--dir", str(folder), url=url)
+    assert done.returncode == 1
+    assert f"cannot connect to 127.0.0.1:{refusing_port}/projectdb" in done.stderr
+    assert_no_secret(done)
+
+
+@pytest.mark.parametrize("flag", ["--lock-wait", "--statement-timeout", "--lock-timeout"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1", "1e12"])
+def test_a_timeout_that_is_not_a_sane_number_of_seconds_exits_2(folder: Path, flag: str, value: str) -> None:
+    done = run(
+        "status", "--dir", str(folder), f"{flag}={value}", url=f"postgresql://u:{ENCODED}@127.0.0.1/{{database}}"
+    )
+    assert done.returncode == 2, done.stderr
+    assert "number of seconds" in done.stderr or "must not be negative" in done.stderr
+    assert_no_secret(done)
+
+
+@pytest.mark.parametrize("command", ["up", "status", "plan", "lint"])
+def test_a_missing_migrations_folder_is_a_configuration_error(tmp_path: Path, command: str) -> None:
+    done = run(command, "--dir", str(tmp_path / "nowhere"), url="postgresql://u:pw@127.0.0.1/{database}")
+    assert done.returncode == 2, done.stderr
+    assert f"migrations folder {tmp_path / 'nowhere'} does not exist" in done.stderr
+
+
+def test_a_migrations_folder_that_is_a_file_is_a_configuration_error(tmp_path: Path) -> None:
+    (tmp_path / "migrations").write_text("")
+    done = run("status", "--dir", str(tmp_path / "migrations"), url="postgresql://u:pw@127.0.0.1/{database}")
+    assert done.returncode == 2
+    assert "is not a folder" in done.stderr
+
+
+def test_no_database_url_is_a_configuration_error(folder: Path) -> None:
+    done = run("status", "--dir", str(folder))
+    assert done.returncode == 2
+    assert "no database URL" in done.stderr
+
+
+def test_new_with_a_bad_database_name_is_a_usage_error(tmp_path: Path) -> None:
+    done = run("new", "ProjectDB", "add users", "--dir", str(tmp_path))
+    assert done.returncode == 2
+    assert "'ProjectDB' is not a valid database name" in done.stderr
+
+
+def test_up_on_an_empty_migrations_folder_is_an_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "migrations").mkdir()
+    done = run("up", "--dir", str(tmp_path / "migrations"), url="postgresql://u:pw@127.0.0.1/{database}")
+    assert done.returncode == 2
+    assert f"no migrations found at {tmp_path / 'migrations'}" in done.stderr
+
+
+@pytest.mark.parametrize("command", ["status", "plan"])
+def test_status_and_plan_of_an_empty_migrations_folder_warn(tmp_path: Path, command: str) -> None:
+    (tmp_path / "migrations" / "notes").mkdir(parents=True)
+    folder = str(tmp_path / "migrations")
+    done = run(command, "--dir", folder, url="postgresql://u:pw@127.0.0.1/{database}")
+    assert done.returncode == 0
+    assert f"warning: no migrations found at {folder}" in done.stderr
+    as_json = run(command, "--json", "--dir", folder, url="postgresql://u:pw@127.0.0.1/{database}")
+    assert '"warnings": [' in as_json.stdout
