@@ -1,15 +1,14 @@
 """A throwaway PostgreSQL server on 127.0.0.1: the local stand-in for RDS.
 
 Used by the tests, the benchmarks and the local deploy. It runs the server binaries
-of the machine (found on PATH, through ``pg_config`` or under
-``/usr/lib/postgresql/*/bin``; ``PG_BINDIR`` overrides), in a temporary data
-directory, on a free port, with password authentication like RDS. ``initdb``
-refuses to run as root, so as root the server runs as the ``postgres`` user.
+of one major version (``PG_VERSION``, by default the stack's engine version; see
+``local/pg_binaries.py`` for where they are found), in a temporary data directory,
+on a free port, with password authentication like RDS. ``initdb`` refuses to run as
+root, so as root the server runs as the ``postgres`` user.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import secrets
@@ -20,6 +19,8 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
+
+from local.pg_binaries import PostgresNotInstalledError, binaries_major, find_bindir, find_client_bindir
 
 __all__ = ["EmbeddedPostgres", "PostgresNotInstalledError", "find_bindir"]
 
@@ -34,40 +35,6 @@ FAST_SETTINGS: Mapping[str, str] = {
     "full_page_writes": "off",
     "max_connections": "100",
 }
-
-
-class PostgresNotInstalledError(RuntimeError):
-    """No PostgreSQL server binaries were found on this machine."""
-
-
-def find_bindir() -> Path:
-    """Return the folder holding ``initdb``, ``pg_ctl`` and ``postgres``."""
-    candidates: list[str] = []
-    if os.environ.get("PG_BINDIR"):
-        candidates.append(os.environ["PG_BINDIR"])
-    on_path = shutil.which("initdb")
-    if on_path:
-        candidates.append(str(Path(on_path).resolve().parent))
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
-        candidates.append(out.stdout.strip())
-    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_major_version, reverse=True)
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "initdb").is_file():
-            return Path(candidate)
-    raise PostgresNotInstalledError(
-        "PostgreSQL server binaries (initdb, pg_ctl) not found: install them "
-        "(Debian/Ubuntu: apt-get install postgresql; `make deps` does it as root) "
-        "or set PG_BINDIR to their folder"
-    )
-
-
-def _major_version(path: str) -> int:
-    try:
-        return int(Path(path).parent.name)
-    except ValueError:
-        return 0
 
 
 def _free_port() -> int:
@@ -87,6 +54,8 @@ class EmbeddedPostgres:
 
     def __init__(self, *, settings: Mapping[str, str] | None = None, port: int | None = None, tls: bool = True):
         self.bindir = find_bindir()
+        self.major = binaries_major(self.bindir)
+        self.client_bindir = find_client_bindir(self.major)
         self.settings = {**FAST_SETTINGS, **(settings or {})}
         self.port = port or _free_port()
         self.host = "127.0.0.1"
@@ -155,7 +124,7 @@ class EmbeddedPostgres:
         """Run the server's own psql against ``database``; raises on a non-zero exit."""
         env = {**os.environ, "PGPASSWORD": self.password}
         command = [
-            str(self.bindir / "psql"),
+            str(self.client_bindir / "psql"),
             "-X",
             "-q",
             "-v",

@@ -1,0 +1,40 @@
+"""The session's server is the PostgreSQL major version asked for, and its client tools can dump it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import psycopg2
+
+from local.pg_binaries import DEFAULT_MAJOR, requested_major
+from local.postgres import EmbeddedPostgres
+
+
+def test_the_session_server_runs_the_requested_major_version(pg: EmbeddedPostgres) -> None:
+    conn = psycopg2.connect(pg.dsn())
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW server_version_num")
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    assert row is not None
+    running = int(row[0]) // 10000
+    assert running == pg.major
+    if os.environ.get("PG_VERSION", "").strip() or not os.environ.get("PG_BINDIR", "").strip():
+        assert running == requested_major()
+    if not os.environ.get("PG_VERSION", "").strip() and not os.environ.get("PG_BINDIR", "").strip():
+        assert running == DEFAULT_MAJOR
+
+
+def test_client_tools_are_not_older_than_the_server(pg: EmbeddedPostgres) -> None:
+    for tool in ("psql", "pg_dump", "pg_dumpall"):
+        out = subprocess.run([str(pg.client_bindir / tool), "--version"], capture_output=True, text=True, check=True)
+        found = re.search(r"\)\s+(\d+)", out.stdout)
+        assert found and int(found.group(1)) >= pg.major, out.stdout
+    dump = subprocess.run(
+        [str(pg.client_bindir / "pg_dump"), "--schema-only", pg.dsn()], capture_output=True, text=True, check=False
+    )
+    assert dump.returncode == 0, dump.stderr
