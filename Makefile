@@ -20,6 +20,8 @@ CHECKOV := .tools/checkov/bin/checkov
 NODE := node_modules/.bin/node
 # PostgreSQL: PG_VERSION=N picks the server's major version; unset, the stack's default engine version.
 PG_MATRIX := 13 14 15 16 17 18
+# `make test` runs tests/integration on these too (the whole matrix would not fit CI's time budget).
+PG_EDGES := 13 18
 PG_DEFAULT := $(shell $(PYTHON) -c 'import sys; sys.path.insert(0, "."); from local.pg_binaries import DEFAULT_MAJOR; print(DEFAULT_MAJOR)')
 PG_MAJOR := $(or $(PG_VERSION),$(PG_DEFAULT))
 PG_CLIENT := tools/pg/client/.installed
@@ -28,7 +30,7 @@ PG_CLIENT := tools/pg/client/.installed
 
 help:
 	@echo "make demo   - the main job: synthesize the stack and deploy it locally (PostgreSQL, moto, the packaged function)"
-	@echo "make test   - the whole test suite (lint, types, tests) on PostgreSQL \$$PG_VERSION (default $(PG_DEFAULT))"
+	@echo "make test   - the whole test suite (lint, types, tests) on PostgreSQL \$$PG_VERSION (default $(PG_DEFAULT)), tests/integration on $(PG_EDGES) too"
 	@echo "make test-matrix - the integration and corpus tests on PostgreSQL $(PG_MATRIX)"
 
 demo: deps $(NODE)
@@ -36,6 +38,7 @@ demo: deps $(NODE)
 
 test: deps infra-tools lint typecheck
 	PATH="$(CURDIR)/node_modules/.bin:$$PATH" $(RUN) pytest
+	$(if $(filter-out $(PG_MAJOR),$(PG_EDGES)),@$(MAKE) --no-print-directory test-matrix PG_MATRIX="$(filter-out $(PG_MAJOR),$(PG_EDGES))")
 
 # One pytest per major version; every version runs, the target fails if one failed.
 test-matrix: deps
