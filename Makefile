@@ -19,12 +19,16 @@ RUN := $(PIPENV) run
 CHECKOV := .tools/checkov/bin/checkov
 NODE := node_modules/.bin/node
 # PostgreSQL: PG_VERSION=N picks the server's major version; unset, the stack's default engine version.
-PG_MATRIX := 13 14 15 16 17 18
+PG_SUPPORTED := 13 14 15 16 17 18
+PG_MATRIX := $(PG_SUPPORTED)
 # `make test` runs tests/integration on these too (the whole matrix would not fit CI's time budget).
 PG_EDGES := 13 18
 PG_DEFAULT := $(shell $(PYTHON) -c 'import sys; sys.path.insert(0, "."); from local.pg_binaries import DEFAULT_MAJOR; print(DEFAULT_MAJOR)')
 PG_MAJOR := $(or $(PG_VERSION),$(PG_DEFAULT))
 PG_CLIENT := tools/pg/client/.installed
+ifneq ($(filter-out $(PG_SUPPORTED),$(PG_MAJOR) $(PG_MATRIX)),)
+$(error PG_VERSION/PG_MATRIX: $(filter-out $(PG_SUPPORTED),$(PG_MAJOR) $(PG_MATRIX)) is not a supported major version. Fix: use $(PG_SUPPORTED))
+endif
 
 .PHONY: help demo test test-matrix deps lint typecheck clean postgres-binaries postgres-user package synth infra-tools
 

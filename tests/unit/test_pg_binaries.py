@@ -75,8 +75,9 @@ def test_every_supported_major_has_a_pinned_package_of_that_major() -> None:
 
 def test_the_makefile_and_the_workflow_matrix_run_every_supported_major() -> None:
     makefile = (ROOT / "Makefile").read_text()
-    found = re.search(r"^PG_MATRIX := (.*)$", makefile, re.MULTILINE)
+    found = re.search(r"^PG_SUPPORTED := (.*)$", makefile, re.MULTILINE)
     assert found and tuple(map(int, found.group(1).split())) == SUPPORTED_MAJORS
+    assert re.search(r"^PG_MATRIX := \$\(PG_SUPPORTED\)$", makefile, re.MULTILINE)
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "migrations.yml").read_text())
     job = workflow["jobs"]["test-matrix"]
     assert tuple(map(int, job["strategy"]["matrix"]["postgres"])) == SUPPORTED_MAJORS
