@@ -9,6 +9,7 @@ root, so as root the server runs as the ``postgres`` user.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import secrets
@@ -35,6 +36,32 @@ FAST_SETTINGS: Mapping[str, str] = {
     "full_page_writes": "off",
     "max_connections": "100",
 }
+
+
+def _reachable_by_service_user(bindir: Path, major: int) -> Path:
+    """``bindir``, or a world-readable copy of its installation when the service user cannot run it.
+
+    As root the server runs as ``postgres``, which cannot reach binaries installed in a
+    private folder (a clone under ``/root``, say). The copy (``bin``, ``lib``, ``share``
+    beside each other, as packaged) goes to the temporary folder once per installation.
+    """
+    probe = ["runuser", "-u", SERVICE_USER, "--", "test", "-x", str(bindir / "postgres")]
+    if subprocess.run(probe, capture_output=True, check=False).returncode == 0:
+        return bindir
+    install = bindir.parent
+    digest = hashlib.sha256(str(install.resolve()).encode()).hexdigest()[:12]
+    copy = Path(tempfile.gettempdir()) / f"dbmigrate-pg{major}-{digest}"
+    if not (copy / bindir.name / "postgres").is_file():
+        staging = Path(tempfile.mkdtemp(prefix=f"{copy.name}-", dir=copy.parent))
+        staging.chmod(0o755)
+        for part in ("bin", "lib", "share"):
+            if (install / part).is_dir():
+                shutil.copytree(install / part, staging / part, symlinks=True)
+        if copy.exists():  # another process made it meanwhile
+            shutil.rmtree(staging)
+        else:
+            staging.replace(copy)
+    return copy / bindir.name
 
 
 def _free_port() -> int:
@@ -65,6 +92,8 @@ class EmbeddedPostgres:
         self.data_dir = self._root / "data"
         self.log_file = self._root / "server.log"
         self._as_root = os.geteuid() == 0
+        if self._as_root:
+            self.bindir = _reachable_by_service_user(self.bindir, self.major)
         self._initialized = False
         self.tls = tls
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+from pathlib import Path
 
 import psycopg2
+import pytest
 
-from local.pg_binaries import DEFAULT_MAJOR, requested_major
+from local.pg_binaries import DEFAULT_MAJOR, find_bindir, requested_major
 from local.postgres import EmbeddedPostgres
 
 
@@ -39,3 +42,24 @@ def test_client_tools_are_not_older_than_the_server(pg: EmbeddedPostgres) -> Non
         [str(pg.client_bindir / "pg_dump"), "--schema-only", pg.dsn()], capture_output=True, text=True, check=False
     )
     assert dump.returncode == 0, dump.stderr
+
+
+def test_binaries_in_a_folder_only_root_can_enter_still_run_as_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only as root, where the server runs as the postgres user")
+    installed = find_bindir()
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    for part in ("bin", "lib", "share"):
+        if (installed.parent / part).is_dir():
+            shutil.copytree(installed.parent / part, private / part, symlinks=True)
+    monkeypatch.setenv("PG_BINDIR", str(private / "bin"))
+    server = EmbeddedPostgres(tls=False)
+    try:
+        server.start()
+        assert server.psql("postgres", "-At", "-c", "SELECT 1").stdout.strip() == "1"
+    finally:
+        server.destroy()
+        shutil.rmtree(server.bindir.parent, ignore_errors=True)
