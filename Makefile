@@ -44,15 +44,10 @@ test: deps infra-tools lint typecheck
 	PATH="$(CURDIR)/node_modules/.bin:$$PATH" $(RUN) pytest
 	$(if $(filter-out $(PG_MAJOR),$(PG_EDGES)),@$(MAKE) --no-print-directory test-matrix PG_MATRIX="$(filter-out $(PG_MAJOR),$(PG_EDGES))")
 
-# One pytest per major version; every version runs, the target fails if one failed.
+# tests/integration on each version of PG_MATRIX, PG_JOBS (default 2) side by side.
 test-matrix: deps
 	@for v in $(PG_MATRIX); do $(MAKE) --no-print-directory postgres-binaries PG_VERSION=$$v; done
-	@failed=""; for v in $(PG_MATRIX); do \
-	  start=$$SECONDS; echo "== PostgreSQL $$v: tests/integration"; \
-	  PG_VERSION=$$v $(RUN) pytest tests/integration -q -p no:cacheprovider || failed="$$failed $$v"; \
-	  echo "== PostgreSQL $$v: $$((SECONDS - start)) s"; \
-	done; \
-	if [ -n "$$failed" ]; then echo "test-matrix failed on PostgreSQL$$failed" >&2; exit 1; fi
+	PYTEST="$(RUN) pytest" tools/pg/matrix.sh $(PG_MATRIX)
 
 lint: deps
 	$(RUN) ruff check .
