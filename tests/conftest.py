@@ -7,7 +7,18 @@ from collections.abc import Iterator
 import psycopg2
 import pytest
 
+from local.pg_binaries import binaries_major, find_bindir, find_client_bindir
 from local.postgres import EmbeddedPostgres
+
+
+def pytest_report_header() -> str:
+    """Say which PostgreSQL the session runs (PG_VERSION picks the major, default the stack's)."""
+    try:
+        server = find_bindir()
+        major = binaries_major(server)
+        return f"PostgreSQL {major}: server {server}, client tools {find_client_bindir(major)}"
+    except (RuntimeError, ValueError) as exc:
+        return f"PostgreSQL: {exc}"
 
 
 def reset_cluster(server: EmbeddedPostgres) -> None:

@@ -98,12 +98,15 @@ def make_versions(count: int, rng: random.Random) -> list[str]:
     return versions
 
 
-def generate(root: Path, *, files: int, seed: int, databases: Sequence[str] = ("appdb",)) -> list[Path]:
+def generate(
+    root: Path, *, files: int, seed: int, databases: Sequence[str] = ("appdb",), server_major: int | None = None
+) -> list[Path]:
     """Write a migration set under ``root``; return its up files in the order psql applies them.
 
     ``files`` is the number of migrations across the project databases (``postgres/``
     and the optional ``.down.sql`` files come on top). ``root`` may exist; the files
-    written are the same bytes for the same arguments.
+    written are the same bytes for the same arguments. ``server_major`` leaves out the
+    syntax an older server lacks (None: everything the newest supported server takes).
     """
     rng = random.Random(f"corpus:{seed}:{files}:{','.join(databases)}")
     written: list[Path] = []
@@ -111,7 +114,7 @@ def generate(root: Path, *, files: int, seed: int, databases: Sequence[str] = ("
     share, extra = divmod(files, len(databases))
     for position, database in enumerate(databases):
         count = share + (1 if position < extra else 0)
-        written += _write_folder(root / database, _database_migrations(database, count, rng))
+        written += _write_folder(root / database, _database_migrations(database, count, rng, server_major))
     return written
 
 
@@ -163,9 +166,9 @@ def _root_migrations(databases: Sequence[str], rng: random.Random) -> list[Writt
     ]
 
 
-def _database_migrations(database: str, count: int, rng: random.Random) -> list[Written]:
+def _database_migrations(database: str, count: int, rng: random.Random, server_major: int | None) -> list[Written]:
     model = DatabaseModel(database)
-    writer = KindWriter(model, rng)
+    writer = KindWriter(model, rng, server_major=server_major)
     kinds = writer.kinds()
     functions = [kind for kind, _ in kinds]
     weights = [weight for _, weight in kinds]

@@ -46,7 +46,7 @@ def apply_with_psql(server: EmbeddedPostgres, root: Path) -> int:
     files = ordered_files(root)
     for database, path in files:
         command = [
-            str(server.bindir / "psql"),
+            str(server.client_bindir / "psql"),
             "-X",
             "-q",
             "-v",

@@ -122,7 +122,9 @@ def assert_same_fingerprint(
 
 def _dump(server: EmbeddedPostgres, program: str, *args: str) -> str:
     env = {**os.environ, "PGPASSWORD": server.password}
-    result = subprocess.run([str(server.bindir / program), *args], env=env, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [str(server.client_bindir / program), *args], env=env, capture_output=True, text=True, check=False
+    )
     if result.returncode != 0:
         raise RuntimeError(f"{program} failed ({result.returncode}): {result.stderr.strip()}")
     lines = [line for line in result.stdout.splitlines() if not NOISE.match(line)]

@@ -135,10 +135,15 @@ class Draft:
 class WriterBase:
     """Names, literals and values for one database; every kind builds on these."""
 
-    def __init__(self, model: DatabaseModel, rng: random.Random) -> None:
+    def __init__(self, model: DatabaseModel, rng: random.Random, *, server_major: int | None = None) -> None:
         self.m = model
         self.rng = rng
+        self.server_major = server_major
         self.path: tuple[str, ...] = ("public",)
+
+    def server_has(self, major: int) -> bool:
+        """Whether the target server (None: the newest) has syntax that came in ``major``."""
+        return self.server_major is None or self.server_major >= major
 
     # -- names and values --------------------------------------------------------------
 

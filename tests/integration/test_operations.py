@@ -36,7 +36,7 @@ WITH_DOWNS = {
 def schema(pg: EmbeddedPostgres, database: str) -> str:
     """The database's schema as pg_dump prints it, without the engine's own history."""
     dump = subprocess.run(
-        [str(pg.bindir / "pg_dump"), "--schema-only", "--exclude-schema=dbmigrate", pg.dsn(database)],
+        [str(pg.client_bindir / "pg_dump"), "--schema-only", "--exclude-schema=dbmigrate", pg.dsn(database)],
         capture_output=True,
         text=True,
         check=True,

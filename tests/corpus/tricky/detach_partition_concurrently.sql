@@ -1,4 +1,4 @@
--- More statements PostgreSQL refuses in a transaction block, mixed with ordinary ones.
+-- More statements PostgreSQL refuses in a transaction block, mixed with ordinary ones (PostgreSQL 14+).
 CREATE TABLE readings (taken_on date NOT NULL, value numeric) PARTITION BY RANGE (taken_on);
 CREATE TABLE readings_2024 PARTITION OF readings FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
 CREATE TABLE readings_2025 PARTITION OF readings FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');

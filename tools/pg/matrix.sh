@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# tests/integration (the corpus included) on each PostgreSQL major version given, PG_JOBS
+# (default 2) at a time: each pytest mostly waits on its own server, so two side by side
+# take little longer than one. Prints each version's output in the order given; fails
+# when one version failed. `make test-matrix` and `make test` call it; PYTEST is the runner.
+set -euo pipefail
+jobs=${PG_JOBS:-2}
+read -r -a pytest <<<"${PYTEST:-.venv/bin/pytest}"
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+
+run() {
+  local version=$1 start=$SECONDS status=0
+  PG_VERSION=$version "${pytest[@]}" tests/integration -q -p no:cacheprovider >"$logs/$version.log" 2>&1 || status=$?
+  echo "$status $((SECONDS - start))" >"$logs/$version.result"
+}
+
+pending=("$@")
+while ((${#pending[@]})); do
+  for version in "${pending[@]:0:jobs}"; do run "$version" & done
+  pending=("${pending[@]:jobs}")
+  wait
+done
+
+failed=()
+for version in "$@"; do
+  read -r status seconds <"$logs/$version.result"
+  echo "== PostgreSQL $version: tests/integration, $seconds s"
+  cat "$logs/$version.log"
+  [ "$status" = 0 ] || failed+=("$version")
+done
+if ((${#failed[@]})); then
+  echo "test-matrix failed on PostgreSQL ${failed[*]}" >&2
+  exit 1
+fi
