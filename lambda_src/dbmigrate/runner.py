@@ -28,6 +28,7 @@ from .errors import ConfigError, DatabaseConnectError, DeadlineError, PrivilegeE
 from .history import History
 from .legacy import adopt
 from .lifecycle import RunLifecycle
+from .lock import HeldLock
 from .model import DATABASE_NAME, MigrationRef
 from .plan import DONE, AppliedMigration, DatabasePlan, plan_database
 from .repair import repair_history
@@ -81,14 +82,7 @@ class Runner:
         with self._run.locked(self._lock_wait()) as lock:
             for database in targets:
                 results.append(self._migrate_database(database, _of(refs, database)))
-        return RunReport(
-            "migrate",
-            self.source.origin,
-            results,
-            _ms_since(started),
-            lock_waited_s=lock.waited_s,
-            warnings=lock.cleanup_errors,
-        )
+        return self._locked_report("migrate", results, started, lock)
 
     def repair(
         self, database: str, *, accept_checksums: Sequence[int] = (), mark_applied: Sequence[int] = ()
@@ -112,15 +106,7 @@ class Runner:
                 mark_applied=mark_applied,
             )
         result = DatabaseResult(database, None, duration_ms=_ms_since(started))
-        return RunReport(
-            "repair",
-            self.source.origin,
-            [result],
-            _ms_since(started),
-            lock_waited_s=lock.waited_s,
-            changes=changes,
-            warnings=lock.cleanup_errors,
-        )
+        return self._locked_report("repair", [result], started, lock, changes=changes)
 
     def down(self, database: str, to_version: int, *, dry_run: bool = False) -> RunReport:
         """Undo, newest first, every applied version above ``to_version`` with its down file.
@@ -149,15 +135,7 @@ class Runner:
         result = DatabaseResult(database, current, duration_ms=_ms_since(started))
         result.reverted = reverted
         result.to_undo = to_undo
-        return RunReport(
-            "down",
-            self.source.origin,
-            [result],
-            _ms_since(started),
-            lock_waited_s=lock.waited_s,
-            warnings=lock.cleanup_errors,
-            dry_run=dry_run,
-        )
+        return self._locked_report("down", [result], started, lock, dry_run=dry_run)
 
     def baseline(self, database: str, version: int) -> RunReport:
         """Record an existing database as being at ``version`` without running any file.
@@ -198,15 +176,7 @@ class Runner:
                 )
         changes = [f"marked {len(marked)} file(s) of {database} up to version {version} as baselined"]
         result = DatabaseResult(database, version, duration_ms=_ms_since(started))
-        return RunReport(
-            "baseline",
-            self.source.origin,
-            [result],
-            _ms_since(started),
-            lock_waited_s=lock.waited_s,
-            changes=changes,
-            warnings=lock.cleanup_errors,
-        )
+        return self._locked_report("baseline", [result], started, lock, changes=changes)
 
     def plan(self, databases: Sequence[str] | None = None) -> RunReport:
         """What a migrate would apply, and what would stop it; applies and locks nothing."""
@@ -217,6 +187,20 @@ class Runner:
         return self._inspect("status", databases)
 
     # -- internals -----------------------------------------------------------------------
+    def _locked_report(
+        self, action: str, results: list[DatabaseResult], started: float, lock: HeldLock, **fields: Any
+    ) -> RunReport:
+        """The report of an action that held the lock: how long it waited, what releasing it left."""
+        return RunReport(
+            action,
+            self.source.origin,
+            results,
+            _ms_since(started),
+            lock_waited_s=lock.waited_s,
+            warnings=lock.cleanup_errors,
+            **fields,
+        )
+
     def _targets(self, refs: Iterable[MigrationRef], requested: Sequence[str] | None) -> list[str]:
         root = self.settings.root_database
         names = set(requested) if requested else {ref.database for ref in refs}

@@ -69,7 +69,9 @@ class Statement:
     otherwise hold every statement's parse tree.
     """
 
-    text: str
+    source: str = field(compare=False, repr=False)
+    """The whole text the statement is part of (shared by every statement of a file, not copied)."""
+    length: int
     line: int
     offset: int
     node: str
@@ -82,6 +84,11 @@ class Statement:
     """The setting each set_config(...) call in the statement names ('?' when computed)."""
     kept_tree: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     """The statement's parse tree (pglast JSON), when kept; ``tree`` parses it again otherwise."""
+
+    @property
+    def text(self) -> str:
+        """The statement's exact text, without the comments and blanks around it."""
+        return self.source[self.offset : self.offset + self.length]
 
     @property
     def tree(self) -> dict[str, Any]:
@@ -368,7 +375,8 @@ def _statement(positions: _Positions, raw: dict[str, Any], keep_tree: bool) -> S
     node_name, node = next(iter(raw["stmt"].items()))
     configs = tuple(set_config_names(node))
     return Statement(
-        text=text[lead:].rstrip(),
+        source=positions.sql,
+        length=len(text[lead:].rstrip()),
         line=positions.line_of(offset),
         offset=offset,
         node=node_name,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -228,13 +229,20 @@ def standby(pg: EmbeddedPostgres, folder: Path, monkeypatch: pytest.MonkeyPatch)
         entry = pwd.getpwnam(SERVICE_USER)
         os.chown(root, entry.pw_uid, entry.pw_gid)
     monkeypatch.setenv("PGPASSWORD", pg.password)
-    replica._run(  # the helper that runs a server tool as the service user
+    # pg_basebackup is a client tool (the packaged servers ship none): it runs as this user
+    # and the copy is handed to the service user, who runs the standby.
+    subprocess.run(
         [
-            str(replica.bindir / "pg_basebackup"),
+            str(replica.client_bindir / "pg_basebackup"),
             *("-D", str(replica.data_dir), "-h", pg.host, "-p", str(pg.port), "-U", pg.user),
             *("-R", "-X", "stream", "--no-sync", "--checkpoint=fast"),
-        ]
+        ],
+        check=True,
+        capture_output=True,
     )
+    if os.geteuid() == 0:
+        for path in [replica.data_dir, *replica.data_dir.rglob("*")]:
+            os.lchown(path, entry.pw_uid, entry.pw_gid)
     replica._initialized = True  # its cluster is the copy, not a new initdb
     replica.start()
     try:
