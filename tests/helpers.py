@@ -5,8 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg2
+import pytest
 
 from local.postgres import EmbeddedPostgres
+
+
+def require_major(pg: EmbeddedPostgres, major: int, needs: str) -> None:
+    """Skip the test on a server older than ``major``, naming what it needs."""
+    if pg.major < major:
+        pytest.skip(f"needs {needs} (PostgreSQL {major}+; the server is {pg.major})")
 
 
 def query(pg: EmbeddedPostgres, database: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -16,7 +16,7 @@ from dbmigrate.runner import Runner
 from dbmigrate.sources import LocalSource
 from environment import FunctionEnv, build_settings
 from local.postgres import EmbeddedPostgres
-from tests.helpers import history, query, tables
+from tests.helpers import history, query, require_major, tables
 from tests.integration.conftest import CliResult, Files
 from tests.integration.processes import run_cli
 
@@ -41,6 +41,7 @@ def terminate_lock_session(pg: EmbeddedPostgres) -> None:
 @pytest.fixture
 def idle_session_timeout(pg: EmbeddedPostgres) -> Iterator[None]:
     """Sessions of the test's role on the root database end after 1 s idle (PG 14+)."""
+    require_major(pg, 14, "idle_session_timeout")
     query(pg, "postgres", f"ALTER ROLE {pg.user} IN DATABASE postgres SET idle_session_timeout = '1s'")
     try:
         yield

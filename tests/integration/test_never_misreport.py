@@ -19,7 +19,7 @@ import psycopg2
 import pytest
 
 from local.postgres import EmbeddedPostgres
-from tests.helpers import history, query, tables
+from tests.helpers import history, query, require_major, tables
 from tests.integration.conftest import CliResult, Files
 
 Cli = Callable[..., CliResult]
@@ -320,6 +320,7 @@ def test_a_concurrent_index_drop_that_times_out_names_the_invalid_index_it_left(
 def test_a_concurrent_detach_that_times_out_names_the_partition_pending_detach(
     pg: EmbeddedPostgres, cli: Cli, write_migrations: Write
 ) -> None:
+    require_major(pg, 14, "DETACH PARTITION ... CONCURRENTLY")
     root = write_migrations(
         {
             **ROOT,
