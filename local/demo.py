@@ -114,7 +114,7 @@ def run(outdir: Path, out: TextIO, *, stack: SynthesizedStack | None = None) -> 
                 "SNS to the function, which first waits UPLOAD_SETTLE_S (5 s) for the rest of a batch"
             )
             demo.show("the S3 event's run", deploy.upload(key, NEW_MIGRATION.encode()).result)
-            demo.show("deploy again: nothing is re-applied", deploy.apply())
+            demo.show("deploy again: no object changed (none put); the replaced run applies nothing", deploy.apply())
             demo.delivery(deploy)
         except FunctionError as exc:
             demo.say(f"\nthe migration function failed, so the apply fails:\n  {exc}\n(logs: {log_path})")

@@ -95,6 +95,9 @@ class LocalDeploy:
     clock: ModelClock = MODEL_CLOCK
     deployer: Principal = DEPLOYER
     previous_input: Any = None
+    previous_triggers: dict[str, Any] = field(default_factory=dict)
+    object_state: dict[str, str] = field(default_factory=dict)
+    """The content hash of every object uploaded so far, by address (Terraform's state of them)."""
     applies: int = 0
     image: PackageImage | None = None
     bucket: str = ""
@@ -184,12 +187,40 @@ class LocalDeploy:
     def apply(self, *, upload: bool = True) -> Any:
         """Upload the objects (as the deployer) and run the invocation; its result or FunctionError.
 
-        ``attempts`` counts the invoke's attempts (more than one when it was throttled).
+        As Terraform would: an object is put only when it is new or its ``source_hash``
+        changed; the invocation is created on the first apply, replaced (delete, then
+        create: ``triggers`` force a new resource) when a trigger changed, which a
+        ``timestamp()`` trigger does on every apply, updated when only its input changed,
+        and left alone otherwise (``result`` is then None). ``invokes`` lists the
+        envelopes sent; ``attempts`` counts their attempts (more than one each when
+        throttled).
         """
-        uploaded = [self._upload_object(obj) for obj in self.stack.resources("aws_s3_object")] if upload else []
-        result = self._invoke("create" if self.applies == 0 else "update")
+        objects = self.stack.resources("aws_s3_object") if upload else []
+        uploaded = [self._upload_object(obj) for obj in objects if self._object_changed(obj)]
+        invocation = self.stack.one("aws_lambda_invocation")
+        triggers = _resolved_triggers(invocation.args.get("triggers", {}))
+        if self.applies == 0:
+            actions = ["create"]
+        elif triggers != self.previous_triggers:
+            actions = ["delete", "create"]
+        elif json.loads(invocation.args["input"]) != self.previous_input:
+            actions = ["update"]
+        else:
+            actions = []
+        result, attempts = None, 0
+        for action in actions:
+            result = self._invoke(action)
+            attempts += self.provider.attempts
+        self.previous_triggers = triggers
         self.applies += 1
-        return {"uploaded": len(uploaded), "result": result, "attempts": self.provider.attempts}
+        return {"uploaded": len(uploaded), "result": result, "invokes": actions, "attempts": attempts}
+
+    def _object_changed(self, obj: Resource) -> bool:
+        """Whether Terraform would put the object: new, or its content hash changed."""
+        digest = str(obj.args.get("source_hash") or obj.args.get("etag") or obj.args["source"])
+        changed = self.object_state.get(obj.address) != digest
+        self.object_state[obj.address] = digest
+        return changed
 
     def destroy(self) -> Any:
         """What ``terraform destroy`` sends the function (CRUD scope): the delete envelope."""
@@ -324,3 +355,8 @@ def runnable_package(synthesized: Path) -> tuple[Path, str, str]:
         ca_bundle.write_bytes(bundle)
     package = build_package(output, target=target, ca_bundle=ca_bundle).path
     return package, python, f"no python3.12 on this machine: the package was rebuilt for Python {version}"
+
+
+def _resolved_triggers(triggers: dict[str, Any]) -> dict[str, Any]:
+    """The invocation's triggers as a plan sees them: ``timestamp()`` is new on every apply."""
+    return {name: secrets.token_hex(8) if value == "${timestamp()}" else value for name, value in triggers.items()}
