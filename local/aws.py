@@ -7,13 +7,14 @@ Code under test reaches it through the standard ``AWS_ENDPOINT_URL`` variable (s
 from __future__ import annotations
 
 import logging
-import socket
 import urllib.request
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import boto3.session
 from moto.server import ThreadedMotoServer
+
+from local.net import free_port
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -25,19 +26,12 @@ __all__ = ["LocalAws"]
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class LocalAws:
     """A moto server for one region; ``environ`` points boto3 (in any process) at it."""
 
     def __init__(self, region: str) -> None:
         self.region = region
-        self.port = _free_port()
+        self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self.environ = {

@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from local.net import free_port
 from local.pg_binaries import PostgresNotInstalledError, binaries_major, find_bindir, find_client_bindir
 
 __all__ = ["EmbeddedPostgres", "PostgresNotInstalledError", "find_bindir"]
@@ -64,13 +65,6 @@ def _reachable_by_service_user(bindir: Path, major: int) -> Path:
     return copy / bindir.name
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class EmbeddedPostgres:
     """A PostgreSQL server in a temporary folder; ``start()``, use ``url()``, ``stop()``.
 
@@ -84,7 +78,7 @@ class EmbeddedPostgres:
         self.major = binaries_major(self.bindir)
         self.client_bindir = find_client_bindir(self.major)
         self.settings = {**FAST_SETTINGS, **(settings or {})}
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.host = "127.0.0.1"
         self.user = SUPERUSER
         self.password = secrets.token_hex(12)

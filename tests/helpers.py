@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import psycopg2
 import pytest
 
 from local.postgres import EmbeddedPostgres
+
+
+class LambdaLoggerHandler(logging.Handler):
+    """Stands for the handler the Lambda runtime puts on the root logger (matched by class name)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
 
 
 def require_major(pg: EmbeddedPostgres, major: int, needs: str) -> None:

@@ -21,6 +21,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from local.net import free_port
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -120,7 +122,4 @@ def unanswering_endpoint() -> Iterator[str]:
 @pytest.fixture
 def refusing_endpoint() -> str:
     """An HTTP endpoint on 127.0.0.1 where nothing listens: connections are refused."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from dbmigrate.cli import main
+from local.net import free_port
 from local.postgres import EmbeddedPostgres
 
 Files = Mapping[str, str]
@@ -24,6 +25,12 @@ class CliResult:
 
     def json(self) -> Any:
         return json.loads(self.out)
+
+
+@pytest.fixture
+def refusing_port() -> int:
+    """A local port nothing listens on: connections to it are refused at once."""
+    return free_port()
 
 
 @pytest.fixture

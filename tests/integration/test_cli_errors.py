@@ -6,7 +6,6 @@ The password of the URL never appears on stdout or stderr, in any encoding.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -53,15 +52,6 @@ def folder(tmp_path: Path) -> Path:
     (root / "projectdb").mkdir(parents=True)
     (root / "projectdb" / "1_a.up.sql").write_text("SELECT 1;\n")
     return root
-
-
-@pytest.fixture
-def refusing_port() -> int:
-    """A local port nothing listens on: connections to it are refused at once."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -18,23 +17,13 @@ import pytest
 from dbmigrate.errors import ConfigError, DatabaseConnectError, MigrationError
 from environment import VARIABLES
 from handler import handler
+from tests.helpers import LambdaLoggerHandler
 from tests.integration.aws import Aws, FakeContext
 
 BUCKET = "acme-dbmigrate-migrations"
 SECRET = "hunter2 100%@home"
 ENCODED = quote(SECRET, safe="")
 FORMS = [SECRET, ENCODED, quote_plus(SECRET, safe=""), quote(SECRET), SECRET.replace(" ", "+"), "hunter2"]
-
-
-class LambdaLoggerHandler(logging.Handler):
-    """Stands for the handler the Lambda runtime puts on the root logger (matched by class name)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
 
 
 @pytest.fixture
@@ -53,14 +42,6 @@ def runtime(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[LambdaLoggerH
     root.setLevel(level)
     for name in ("botocore", "urllib3"):
         logging.getLogger(name).setLevel(logging.NOTSET)
-
-
-@pytest.fixture
-def refusing_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def failure(event: dict[str, Any]) -> MigrationError:

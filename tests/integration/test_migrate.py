@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
+from local.net import free_port
 from local.postgres import EmbeddedPostgres
 from tests.helpers import history, query, tables
 from tests.integration.conftest import CliResult, Files
@@ -317,9 +317,7 @@ def test_missing_database_url_is_a_usage_error(cli: Cli, write_migrations: Write
 
 
 def test_unreachable_server_names_host_and_port(cli: Cli, write_migrations: Write) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     root = write_migrations(CREATE_APPDB)
     result = cli("up", "--dir", str(root), url=f"postgresql://u:secret@127.0.0.1:{port}/{{database}}")
     assert result.code == 1

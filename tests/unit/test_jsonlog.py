@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from jsonlog import JsonFormatter, configure_logging, mask_credentials
+from tests.helpers import LambdaLoggerHandler
 
 
 def record(message: str, *args: object, **extra: object) -> logging.LogRecord:
@@ -69,17 +70,6 @@ def test_a_connection_string_in_any_field_never_reaches_the_line() -> None:
     )
     assert "hunter2" not in line
     json.loads(line)
-
-
-class LambdaLoggerHandler(logging.Handler):
-    """Stands for the handler the Lambda runtime puts on the root logger (matched by class name)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
 
 
 def test_in_lambda_the_runtime_handler_writes_our_json_lines() -> None:
