@@ -154,6 +154,6 @@ def test_the_main_job_prints_each_step_and_succeeds(stack_file: Path, local_aws:
     for line in (
         "deploy: objects uploaded, deploy-time invocation ran",
         "the S3 event's run",
-        "deploy again: nothing is re-applied",
+        "deploy again: no object changed (none put); the replaced run applies nothing",
     ):
         assert line in printed
