@@ -10,7 +10,6 @@ reach: a listener that accepts and never answers, and a port where nothing liste
 from __future__ import annotations
 
 import socket
-import urllib.request
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from local.aws import reset_moto
 from local.net import free_port
 
 if TYPE_CHECKING:
@@ -86,9 +86,7 @@ def moto_endpoint() -> Iterator[str]:
 @pytest.fixture
 def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Aws:
     """A clean moto server, and the AWS environment variables pointing at it."""
-    request = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
-    with urllib.request.urlopen(request, timeout=5):
-        pass
+    reset_moto(moto_endpoint)
     environ = {
         **FAKE_CREDENTIALS,
         "AWS_DEFAULT_REGION": REGION,
