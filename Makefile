@@ -44,7 +44,7 @@ test: deps infra-tools lint typecheck
 	PATH="$(CURDIR)/node_modules/.bin:$$PATH" $(RUN) pytest
 	$(if $(filter-out $(PG_MAJOR),$(PG_EDGES)),@$(MAKE) --no-print-directory test-matrix PG_MATRIX="$(filter-out $(PG_MAJOR),$(PG_EDGES))")
 
-# tests/integration on each version of PG_MATRIX, PG_JOBS (default 2) side by side.
+# tests/integration on each version of PG_MATRIX, PG_JOBS (default 1) at a time.
 test-matrix: deps
 	@for v in $(PG_MATRIX); do $(MAKE) --no-print-directory postgres-binaries PG_VERSION=$$v; done
 	PYTEST="$(RUN) pytest" tools/pg/matrix.sh $(PG_MATRIX)

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # tests/integration (the corpus included) on each PostgreSQL major version given, PG_JOBS
-# (default 2) at a time: each pytest mostly waits on its own server, so two side by side
-# take little longer than one. Prints each version's output in the order given; fails
+# (default 1) at a time. Two side by side take little longer than one, but twice in a row
+# the moto server of one of them stopped answering a reset (an error at set-up of
+# tests/integration/test_s3source.py, cause not found), so they run one after the other
+# unless asked. Prints each version's output in the order given; fails
 # when one version failed. `make test-matrix` and `make test` call it; PYTEST is the runner.
 set -euo pipefail
-jobs=${PG_JOBS:-2}
+jobs=${PG_JOBS:-1}
 read -r -a pytest <<<"${PYTEST:-.venv/bin/pytest}"
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
