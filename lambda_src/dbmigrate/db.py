@@ -150,13 +150,17 @@ def _sqlstate(exc: psycopg2.Error, text: str) -> tuple[str | None, re.Match[str]
 
 
 def _connect_error(settings: Settings, database: str, exc: psycopg2.Error) -> DatabaseConnectError:
-    target = describe_target(settings, database)
-    server = target.rsplit("/", 1)[0]
-    masked = settings.masker()(str(exc).strip())
-    text = next((line for line in masked.splitlines() if "FATAL" in line), masked.splitlines()[0] if masked else "")
-    text = text or type(exc).__name__
+    """Why a connection failed, named as the server said it: a missing database or role, a privilege, ..."""
+    masked = settings.masker()(str(exc).strip()) or type(exc).__name__
     code, match = _sqlstate(exc, masked)
-    user = settings.parsed_url.user or "(the default user)"
+    return _refused(settings, database, code, match) or _unreachable(settings, database, code, masked)
+
+
+def _refused(
+    settings: Settings, database: str, code: str | None, match: re.Match[str] | None
+) -> DatabaseConnectError | None:
+    """The server answered and refused: no such database or role, no LOGIN, no CONNECT."""
+    server = describe_target(settings, database).rsplit("/", 1)[0]
     if code == psycopg2.errorcodes.INVALID_CATALOG_NAME and (match is None or match["name"] == database):
         return DatabaseConnectError(
             f"database {database!r} does not exist on {server}",
@@ -167,42 +171,42 @@ def _connect_error(settings: Settings, database: str, exc: psycopg2.Error) -> Da
         )
     if code == psycopg2.errorcodes.INVALID_AUTHORIZATION_SPECIFICATION and match is not None:
         role = match["name"]
-        if match["problem"] == "does not exist":
-            return DatabaseConnectError(
-                f"role {role!r} does not exist on {server} (connecting to {database})",
-                database=database,
-                role=role,
-                hint=f'fix the user in the URL or the secret, or create the role: CREATE ROLE "{role}" LOGIN '
-                "PASSWORD '...'",
-            )
+        missing = match["problem"] == "does not exist"
         return DatabaseConnectError(
-            f"role {role!r} may not log in to {server} (connecting to {database})",
+            f"role {role!r} {'does not exist on' if missing else 'may not log in to'} {server} "
+            f"(connecting to {database})",
             database=database,
             role=role,
-            hint=f'ALTER ROLE "{role}" LOGIN, or use a role that may log in',
+            hint=f'fix the user in the URL or the secret, or create the role: CREATE ROLE "{role}" LOGIN '
+            "PASSWORD '...'"
+            if missing
+            else f'ALTER ROLE "{role}" LOGIN, or use a role that may log in',
         )
     if code == psycopg2.errorcodes.INSUFFICIENT_PRIVILEGE:
+        user = settings.parsed_url.user or "(the default user)"
         return DatabaseConnectError(
             f"role {user!r} has no CONNECT privilege on database {database!r} on {server}",
             database=database,
             role=user,
             hint=f'GRANT CONNECT ON DATABASE "{database}" TO "{user}"',
         )
+    return None
+
+
+def _unreachable(settings: Settings, database: str, code: str | None, masked: str) -> DatabaseConnectError:
+    """The server did not answer in time, refused the credentials, or could not be reached."""
+    target = describe_target(settings, database)
+    text = next((line for line in masked.splitlines() if "FATAL" in line), masked.splitlines()[0])
     if "timeout" in text.lower():
-        return DatabaseConnectError(
-            f"connecting to {target} timed out after {settings.connect_timeout_s} s",
-            database=database,
-            hint="check that the function runs in the database's VPC and subnets and that the database's "
-            "security group allows the function's on the database port",
+        message = f"connecting to {target} timed out after {settings.connect_timeout_s} s"
+        hint = (
+            "check that the function runs in the database's VPC and subnets and that the database's "
+            "security group allows the function's on the database port"
         )
-    if code == psycopg2.errorcodes.INVALID_PASSWORD or "authentication" in text:
-        return DatabaseConnectError(
-            f"the server at {target} refused the credentials: {text}",
-            database=database,
-            hint="check the user and password (the Secrets Manager secret or DATABASE_URL)",
-        )
-    return DatabaseConnectError(
-        f"cannot connect to {target}: {text}",
-        database=database,
-        hint="check that the server runs and listens on that host and port, and that the network allows it",
-    )
+    elif code == psycopg2.errorcodes.INVALID_PASSWORD or "authentication" in text:
+        message = f"the server at {target} refused the credentials: {text}"
+        hint = "check the user and password (the Secrets Manager secret or DATABASE_URL)"
+    else:
+        message = f"cannot connect to {target}: {text}"
+        hint = "check that the server runs and listens on that host and port, and that the network allows it"
+    return DatabaseConnectError(message, database=database, hint=hint)

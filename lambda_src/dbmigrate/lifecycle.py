@@ -71,15 +71,9 @@ class RunLifecycle:
         held: HeldLock | None = None
         try:
             self._session_settings = run_session_settings(self.settings, conn.server_version)
-            setup = "SET idle_session_timeout = 0; " if "idle_session_timeout" in self._session_settings else ""
             self._application = f"{RUN_APPLICATION} {run_id}"
             with advisory_lock(
-                conn,
-                key,
-                wait_s=wait_s,
-                on_wait=self.on_event,
-                leftovers_of=(RUN_APPLICATION, self._application),
-                session_setup=setup,
+                conn, key, wait_s=wait_s, on_wait=self.on_event, own_application=self._application
             ) as held:
                 self._lock = held
                 self.on_event({"event": "lock_acquired", "waited_s": round(held.waited_s, 3)})

@@ -147,103 +147,103 @@ def advisory_lock(
     *,
     wait_s: float,
     on_wait: Callable[[dict[str, Any]], None] | None = None,
-    clock: Callable[[], float] = time.monotonic,
-    leftovers_of: tuple[str, str] = ("", ""),
-    session_setup: str = "",
+    own_application: str = "",
 ) -> Iterator[HeldLock]:
     """Hold the lock for the ``with`` block.
 
     Raises LockTimeoutError naming the holder when it is not free within ``wait_s``.
-    With ``leftovers_of`` (application_name prefix, own application_name), then waits,
-    within the same bound, until no other session of that prefix is still executing.
-    ``session_setup`` (SET statements) travels with the first try. The unlock never
-    raises: its error goes to ``HeldLock.cleanup_errors``.
+    With ``own_application`` (this run's ``dbmigrate-run <id>``), then waits, within the
+    same bound, until no other run's session is still executing. The lock's session
+    turns idle_session_timeout off (PostgreSQL 14+) with its first try. The unlock
+    never raises: its error goes to ``HeldLock.cleanup_errors``.
     """
-    start = clock()
-    deadline = start + wait_s
-    prefix, own = leftovers_of
-    params = {"key": key, "prefix": prefix + " %" if prefix else "", "own": own}
-    leftovers = _acquire(conn, params, session_setup, start, deadline, wait_s, on_wait, clock)
+    waiting = _Waiting(conn, key, wait_s, on_wait or (lambda event: None), own_application)
+    leftovers = waiting.acquire()
     held = HeldLock(conn, key)
     try:
         if leftovers:
-            _wait_for_leftovers(conn, params, start, deadline, on_wait, clock)
-        held.waited_s = clock() - start
+            waiting.until_no_leftovers()
+        held.waited_s = waiting.elapsed()
         yield held
     finally:
         _release(held)
 
 
-def _acquire(
-    conn: Connection,
-    params: dict[str, Any],
-    setup: str,
-    start: float,
-    deadline: float,
-    wait_s: float,
-    on_wait: Callable[[dict[str, Any]], None] | None,
-    clock: Callable[[], float],
-) -> bool:
-    """Poll until the lock is taken; returns whether earlier work still executes."""
-    delay = 0.05
-    announced = False
-    with conn.cursor() as cur:
+@dataclass
+class _Waiting:
+    """One bounded wait: for the lock, then for an earlier run's work to end."""
+
+    conn: Connection
+    key: int
+    wait_s: float
+    on_wait: Callable[[dict[str, Any]], None]
+    own_application: str
+    start: float = field(default_factory=time.monotonic)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        prefix = f"{RUN_APPLICATION} %" if self.own_application else ""
+        return {"key": self.key, "prefix": prefix, "own": self.own_application}
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def left(self) -> float:
+        return self.wait_s - self.elapsed()
+
+    def acquire(self) -> bool:
+        """Poll until the lock is taken; returns whether earlier work still executes."""
+        delay = 0.05
+        announced = False
+        setup = "SET idle_session_timeout = 0; " if self.conn.server_version >= 140000 else ""
+        with self.conn.cursor() as cur:
+            while True:
+                cur.execute(setup + TRY_LOCK_QUERY, self.params)
+                setup = ""
+                row = cur.fetchone()
+                if row and row[0]:
+                    return bool(row[1])
+                holder = describe_holder(self.conn, self.key)
+                if not announced:
+                    self.on_wait({"event": "lock_wait", "holder": holder, "max_wait_s": round(self.wait_s, 1)})
+                    announced = True
+                if self.left() <= 0:
+                    raise LockTimeoutError(
+                        f"another migration run holds the lock: {holder}; gave up after {self.elapsed():.1f} s",
+                        hint="wait for that run to finish and try again, or allow a longer wait "
+                        "(--lock-wait, LOCK_WAIT_S); a run that died releases the lock by itself",
+                        holder=holder,
+                    )
+                time.sleep(min(delay, self.left()))
+                delay = min(delay * 2, 1.0)
+
+    def until_no_leftovers(self) -> None:
+        """Wait until the server executes nothing more for an earlier run (one killed mid-file)."""
+        announced = False
         while True:
-            cur.execute(setup + TRY_LOCK_QUERY, params)
-            setup = ""
-            row = cur.fetchone()
-            if row and row[0]:
-                return bool(row[1])
-            holder = describe_holder(conn, params["key"])
-            if not announced and on_wait:
-                on_wait({"event": "lock_wait", "holder": holder, "max_wait_s": round(wait_s, 1)})
-                announced = True
-            now = clock()
-            if now >= deadline:
-                raise LockTimeoutError(
-                    f"another migration run holds the lock: {holder}; gave up after {now - start:.1f} s",
-                    hint="wait for that run to finish and try again, or allow a longer wait "
-                    "(--lock-wait, LOCK_WAIT_S); a run that died releases the lock by itself",
-                    holder=holder,
-                )
-            time.sleep(min(delay, deadline - now))
-            delay = min(delay * 2, 1.0)
-
-
-def _wait_for_leftovers(
-    conn: Connection,
-    params: dict[str, Any],
-    start: float,
-    deadline: float,
-    on_wait: Callable[[dict[str, Any]], None] | None,
-    clock: Callable[[], float],
-) -> None:
-    """Wait until the server executes nothing more for an earlier run (one killed mid-file)."""
-    announced = False
-    while True:
-        with conn.cursor() as cur:
-            cur.execute(LEFTOVER_QUERY, params)
-            rows = cur.fetchall()
-        if not rows:
-            return
-        work = "; ".join(
-            f"pid {pid} on {database} ({state} since {since}: {query!r})" for pid, database, state, since, query in rows
-        )
-        if not announced and on_wait:
-            on_wait({"event": "leftover_wait", "backends": work, "max_wait_s": round(deadline - start, 1)})
-            announced = True
-        now = clock()
-        if now >= deadline:
-            pids = ", ".join(str(row[0]) for row in rows)
-            raise LockTimeoutError(
-                f"an earlier migration run ended while the server still executes its work: {work}; "
-                f"gave up waiting after {now - start:.1f} s and started nothing",
-                hint="run again when that work has ended (the next run then reads its outcome from the history), "
-                f"allow a longer wait (--lock-wait, LOCK_WAIT_S), or end it with SELECT pg_cancel_backend(pid) "
-                f"for pid {pids}",
-                leftover=work,
+            with self.conn.cursor() as cur:
+                cur.execute(LEFTOVER_QUERY, self.params)
+                rows = cur.fetchall()
+            if not rows:
+                return
+            work = "; ".join(
+                f"pid {pid} on {database} ({state} since {since}: {query!r})"
+                for pid, database, state, since, query in rows
             )
-        time.sleep(min(0.2, max(0.0, deadline - now)))
+            if not announced:
+                self.on_wait({"event": "leftover_wait", "backends": work, "max_wait_s": round(self.wait_s, 1)})
+                announced = True
+            if self.left() <= 0:
+                pids = ", ".join(str(row[0]) for row in rows)
+                raise LockTimeoutError(
+                    f"an earlier migration run ended while the server still executes its work: {work}; "
+                    f"gave up waiting after {self.elapsed():.1f} s and started nothing",
+                    hint="run again when that work has ended (the next run then reads its outcome from the "
+                    f"history), allow a longer wait (--lock-wait, LOCK_WAIT_S), or end it with SELECT "
+                    f"pg_cancel_backend(pid) for pid {pids}",
+                    leftover=work,
+                )
+            time.sleep(min(0.2, max(0.0, self.left())))
 
 
 def _release(held: HeldLock) -> None:
