@@ -8,52 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from .errors import ChecksumMismatchError, ForeignHistoryError, MigrationError, OutOfOrderError, PartialMigrationError
+from .history import DONE, UNFINISHED, HistoryRow, Status
 from .model import MigrationRef
 
-__all__ = ["APPLIED", "DONE", "UNFINISHED", "AppliedMigration", "DatabasePlan", "plan_database"]
-
-APPLIED = "applied"
-DONE = ("applied", "baselined", "adopted")
-UNFINISHED = ("partial", "running")
-
-
-@dataclass(frozen=True)
-class AppliedMigration:
-    """One row of a database's history table."""
-
-    version: int
-    description: str
-    file: str
-    checksum: str
-    status: str
-    etag: str | None = None
-    mode: str | None = None
-    applied_at: datetime | None = None
-    duration_ms: int | None = None
-    applied_by: str | None = None
-    statements_done: int | None = None
-    statements_total: int | None = None
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable view (timestamps as ISO 8601)."""
-        data: dict[str, Any] = {
-            "version": self.version,
-            "description": self.description,
-            "file": self.file,
-            "checksum": self.checksum,
-            "status": self.status,
-            "applied_at": self.applied_at.isoformat() if self.applied_at else None,
-            "duration_ms": self.duration_ms,
-            "applied_by": self.applied_by,
-        }
-        if self.status in UNFINISHED:
-            data.update(statements_done=self.statements_done, statements_total=self.statements_total, error=self.error)
-        return data
+__all__ = ["DatabasePlan", "plan_database"]
 
 
 @dataclass(frozen=True)
@@ -61,13 +22,13 @@ class DatabasePlan:
     """The state of one database against the source, and what a migrate would apply."""
 
     database: str
-    applied: tuple[AppliedMigration, ...]
+    applied: tuple[HistoryRow, ...]
     pending: tuple[MigrationRef, ...]
-    changed: tuple[tuple[MigrationRef, AppliedMigration, str], ...] = ()
-    different: tuple[tuple[MigrationRef, AppliedMigration], ...] = ()
-    missing: tuple[AppliedMigration, ...] = ()
+    changed: tuple[tuple[MigrationRef, HistoryRow, str], ...] = ()
+    different: tuple[tuple[MigrationRef, HistoryRow], ...] = ()
+    missing: tuple[HistoryRow, ...] = ()
     out_of_order: tuple[MigrationRef, ...] = ()
-    unfinished: tuple[AppliedMigration, ...] = ()
+    unfinished: tuple[HistoryRow, ...] = ()
     exists: bool = True
     notes: tuple[str, ...] = field(default=())
 
@@ -145,7 +106,7 @@ class DatabasePlan:
 def plan_database(
     database: str,
     refs: Sequence[MigrationRef],
-    applied: Sequence[AppliedMigration],
+    applied: Sequence[HistoryRow],
     checksums: Mapping[int, str],
     *,
     exists: bool = True,
@@ -159,8 +120,8 @@ def plan_database(
     by_version = {row.version: row for row in applied}
     newest = max((row.version for row in applied if row.status not in UNFINISHED), default=None)
     pending: list[MigrationRef] = []
-    changed: list[tuple[MigrationRef, AppliedMigration, str]] = []
-    different: list[tuple[MigrationRef, AppliedMigration]] = []
+    changed: list[tuple[MigrationRef, HistoryRow, str]] = []
+    different: list[tuple[MigrationRef, HistoryRow]] = []
     out_of_order: list[MigrationRef] = []
     for ref in sorted(refs):
         row = by_version.get(ref.version)
@@ -193,10 +154,10 @@ def plan_database(
     )
 
 
-def _unfinished_error(database: str, row: AppliedMigration) -> PartialMigrationError:
+def _unfinished_error(database: str, row: HistoryRow) -> PartialMigrationError:
     """Why a file that ran outside a transaction blocks the database, as far as the record knows."""
     done = row.statements_done or 0
-    if row.status == "running":
+    if row.status is Status.RUNNING:
         # The record is written before each statement: the next one may have run, or still run.
         return PartialMigrationError(
             f"an earlier run of {row.file} stopped or is still running: statements 1-{done} of "

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from dbmigrate.errors import ChecksumMismatchError, ForeignHistoryError, OutOfOrderError, PartialMigrationError
+from dbmigrate.history import HistoryRow, Status
 from dbmigrate.model import MigrationRef
-from dbmigrate.plan import AppliedMigration, plan_database
+from dbmigrate.plan import plan_database
 
 
 def ref(version: int) -> MigrationRef:
     return MigrationRef("db", version, f"v{version}", f"db/{version}_v{version}.up.sql")
 
 
-def row(version: int, checksum: str = "c", status: str = "applied", done: int | None = None) -> AppliedMigration:
-    return AppliedMigration(
+def row(version: int, checksum: str = "c", status: Status = Status.APPLIED, done: int | None = None) -> HistoryRow:
+    return HistoryRow(
         version,
         f"v{version}",
         f"db/{version}_v{version}.up.sql",
@@ -47,7 +48,7 @@ def test_version_below_the_newest_applied_is_out_of_order_unless_allowed() -> No
 
 
 def test_unfinished_file_blocks_everything_and_says_how_far_it_got() -> None:
-    plan = plan_database("db", [ref(1), ref(2)], [row(1), row(2, status="partial", done=2)], {1: "c", 2: "c"})
+    plan = plan_database("db", [ref(1), ref(2)], [row(1), row(2, status=Status.PARTIAL, done=2)], {1: "c", 2: "c"})
     refusal = plan.refusal(allow_out_of_order=True)
     assert isinstance(refusal, PartialMigrationError)
     assert "statements 1-2 of 3 ran" in str(refusal)
@@ -91,12 +92,12 @@ def test_a_renamed_file_with_the_same_content_is_neither_drift_nor_another_file(
 
 
 def test_a_running_record_says_the_next_statement_has_an_unknown_outcome() -> None:
-    running = AppliedMigration(
+    running = HistoryRow(
         2,
         "v2",
         "db/2_v2.up.sql",
         "c",
-        "running",
+        Status.RUNNING,
         statements_done=1,
         statements_total=3,
         error="statement 2 (line 4) was running; if this run is gone its outcome is unknown: check x",
