@@ -12,19 +12,20 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 import psycopg2
 import psycopg2.errorcodes
 
 from .db import Connection
 from .errors import PartialMigrationError, SqlError
+from .history import Ledger
 from .leftovers import Leftover, check_advice, describe, fixes, left_behind, watch
 from .model import MigrationRef
 from .report import ms_since
 from .sqlscript import Mode, Script, SessionEffect, Statement, line_of
 
-__all__ = ["AppliedFile", "Ledger", "decode", "run_file", "sha256"]
+__all__ = ["AppliedFile", "decode", "run_file", "sha256"]
 
 BLOCKERS_QUERY = """
 SELECT a.pid, a.application_name, a.state, date_trunc('second', a.xact_start), l.mode, l.relation::regclass::text
@@ -75,36 +76,6 @@ def decode(data: bytes, ref: MigrationRef) -> str:
             line=line_of(data[: exc.start].decode("utf-8", "replace"), exc.start),
             hint="save the file as UTF-8",
         ) from exc
-
-
-class Ledger(Protocol):
-    """The history writes of one file (applying it or reverting it): the one thing the two verbs do differently."""
-
-    verb: str  # what the file was, had it run: "applied" or "undone"
-
-    def in_transaction(self) -> str:
-        """The statement that commits with the file's transaction."""
-
-    def note(self, text: str) -> str:
-        """``text`` as the record's note while a statement runs."""
-
-    def stopped_note(self, text: str) -> str:
-        """``text`` as the record's note of a file that stopped part way."""
-
-    def start(self, note: str | None) -> None:
-        """Before the first statement in autocommit: the record says it is running."""
-
-    def progress(self, done: int, note: str | None) -> None:
-        """After statement ``done`` in autocommit."""
-
-    def finish(self, duration_ms: int) -> None:
-        """After the last statement in autocommit."""
-
-    def nothing_done(self) -> None:
-        """The first statement failed, nothing took effect: the record is as before the file."""
-
-    def stopped(self, done: int, note: str) -> None:
-        """Statements 1..``done`` took effect and the file stopped: the record is partial."""
 
 
 def run_file(conn: Connection, ref: MigrationRef, key: str, script: Script, ledger: Ledger) -> AppliedFile:
@@ -294,7 +265,7 @@ class _Autocommit(_File):
     def _part_way(self, index: int, message: str, note: str, hint: str, **details: Any) -> PartialMigrationError:
         """Statements 1..``index`` took effect and the file stopped: recorded partial, and the error saying so."""
         statement = self.script.statements[index]
-        self.ledger.stopped(index, self.ledger.stopped_note(note))
+        self.ledger.stopped(index, note)
         return PartialMigrationError(
             message,
             database=self.ref.database,

@@ -21,7 +21,7 @@ from psycopg2 import sql
 
 from .db import Connection
 
-__all__ = ["DONE", "UNFINISHED", "History", "HistoryRow", "Status"]
+__all__ = ["DONE", "UNFINISHED", "History", "HistoryRow", "Ledger", "Status"]
 
 
 class Status(StrEnum):
@@ -197,3 +197,61 @@ def _value(value: Any) -> Any:
 def _row(values: tuple[Any, ...]) -> HistoryRow:
     row = HistoryRow(*values)
     return replace(row, version=int(row.version), status=Status(row.status))
+
+
+class Ledger:
+    """The history writes of one file as it runs, for applying and reverting alike.
+
+    ``before`` is the file's row before it runs (None: it is being applied), ``after``
+    its row once it ran (None: it is being reverted). A file run statement by statement
+    is recorded ``running`` before each statement and ``partial`` if it stops part way.
+    With ``as_session_user`` (the file ran SET ROLE) rows are written as the session user.
+    """
+
+    def __init__(
+        self, history: History, *, before: HistoryRow | None, after: HistoryRow | None, key: str, as_session_user: bool
+    ) -> None:
+        row = after or before
+        assert row is not None, "a file is applied or reverted"
+        self._history, self._before, self._after, self._row = history, before, after, row
+        self._reset = as_session_user
+        self.verb = "applied" if after else "undone"  # what the file would have been, had it run
+        self._doing = "" if after else f"undoing with {key}: "
+        self._stopped = "" if after else f"undo with {key} stopped: "
+
+    def in_transaction(self) -> str:
+        """The statement that commits with the file's own transaction."""
+        reset = "SET LOCAL ROLE NONE;\n" if self._reset else ""
+        after = self._after
+        return reset + (
+            self._history.insert_sql(after, measured=True) if after else self._history.delete_sql(self._row.version)
+        )
+
+    def note(self, text: str) -> str:
+        """``text`` (what to check if the run dies) as the record's note while a statement runs."""
+        return self._doing + text
+
+    def start(self, note: str | None) -> None:
+        self._put(replace(self._row, status=Status.RUNNING, statements_done=0, error=note))
+
+    def progress(self, done: int, note: str | None) -> None:
+        self._update(statements_done=done, error=note)
+
+    def finish(self, duration_ms: int) -> None:
+        self._put(replace(self._after, duration_ms=duration_ms) if self._after else None)
+
+    def nothing_done(self) -> None:
+        """The first statement failed and nothing took effect: the record is as before the file."""
+        self._put(self._before)
+
+    def stopped(self, done: int, note: str) -> None:
+        """Statements 1..``done`` took effect and the file stopped."""
+        self._update(status=Status.PARTIAL, statements_done=done, error=self._stopped + note)
+
+    def _put(self, row: HistoryRow | None) -> None:
+        history = self._history
+        statement = history.insert_sql(row, upsert=True) if row else history.delete_sql(self._row.version)
+        history.execute([statement], as_session_user=self._reset)
+
+    def _update(self, **changes: Any) -> None:
+        self._history.execute([self._history.update_sql(self._row.version, **changes)], as_session_user=self._reset)

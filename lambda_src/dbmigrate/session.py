@@ -20,7 +20,7 @@ from .access import check_access
 from .apply import AppliedFile, decode, run_file, sha256
 from .db import Connection
 from .errors import PrivilegeError
-from .history import History, HistoryRow, Status
+from .history import History, HistoryRow, Ledger, Status
 from .legacy import adopt
 from .model import MigrationRef
 from .sqlscript import analyze
@@ -50,6 +50,7 @@ class DatabaseSession:
         self._read = read
         self._conn = connect()
         self._history = History(self._conn, schema)
+        self._rows: dict[int, HistoryRow] = {}
 
     @property
     def connection(self) -> Connection:
@@ -80,13 +81,13 @@ class DatabaseSession:
             rows = self._history.read()
         except psycopg2.errors.InsufficientPrivilege as exc:
             raise self._read_refusal(exc) from exc
-        if rows is not None:
-            return rows
-        adopted = adopt(self._conn, self.database, refs, lambda ref: sha256(self._read(ref.key)))
-        if create:
-            self.refuse_unless_writable()
-            self._history.create(adopted)
-        return adopted
+        if rows is None:
+            rows = adopt(self._conn, self.database, refs, lambda ref: sha256(self._read(ref.key)))
+            if create:
+                self.refuse_unless_writable()
+                self._history.create(rows)
+        self._rows = {row.version: row for row in rows}
+        return rows
 
     def write_refusal(self) -> PrivilegeError | None:
         """Why this session's role may not write the history, or None."""
@@ -128,94 +129,22 @@ class DatabaseSession:
     # -- files ---------------------------------------------------------------------------
     def apply(self, ref: MigrationRef) -> AppliedFile:
         """Run ``ref``'s file; its history row commits with it (or records how far it got)."""
-        return self._step(ref, ref.key, _Applying)
+        return self._step(ref, ref.key, before=None)
 
     def revert(self, ref: MigrationRef) -> AppliedFile:
         """Run ``ref``'s down file; its history row goes with it (or records how far it got)."""
-        return self._step(ref, ref.down_key or ref.key, _Reverting)
+        return self._step(ref, ref.down_key or ref.key, before=self._rows[ref.version])
 
-    def _step(self, ref: MigrationRef, key: str, ledger: type[_Applying]) -> AppliedFile:
+    def _step(self, ref: MigrationRef, key: str, *, before: HistoryRow | None) -> AppliedFile:
         data = self._read(key)
         script = analyze(decode(data, ref), database=ref.database, file=key)
-        row = replace(
-            self.row(ref, data, status=Status.APPLIED, mode=script.mode.value),
-            statements_done=len(script.statements),
-            statements_total=len(script.statements),
-        )
-        outcome = run_file(self._conn, ref, key, script, ledger(self._history, row, key, script.changes_role))
+        total = len(script.statements)
+        row = self.row(ref, data, status=Status.APPLIED, mode=script.mode.value)
+        after = None if before else replace(row, statements_done=total, statements_total=total)
+        ledger = Ledger(self._history, before=before, after=after, key=key, as_session_user=script.changes_role)
+        outcome = run_file(self._conn, ref, key, script, ledger)
         if outcome.reconnect:  # the file changed what only a new session sees
             self._conn.close()
             self._conn = self._connect()
             self._history = History(self._conn, self.schema)
         return outcome
-
-
-class _Applying:
-    """The history writes of applying a file (``apply.Ledger``)."""
-
-    verb = "applied"
-
-    def __init__(self, history: History, row: HistoryRow, key: str, as_session_user: bool) -> None:
-        # After a file's SET ROLE the rows are written as the session user, leaving the role in place.
-        self._history = history
-        self._row = row
-        self._key = key
-        self._as_session_user = as_session_user
-
-    def _write(self, statement: str) -> None:
-        self._history.execute([statement], as_session_user=self._as_session_user)
-
-    def _update(self, **changes: object) -> None:
-        self._write(self._history.update_sql(self._row.version, **changes))
-
-    def in_transaction(self) -> str:
-        reset = "SET LOCAL ROLE NONE;\n" if self._as_session_user else ""
-        return reset + self._commit_sql()
-
-    def _commit_sql(self) -> str:
-        return self._history.insert_sql(self._row, measured=True)
-
-    def note(self, text: str) -> str:
-        return text
-
-    def stopped_note(self, text: str) -> str:
-        return text
-
-    def start(self, note: str | None) -> None:
-        self._write(self._history.insert_sql(replace(self._row, status=Status.RUNNING, statements_done=0, error=note)))
-
-    def progress(self, done: int, note: str | None) -> None:
-        self._update(statements_done=done, error=note)
-
-    def finish(self, duration_ms: int) -> None:
-        self._update(status=Status.APPLIED, error=None, duration_ms=duration_ms)
-
-    def nothing_done(self) -> None:
-        self._write(self._history.delete_sql(self._row.version))
-
-    def stopped(self, done: int, note: str) -> None:
-        self._update(status=Status.PARTIAL, statements_done=done, error=note)
-
-
-class _Reverting(_Applying):
-    """The history writes of reverting a file with its down file: success removes the row."""
-
-    verb = "undone"
-
-    def _commit_sql(self) -> str:
-        return self._history.delete_sql(self._row.version)
-
-    def note(self, text: str) -> str:
-        return f"undoing with {self._key}: {text}"
-
-    def stopped_note(self, text: str) -> str:
-        return f"undo with {self._key} stopped: {text}"
-
-    def start(self, note: str | None) -> None:
-        self._update(status=Status.RUNNING, statements_done=0, error=note)
-
-    def finish(self, duration_ms: int) -> None:
-        self._write(self._history.delete_sql(self._row.version))
-
-    def nothing_done(self) -> None:
-        self._update(status=Status.APPLIED, statements_done=None, error=None)
