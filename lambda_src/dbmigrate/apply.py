@@ -264,8 +264,23 @@ class _Autocommit(_File):
 
     def _part_way(self, index: int, message: str, note: str, hint: str, **details: Any) -> PartialMigrationError:
         """Statements 1..``index`` took effect and the file stopped: recorded partial, and the error saying so."""
-        statement = self.script.statements[index]
         self.ledger.stopped(index, note)
+        return self._partial(index, message, hint, **details)
+
+    def _unknown_outcome(self, index: int, exc: psycopg2.Error) -> PartialMigrationError:
+        """The connection died while a statement ran: the server may still finish it (the record stays running)."""
+        ref, statement = self.ref, self.script.statements[index]
+        return self._partial(
+            index,
+            f"statement {index + 1} (line {statement.line}): outcome unknown, the connection was lost while it ran "
+            f"({_server_message(exc)}); the server may have finished it; the record stays 'running'",
+            f"check {check_advice(statement)}; then finish or undo the rest by hand and run "
+            f"`dbmigrate repair --database {ref.database}` (with --mark-applied {ref.version} if it is complete)",
+            outcome_unknown=index + 1,
+        )
+
+    def _partial(self, index: int, message: str, hint: str, **details: Any) -> PartialMigrationError:
+        statement = self.script.statements[index]
         return PartialMigrationError(
             message,
             database=self.ref.database,
@@ -276,23 +291,6 @@ class _Autocommit(_File):
             statements_done=index,
             statements_total=len(self.script.statements),
             **details,
-        )
-
-    def _unknown_outcome(self, index: int, exc: psycopg2.Error) -> PartialMigrationError:
-        """The connection died while a statement ran: the server may still finish it."""
-        ref, statement = self.ref, self.script.statements[index]
-        return PartialMigrationError(
-            f"statement {index + 1} (line {statement.line}): outcome unknown, the connection was lost while it ran "
-            f"({_server_message(exc)}); the server may have finished it; the record stays 'running'",
-            database=ref.database,
-            file=self.key,
-            line=statement.line,
-            statement=statement.text[:200],
-            hint=f"check {check_advice(statement)}; then finish or undo the rest by hand and run "
-            f"`dbmigrate repair --database {ref.database}` (with --mark-applied {ref.version} if it is complete)",
-            statements_done=index,
-            statements_total=len(self.script.statements),
-            outcome_unknown=index + 1,
         )
 
 

@@ -109,7 +109,6 @@ class History:
         self._conn = conn
         self.schema = sql.Identifier(schema)
         self.table = sql.Identifier(schema, "history")
-        self._templates: dict[bool, str] = {}
 
     def read(self) -> list[HistoryRow] | None:
         """Every row, oldest version first, in one query; None when the table does not exist."""
@@ -122,52 +121,33 @@ class History:
                 rows = cur.fetchall()
         except psycopg2.errors.UndefinedTable:
             return None
-        return [_row(values) for values in rows]
+        return [replace(HistoryRow(*values), version=int(values[0]), status=Status(values[4])) for values in rows]
 
     def create(self, rows: Sequence[HistoryRow]) -> None:
         """Create the schema and table with their first rows (adopted history), in one transaction."""
         ddl = sql.SQL(TABLE_DDL).format(schema=self.schema, table=self.table).as_string(self._conn)
         self.execute([ddl, *(self.insert_sql(row) for row in rows)])
 
-    def insert_sql(self, row: HistoryRow, *, measured: bool = False, upsert: bool = False) -> str:
+    def insert_sql(self, row: HistoryRow, *, measured: bool = False) -> str:
         """The INSERT of one row as a literal statement, to travel with the file's SQL.
 
         With ``measured`` the duration is measured by the server from the start of the
-        query string that carries the insert (the file's SQL). With ``upsert`` an
-        existing row of the version takes the row's values (applied_at and db_user stay).
+        query string that carries the insert (the file's SQL).
         """
         columns = INSERTED[:-1] if measured else INSERTED
-        values = [_value(getattr(row, name)) for name in columns]
-        with self._conn.cursor() as cur:
-            statement = cur.mogrify(self._insert_template(measured=measured), values).decode()
-        if upsert:
-            updates = sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in INSERTED[1:])
-            statement += sql.SQL(" ON CONFLICT (version) DO UPDATE SET {}").format(updates).as_string(self._conn)
-        return statement
-
-    def _insert_template(self, *, measured: bool) -> str:
-        """``INSERT ... VALUES (%s, ...)`` for every inserted column, built once per table."""
-        if measured not in self._templates:
-            values: list[sql.Composable] = [sql.Placeholder()] * (len(INSERTED) - 1)
-            values.append(sql.SQL(MEASURED_DURATION) if measured else sql.Placeholder())
-            statement = sql.SQL("INSERT INTO {table} ({columns}) VALUES ({values})").format(
-                table=self.table,
-                columns=sql.SQL(", ").join(map(sql.Identifier, INSERTED)),
-                values=sql.SQL(", ").join(values),
-            )
-            self._templates[measured] = statement.as_string(self._conn)
-        return self._templates[measured]
-
-    def update_sql(self, version: int, **changes: Any) -> str:
-        """The UPDATE of fields of one row as a literal statement."""
-        assignments = sql.SQL(", ").join(
-            sql.SQL("{} = {}").format(sql.Identifier(name), sql.Literal(_value(value)))
-            for name, value in changes.items()
-        )
-        statement = sql.SQL("UPDATE {table} SET {assignments} WHERE version = {version}").format(
-            table=self.table, assignments=assignments, version=sql.Literal(Decimal(version))
+        values: list[sql.Composable] = [sql.Literal(_value(getattr(row, name))) for name in columns]
+        statement = sql.SQL("INSERT INTO {table} ({columns}) VALUES ({values})").format(
+            table=self.table,
+            columns=sql.SQL(", ").join(map(sql.Identifier, INSERTED)),
+            values=sql.SQL(", ").join([*values, *([sql.SQL(MEASURED_DURATION)] if measured else [])]),
         )
         return statement.as_string(self._conn)
+
+    def put_sql(self, row: HistoryRow) -> str:
+        """The INSERT of a row that replaces the row of its version, if any (applied_at and db_user stay)."""
+        updates = sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in INSERTED[1:])
+        conflict = sql.SQL(" ON CONFLICT (version) DO UPDATE SET {}").format(updates).as_string(self._conn)
+        return self.insert_sql(row) + conflict
 
     def delete_sql(self, version: int) -> str:
         """The DELETE of one row as a literal statement."""
@@ -192,11 +172,6 @@ class History:
 
 def _value(value: Any) -> Any:
     return value.value if isinstance(value, Status) else value
-
-
-def _row(values: tuple[Any, ...]) -> HistoryRow:
-    row = HistoryRow(*values)
-    return replace(row, version=int(row.version), status=Status(row.status))
 
 
 class Ledger:
@@ -235,7 +210,7 @@ class Ledger:
         self._put(replace(self._row, status=Status.RUNNING, statements_done=0, error=note))
 
     def progress(self, done: int, note: str | None) -> None:
-        self._update(statements_done=done, error=note)
+        self._put(replace(self._row, statements_done=done, error=note))
 
     def finish(self, duration_ms: int) -> None:
         self._put(replace(self._after, duration_ms=duration_ms) if self._after else None)
@@ -246,12 +221,10 @@ class Ledger:
 
     def stopped(self, done: int, note: str) -> None:
         """Statements 1..``done`` took effect and the file stopped."""
-        self._update(status=Status.PARTIAL, statements_done=done, error=self._stopped + note)
+        self._put(replace(self._row, status=Status.PARTIAL, statements_done=done, error=self._stopped + note))
 
     def _put(self, row: HistoryRow | None) -> None:
         history = self._history
-        statement = history.insert_sql(row, upsert=True) if row else history.delete_sql(self._row.version)
+        statement = history.put_sql(row) if row else history.delete_sql(self._row.version)
         history.execute([statement], as_session_user=self._reset)
-
-    def _update(self, **changes: Any) -> None:
-        self._history.execute([self._history.update_sql(self._row.version, **changes)], as_session_user=self._reset)
+        self._row = row or self._row

@@ -101,22 +101,16 @@ class RunLifecycle:
             self._session_settings = {}
             conn.close()
 
-    @contextmanager
-    def session(self, database: str, read: Callable[[str], bytes]) -> Iterator[DatabaseSession]:
-        """A session of this run on ``database``: its application_name and the run's server settings
-        under the lock; outside it (plan, status), a plain one. Closed at the end."""
+    def session(self, database: str, read: Callable[[str], bytes]) -> DatabaseSession:
+        """A session on ``database`` (use it with ``with``): under the lock, one of this run (its
+        application_name and server settings); outside it (plan, status), a plain one."""
         application, settings = self._application, self._session_settings
 
         def opener() -> Connection:
             return connect(self.settings, database, application_name=application, session=settings)
 
-        session = DatabaseSession(
-            database, opener, schema=self.settings.history_schema, applied_by=self.settings.applied_by, read=read
-        )
-        try:
-            yield session
-        finally:
-            session.close()
+        history = self.settings.history_schema
+        return DatabaseSession(database, opener, schema=history, applied_by=self.settings.applied_by, read=read)
 
     def _busy_connection(self) -> Connection | None:
         return self._busy.connection if self._busy is not None else None

@@ -70,6 +70,12 @@ class DatabaseSession:
     def close(self) -> None:
         self._conn.close()
 
+    def __enter__(self) -> DatabaseSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # -- the history ---------------------------------------------------------------------
     def rows(self, refs: Sequence[MigrationRef], *, create: bool) -> list[HistoryRow]:
         """The database's history; on the first run, adopted from another tool's table.
@@ -100,7 +106,7 @@ class DatabaseSession:
 
     def record(self, rows: Sequence[HistoryRow], *, remove: Sequence[int] = ()) -> None:
         """Write ``rows`` (a row of an existing version replaces it) and remove versions, in one transaction."""
-        statements = [self._history.insert_sql(row, upsert=True) for row in rows]
+        statements = [self._history.put_sql(row) for row in rows]
         self._history.execute(statements + [self._history.delete_sql(version) for version in remove])
 
     def row(self, ref: MigrationRef, data: bytes, *, status: Status, mode: str = "none") -> HistoryRow:
