@@ -113,7 +113,8 @@ class RunLifecycle:
         return DatabaseSession(database, opener, schema=history, applied_by=self.settings.applied_by, read=read)
 
     def _busy_connection(self) -> Connection | None:
-        return self._busy.connection if self._busy is not None else None
+        busy = self._busy  # read once: the guard's thread asks while the run's thread sets it
+        return busy.connection if busy is not None else None
 
     def before_file(self, ref: MigrationRef, key: str, done: list[int]) -> None:
         """Before a file: stop if asked to, or if the lock was lost."""
