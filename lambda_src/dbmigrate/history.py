@@ -135,7 +135,7 @@ class History:
         query string that carries the insert (the file's SQL).
         """
         columns = INSERTED[:-1] if measured else INSERTED
-        values: list[sql.Composable] = [sql.Literal(_value(getattr(row, name))) for name in columns]
+        values: list[sql.Composable] = [sql.Literal(getattr(row, name)) for name in columns]
         statement = sql.SQL("INSERT INTO {table} ({columns}) VALUES ({values})").format(
             table=self.table,
             columns=sql.SQL(", ").join(map(sql.Identifier, INSERTED)),
@@ -168,10 +168,6 @@ class History:
         single = len(statements) == 1 and not reset
         with self._conn.cursor() as cur:
             cur.execute(statements[0] if single else f"BEGIN;\n{reset}" + ";\n".join(statements) + ";\nCOMMIT;")
-
-
-def _value(value: Any) -> Any:
-    return value.value if isinstance(value, Status) else value
 
 
 class Ledger:

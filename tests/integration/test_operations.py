@@ -303,9 +303,7 @@ def test_a_file_that_sets_a_role_keeps_it_for_its_statements_but_its_history_is_
     owners = query(pg, "appdb", "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'owned' ORDER BY 1")
     assert owners == [("after", session_user), ("t", "file_owner")]
     db_users = query(pg, "appdb", "SELECT version, db_user, status FROM dbmigrate.history ORDER BY 1")
-    assert [(int(v), user, status) for v, user, status in db_users] == [
-        (v, session_user, "applied") for v in (1, 2, 3)
-    ]
+    assert [(int(v), user, status) for v, user, status in db_users] == [(v, session_user, "applied") for v in (1, 2, 3)]
 
     down = cli("down", "--dir", str(root), "--database", "appdb", "--to", "1")
     assert down.code == 0, down.err
