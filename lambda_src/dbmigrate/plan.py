@@ -10,11 +10,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ChecksumMismatchError, ForeignHistoryError, MigrationError, OutOfOrderError, PartialMigrationError
+from .errors import (
+    ChecksumMismatchError,
+    ConfigError,
+    ForeignHistoryError,
+    MigrationError,
+    OutOfOrderError,
+    PartialMigrationError,
+)
 from .history import DONE, UNFINISHED, HistoryRow, Status
 from .model import MigrationRef
 
-__all__ = ["DatabasePlan", "plan_database"]
+__all__ = ["DatabasePlan", "down_files", "plan_database"]
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,51 @@ def plan_database(
         unfinished=tuple(row for row in applied if row.status in UNFINISHED),
         exists=exists,
         notes=tuple(notes),
+    )
+
+
+def down_files(plan: DatabasePlan, to_version: int, refs: Sequence[MigrationRef]) -> list[tuple[MigrationRef, str]]:
+    """What a down to ``to_version`` undoes, newest first: each applied version above it and its down file.
+
+    Refused, before anything is undone, while a file is unfinished, for a target that is
+    neither 0, an applied version nor a file's version (a typo), and when a down file is missing.
+    """
+    if plan.unfinished:
+        raise plan.refusal(allow_out_of_order=True) or AssertionError("unfinished without refusal")
+    by_version = {ref.version: ref for ref in refs}
+    _check_down_target(plan.database, to_version, plan, by_version)
+    undo = [row for row in reversed(plan.applied) if row.version > to_version]
+    missing = []
+    for row in undo:
+        ref = by_version.get(row.version)
+        if ref is None:
+            missing.append(f"{row.file} (the applied file itself is gone)")
+        elif ref.down_key is None:
+            missing.append(ref.key.removesuffix(".up.sql") + ".down.sql")
+    if missing:
+        raise ConfigError(
+            f"cannot undo: no down file for {', '.join(missing)}",
+            database=plan.database,
+            file=missing[0].split(" ")[0],
+            hint="write the missing down file(s), or go down to a higher version; nothing was undone",
+        )
+    return [(by_version[row.version], by_version[row.version].down_key or "") for row in undo]
+
+
+def _check_down_target(database: str, to_version: int, plan: DatabasePlan, by_version: dict[int, MigrationRef]) -> None:
+    """A down target is 0, an applied version or a file's version: never a typo that undoes everything."""
+    applied = [row.version for row in plan.applied if row.status in DONE]
+    if to_version == 0 or to_version in applied or to_version in by_version:
+        return
+    below = [v for v in applied if v < to_version]
+    raise ConfigError(
+        f"down target {to_version} is neither 0, an applied version, nor the version of a file of {database}; "
+        f"it would undo every version above {max(below) if below else 'none (all of them)'}",
+        database=database,
+        hint=f"use one of the applied versions ({', '.join(map(str, applied[-5:])) or 'none'}) or 0 to undo all; "
+        "nothing was undone",
+        target=to_version,
+        applied=applied,
     )
 
 

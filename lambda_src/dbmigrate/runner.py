@@ -25,7 +25,7 @@ from .history import DONE, HistoryRow, Status
 from .lifecycle import RunLifecycle
 from .lock import HeldLock
 from .model import DATABASE_NAME, MigrationRef
-from .plan import DatabasePlan, plan_database
+from .plan import DatabasePlan, down_files, plan_database
 from .repair import RepairRequest
 from .report import DatabaseResult, RunReport, ms_since
 from .session import DatabaseSession
@@ -109,14 +109,8 @@ class Runner:
         """
         started = time.monotonic()
         refs = _of(self.source.list(), database)
-        by_version = {ref.version: ref for ref in refs}
         with self._exclusive(database, refs) as (lock, session, plan):
-            if plan.unfinished:
-                raise plan.refusal(allow_out_of_order=True) or AssertionError("unfinished without refusal")
-            _check_down_target(database, to_version, plan, by_version)
-            files = _down_files(
-                database, [row for row in reversed(plan.applied) if row.version > to_version], by_version
-            )
+            files = down_files(plan, to_version, refs)
             to_undo = [{"version": ref.version, "file": ref.key, "down_file": key} for ref, key in files]
             self.on_event({"event": "down_plan", "database": database, "to": to_version, "undo": to_undo})
             reverted = [] if dry_run else self._run_files(session, files, session.revert)
@@ -301,44 +295,6 @@ class Runner:
             if not exc.details.get("missing_database"):
                 raise
             return plan_database(database, refs, [], {}, exists=False), None
-
-
-def _check_down_target(database: str, to_version: int, plan: DatabasePlan, by_version: dict[int, MigrationRef]) -> None:
-    """A down target is 0, an applied version or a file's version: never a typo that undoes everything."""
-    applied = [row.version for row in plan.applied if row.status in DONE]
-    if to_version == 0 or to_version in applied or to_version in by_version:
-        return
-    below = [v for v in applied if v < to_version]
-    raise ConfigError(
-        f"down target {to_version} is neither 0, an applied version, nor the version of a file of {database}; "
-        f"it would undo every version above {max(below) if below else 'none (all of them)'}",
-        database=database,
-        hint=f"use one of the applied versions ({', '.join(map(str, applied[-5:])) or 'none'}) or 0 to undo all; "
-        "nothing was undone",
-        target=to_version,
-        applied=applied,
-    )
-
-
-def _down_files(
-    database: str, undo: list[HistoryRow], by_version: dict[int, MigrationRef]
-) -> list[tuple[MigrationRef, str]]:
-    """The down file of every version to undo; ConfigError naming each one missing."""
-    missing = []
-    for row in undo:
-        ref = by_version.get(row.version)
-        if ref is None:
-            missing.append(f"{row.file} (the applied file itself is gone)")
-        elif ref.down_key is None:
-            missing.append(ref.key.removesuffix(".up.sql") + ".down.sql")
-    if missing:
-        raise ConfigError(
-            f"cannot undo: no down file for {', '.join(missing)}",
-            database=database,
-            file=missing[0].split(" ")[0],
-            hint="write the missing down file(s), or go down to a higher version; nothing was undone",
-        )
-    return [(by_version[row.version], by_version[row.version].down_key or "") for row in undo]
 
 
 def _of(refs: Iterable[MigrationRef], database: str) -> list[MigrationRef]:
