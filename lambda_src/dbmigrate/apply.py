@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, replace
-from decimal import Decimal
 from typing import Any
 
 import psycopg2
@@ -20,12 +19,13 @@ import psycopg2.errorcodes
 
 from .db import Connection
 from .errors import PartialMigrationError, SqlError
-from .history import History
+from .history import Ledger
 from .leftovers import Leftover, check_advice, describe, fixes, left_behind, watch
 from .model import MigrationRef
-from .sqlscript import Mode, Script, SessionEffect, Statement, analyze, line_of
+from .report import ms_since
+from .sqlscript import Mode, Script, SessionEffect, Statement, line_of
 
-__all__ = ["AppliedFile", "apply_file", "decode", "sha256"]
+__all__ = ["AppliedFile", "decode", "run_file", "sha256"]
 
 BLOCKERS_QUERY = """
 SELECT a.pid, a.application_name, a.state, date_trunc('second', a.xact_start), l.mode, l.relation::regclass::text
@@ -78,47 +78,25 @@ def decode(data: bytes, ref: MigrationRef) -> str:
         ) from exc
 
 
-def apply_file(
-    conn: Connection, history: History, ref: MigrationRef, data: bytes, applied_by: str, *, undo: bool = False
-) -> AppliedFile:
-    """Run one file and record it; raise SqlError / PartialMigrationError on failure.
+def run_file(conn: Connection, ref: MigrationRef, key: str, script: Script, ledger: Ledger) -> AppliedFile:
+    """Run one file (``key``, of migration ``ref``) on ``conn``, its records kept by ``ledger``.
 
-    With ``undo``, ``data`` is the down file of an applied migration, and success
-    removes the migration's history row instead of adding one.
+    Raises SqlError (nothing took effect) or PartialMigrationError (recorded as far as it got).
     """
-    key = ref.down_key if undo and ref.down_key else ref.key
-    script = analyze(decode(data, ref), database=ref.database, file=key)
-    row: dict[str, Any] = {
-        "version": Decimal(ref.version),
-        "description": ref.description,
-        "file": ref.key,
-        "checksum": sha256(data),
-        "etag": ref.etag,
-        "mode": script.mode.value,
-        "applied_by": applied_by,
-        "statements_total": len(script.statements),
-    }
     started = time.monotonic()
     _read_as_parsed(conn)
     if script.mode is Mode.TRANSACTION:
-        if undo:
-            record = history.delete_sql(ref.version)
-        else:
-            record = history.insert_sql(
-                {**row, "status": "applied", "statements_done": len(script.statements)},
-                duration_since_statement_start=True,
-            )
         try:
-            _run_in_transaction(conn, ref, key, script, record)
+            _File(conn, ref, key, script).in_transaction(ledger.in_transaction())
         except _NeedsAutocommitError as retry:
             script = replace(script, mode=Mode.AUTOCOMMIT, reason=f"in one transaction: {retry.message}")
     if script.mode is Mode.AUTOCOMMIT:
-        _run_in_autocommit(conn, history, ref, key, script, row, started, undo=undo)
+        _Autocommit(conn, ref, key, script, ledger).run(started)
     if script.session_effect is SessionEffect.DISCARD:
         with conn.cursor() as cur:
             cur.execute("DISCARD ALL")
     reconnect = script.session_effect is SessionEffect.RECONNECT
-    return AppliedFile(ref, script.mode, len(script.statements), _ms_since(started), reconnect)
+    return AppliedFile(ref, script.mode, len(script.statements), ms_since(started), reconnect)
 
 
 class _NeedsAutocommitError(Exception):
@@ -140,67 +118,93 @@ def _read_as_parsed(conn: Connection) -> None:
             cur.execute("SET standard_conforming_strings = on")
 
 
-def _ms_since(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)
+@dataclass(frozen=True)
+class _File:
+    """One file (``key``, of migration ``ref``) run on ``conn``."""
 
+    conn: Connection
+    ref: MigrationRef
+    key: str
+    script: Script
 
-def _run_in_transaction(conn: Connection, ref: MigrationRef, key: str, script: Script, record: str) -> None:
-    # The history row is written as the session user even if the file ran SET ROLE, and
-    # cached sequence values are dropped, as a new psql session would not have them.
-    as_session_user = "SET LOCAL ROLE NONE;\n" if script.changes_role else ""
-    prefix = TRANSACTION_PREFIX
-    query = f"{prefix}{script.body}\n;\n{as_session_user}{record};\nDISCARD SEQUENCES;\nCOMMIT;"
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query)
-    except psycopg2.Error as exc:
-        _rollback(conn)
-        needs_autocommit = exc.pgcode in NEEDS_AUTOCOMMIT or PENDING_TRIGGER_EVENTS in _server_message(exc)
-        if script.statements and needs_autocommit and not script.wrapped:
-            raise _NeedsAutocommitError(_server_message(exc)) from exc
-        line = _position_line(exc, script.body, len(prefix))
-        if line is None and len(script.statements) == 1:
-            line = script.statements[0].line
-        elif line is None and exc.pgcode not in NO_DIAGNOSTIC_RERUN and not conn.closed:
-            line = _locate_failure(conn, script)
-        outcome = "the file's transaction was rolled back: nothing of it was applied"
-        if conn.closed:
-            outcome = (
-                "the connection was lost before the server answered: the file and its history row commit "
-                "together, so `dbmigrate status` shows whether it was applied"
+    def in_transaction(self, record: str) -> None:
+        """The file and ``record`` in one transaction, in one round trip."""
+        # Cached sequence values are dropped, as a new psql session would not have them.
+        conn, script, prefix = self.conn, self.script, TRANSACTION_PREFIX
+        query = f"{prefix}{script.body}\n;\n{record};\nDISCARD SEQUENCES;\nCOMMIT;"
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query)
+        except psycopg2.Error as exc:
+            _rollback(conn)
+            needs_autocommit = exc.pgcode in NEEDS_AUTOCOMMIT or PENDING_TRIGGER_EVENTS in _server_message(exc)
+            if script.statements and needs_autocommit and not script.wrapped:
+                raise _NeedsAutocommitError(_server_message(exc)) from exc
+            line = _position_line(exc, script.body, len(prefix))
+            if line is None and len(script.statements) == 1:
+                line = script.statements[0].line
+            elif line is None and exc.pgcode not in NO_DIAGNOSTIC_RERUN and not conn.closed:
+                line = _locate_failure(conn, script)
+            error = self.sql_error(exc, line, _rolled_back(conn, script, needs_autocommit))
+            if conn.closed:
+                error.details["connection_lost"] = True
+            raise error from exc
+
+    def sql_error(self, exc: psycopg2.Error, line: int | None, outcome: str) -> SqlError:
+        """The server refused the file; ``outcome`` says what that left."""
+        code, blockers = exc.pgcode, _blockers(self.conn, exc, self.script)
+        hint = f"fix the file and run again; {outcome}"
+        if code == psycopg2.errorcodes.QUERY_CANCELED:
+            hint = f"the statement ran past statement_timeout: raise it or split the work; {outcome}"
+        elif code == psycopg2.errorcodes.LOCK_NOT_AVAILABLE:
+            held_by = f" ({blockers})" if blockers else ""
+            hint = (
+                f"a lock the file needs was held by another session{held_by} for longer than lock_timeout: "
+                f"run again when it is released, or raise lock_timeout; {outcome}"
             )
-        elif script.wrapped and needs_autocommit:
-            outcome = (
-                "the file wraps itself in BEGIN ... COMMIT, so it ran as that one transaction, which was rolled "
-                "back: nothing of it was applied (split the file where the server needs a commit)"
-            )
-        error = _sql_error(exc, ref, key, line, outcome, blockers=_blockers(conn, exc, script))
-        if conn.closed:
-            error.details["connection_lost"] = True
-        raise error from exc
+        elif code is None:
+            hint = f"the connection to the database failed mid-file; check the server and run again; {outcome}"
+        diag = getattr(exc, "diag", None)
+        if diag and diag.message_hint:
+            hint = f"{diag.message_hint}; {hint}"
+        return SqlError(
+            f"PostgreSQL refused the file: {_server_message(exc)}",
+            database=self.ref.database,
+            file=self.key,
+            line=line,
+            hint=hint,
+            sqlstate=code,
+            **({"blocked_by": blockers} if blockers else {}),
+        )
 
 
-def _run_in_autocommit(
-    conn: Connection,
-    history: History,
-    ref: MigrationRef,
-    key: str,
-    script: Script,
-    row: dict[str, Any],
-    started: float,
-    *,
-    undo: bool,
-) -> None:
-    history.as_session_user = script.changes_role
-    try:
+def _rolled_back(conn: Connection, script: Script, needs_autocommit: bool) -> str:
+    """What a failed file's transaction left: the outcome its error states."""
+    if conn.closed:
+        return (
+            "the connection was lost before the server answered: the file and its history row commit "
+            "together, so `dbmigrate status` shows whether it was applied"
+        )
+    if script.wrapped and needs_autocommit:
+        return (
+            "the file wraps itself in BEGIN ... COMMIT, so it ran as that one transaction, which was rolled "
+            "back: nothing of it was applied (split the file where the server needs a commit)"
+        )
+    return "the file's transaction was rolled back: nothing of it was applied"
+
+
+@dataclass(frozen=True)
+class _Autocommit(_File):
+    """A file run statement by statement, each in its own transaction, recorded as it goes."""
+
+    ledger: Ledger
+
+    def run(self, started: float) -> None:
         # Until a statement's outcome is recorded, the record says it is running: a run
         # killed meanwhile leaves "statement k: outcome unknown", never "did not run".
-        undoing = key if undo else None
-        if undo:
-            history.update(ref.version, status="running", statements_done=0, error=_running(script, 0, undoing))
-        else:
-            history.insert({**row, "status": "running", "statements_done": 0, "error": _running(script, 0, None)})
-        for index, statement in enumerate(script.statements):
+        conn, ledger = self.conn, self.ledger
+        ledger.start(self._running(0))
+        for index, statement in enumerate(self.script.statements):
             _read_as_parsed(conn)
             before = watch(conn, statement)
             try:
@@ -208,122 +212,86 @@ def _run_in_autocommit(
                     cur.execute(statement.text)
             except psycopg2.Error as exc:
                 _rollback(conn)
-                left = left_behind(conn, statement, before)
-                raise _autocommit_failure(conn, history, ref, key, script, index, exc, left, undo=undo) from exc
+                raise self._failure(index, exc, left_behind(conn, statement, before)) from exc
             left = left_behind(conn, statement, before)
             if left:
-                raise _leftover_failure(history, ref, key, script, index, left)
-            history.update(ref.version, statements_done=index + 1, error=_running(script, index + 1, undoing))
-        if undo:
-            history.delete(ref.version)
-        else:
-            history.update(ref.version, status="applied", error=None, duration_ms=_ms_since(started))
+                hint = (
+                    f"{fixes(left)}, then `dbmigrate repair --database {self.ref.database}` and run again; "
+                    f"further runs on {self.ref.database} are blocked until then"
+                )
+                message = f"statement {index + 1} completed but {describe(left)}"
+                raise self._part_way(index, message, describe(left), hint, left_behind=[item.name for item in left])
+            ledger.progress(index + 1, self._running(index + 1))
+        ledger.finish(ms_since(started))
         with conn.cursor() as cur:
             cur.execute("DISCARD SEQUENCES")
-    finally:
-        history.as_session_user = False
 
+    def _running(self, index: int) -> str | None:
+        """The record's note while statement ``index + 1`` runs: what to check if the run dies."""
+        if index >= len(self.script.statements):
+            return None
+        statement = self.script.statements[index]
+        return self.ledger.note(
+            f"statement {index + 1} (line {statement.line}) was running; if this run is gone its outcome is "
+            f"unknown: check {check_advice(statement)}"
+        )
 
-def _running(script: Script, index: int, undoing: str | None) -> str | None:
-    """The record's note while statement ``index + 1`` runs: what to check if the run dies."""
-    if index >= len(script.statements):
-        return None
-    statement = script.statements[index]
-    return (
-        ("" if undoing is None else f"undoing with {undoing}: ")
-        + f"statement {index + 1} (line {statement.line}) was running; if this run is gone its outcome is "
-        f"unknown: check {check_advice(statement)}"
-    )
+    def _failure(self, index: int, exc: psycopg2.Error, left: list[Leftover]) -> SqlError | PartialMigrationError:
+        """Statement ``index + 1`` failed: recorded as nothing done, or as far as the file got."""
+        ref, script, statement = self.ref, self.script, self.script.statements[index]
+        line = _position_line(exc, statement.text, 0, base_line=statement.line) or statement.line
+        if self.conn.closed:
+            return self._unknown_outcome(index, exc)
+        if index == 0 and not left:
+            self.ledger.nothing_done()
+            outcome = f"its first statement failed, so nothing of the file was {self.ledger.verb}"
+            return self.sql_error(exc, line, outcome)
+        ran = _ran(script.statements[:index]) if index else "nothing else"
+        message = f"{_server_message(exc)}; {ran} had already run (each in its own transaction: {script.reason})"
+        note = _server_message(exc)
+        hint = (
+            f"finish or undo the file by hand (statements {index + 1}-{len(script.statements)} did not run), "
+            f"then `dbmigrate repair --database {ref.database}`; further runs on {ref.database} are blocked until then"
+        )
+        details: dict[str, Any] = {"line": line, "sqlstate": exc.pgcode}
+        if left:
+            message += f"; the failed statement {describe(left)}"
+            note += f"; {describe(left)}"
+            hint = f"{fixes(left)}; {hint}"
+        if left:
+            details["left_behind"] = [item.name for item in left]
+        return self._part_way(index, message, note, hint, **details)
 
+    def _part_way(self, index: int, message: str, note: str, hint: str, **details: Any) -> PartialMigrationError:
+        """Statements 1..``index`` took effect and the file stopped: recorded partial, and the error saying so."""
+        self.ledger.stopped(index, note)
+        return self._partial(index, message, hint, **details)
 
-def _leftover_failure(
-    history: History, ref: MigrationRef, key: str, script: Script, index: int, left: list[Leftover]
-) -> PartialMigrationError:
-    """A concurrent index statement completed but an invalid index stands where it should be."""
-    statement = script.statements[index]
-    error = describe(left)
-    history.update(ref.version, status="partial", statements_done=index, error=error)
-    return PartialMigrationError(
-        f"statement {index + 1} completed but {error}",
-        database=ref.database,
-        file=key,
-        line=statement.line,
-        statement=statement.text[:200],
-        hint=f"{fixes(left)}, then `dbmigrate repair --database {ref.database}` and run again; "
-        f"further runs on {ref.database} are blocked until then",
-        statements_done=index,
-        statements_total=len(script.statements),
-        left_behind=[item.name for item in left],
-    )
+    def _unknown_outcome(self, index: int, exc: psycopg2.Error) -> PartialMigrationError:
+        """The connection died while a statement ran: the server may still finish it (the record stays running)."""
+        ref, statement = self.ref, self.script.statements[index]
+        return self._partial(
+            index,
+            f"statement {index + 1} (line {statement.line}): outcome unknown, the connection was lost while it ran "
+            f"({_server_message(exc)}); the server may have finished it; the record stays 'running'",
+            f"check {check_advice(statement)}; then finish or undo the rest by hand and run "
+            f"`dbmigrate repair --database {ref.database}` (with --mark-applied {ref.version} if it is complete)",
+            outcome_unknown=index + 1,
+        )
 
-
-def _autocommit_failure(
-    conn: Connection,
-    history: History,
-    ref: MigrationRef,
-    key: str,
-    script: Script,
-    index: int,
-    exc: psycopg2.Error,
-    left: list[Leftover],
-    *,
-    undo: bool,
-) -> SqlError | PartialMigrationError:
-    statement = script.statements[index]
-    line = _position_line(exc, statement.text, 0, base_line=statement.line) or statement.line
-    if conn.closed:
-        return _unknown_outcome(ref, key, script, index, exc)
-    if index == 0 and not left:
-        if undo:
-            history.update(ref.version, status="applied", statements_done=None, error=None)
-        else:
-            history.delete(ref.version)
-        outcome = "its first statement failed, so nothing of the file was " + ("undone" if undo else "applied")
-        return _sql_error(exc, ref, key, line, outcome, blockers=_blockers(conn, exc, script))
-    ran = _ran(script.statements[:index]) if index else "nothing else"
-    message = f"{_server_message(exc)}; {ran} had already run (each in its own transaction: {script.reason})"
-    error = f"{'undo with ' + key + ' stopped: ' if undo else ''}{_server_message(exc)}"
-    hint = (
-        f"finish or undo the file by hand (statements {index + 1}-{len(script.statements)} did not run), "
-        f"then `dbmigrate repair --database {ref.database}`; further runs on {ref.database} are blocked until then"
-    )
-    if left:
-        message += f"; the failed statement {describe(left)}"
-        error += f"; {describe(left)}"
-        hint = f"{fixes(left)}; {hint}"
-    history.update(ref.version, status="partial", statements_done=index, error=error)
-    return PartialMigrationError(
-        message,
-        database=ref.database,
-        file=key,
-        line=line,
-        statement=statement.text[:200],
-        hint=hint,
-        sqlstate=exc.pgcode,
-        statements_done=index,
-        statements_total=len(script.statements),
-        **({"left_behind": [item.name for item in left]} if left else {}),
-    )
-
-
-def _unknown_outcome(
-    ref: MigrationRef, key: str, script: Script, index: int, exc: psycopg2.Error
-) -> PartialMigrationError:
-    """The connection died while a statement ran: the server may still finish it."""
-    statement = script.statements[index]
-    return PartialMigrationError(
-        f"statement {index + 1} (line {statement.line}): outcome unknown, the connection was lost while it ran "
-        f"({_server_message(exc)}); the server may have finished it; the record stays 'running'",
-        database=ref.database,
-        file=key,
-        line=statement.line,
-        statement=statement.text[:200],
-        hint=f"check {check_advice(statement)}; then finish or undo the rest by hand and run "
-        f"`dbmigrate repair --database {ref.database}` (with --mark-applied {ref.version} if it is complete)",
-        statements_done=index,
-        statements_total=len(script.statements),
-        outcome_unknown=index + 1,
-    )
+    def _partial(self, index: int, message: str, hint: str, **details: Any) -> PartialMigrationError:
+        statement = self.script.statements[index]
+        return PartialMigrationError(
+            message,
+            database=self.ref.database,
+            file=self.key,
+            line=details.pop("line", statement.line),
+            statement=statement.text[:200],
+            hint=hint,
+            statements_done=index,
+            statements_total=len(self.script.statements),
+            **details,
+        )
 
 
 def _ran(statements: tuple[Statement, ...]) -> str:
@@ -366,35 +334,6 @@ def _server_message(exc: psycopg2.Error) -> str:
     primary = diag.message_primary if diag and diag.message_primary else str(exc).strip().splitlines()[0]
     detail = f" ({diag.message_detail})" if diag and diag.message_detail else ""
     return f"{primary}{detail}"
-
-
-def _sql_error(
-    exc: psycopg2.Error, ref: MigrationRef, key: str, line: int | None, outcome: str, *, blockers: str | None = None
-) -> SqlError:
-    code = exc.pgcode
-    hint = f"fix the file and run again; {outcome}"
-    if code == psycopg2.errorcodes.QUERY_CANCELED:
-        hint = f"the statement ran past statement_timeout: raise it or split the work; {outcome}"
-    elif code == psycopg2.errorcodes.LOCK_NOT_AVAILABLE:
-        held_by = f" ({blockers})" if blockers else ""
-        hint = (
-            f"a lock the file needs was held by another session{held_by} for longer than lock_timeout: "
-            f"run again when it is released, or raise lock_timeout; {outcome}"
-        )
-    elif code is None:
-        hint = f"the connection to the database failed mid-file; check the server and run again; {outcome}"
-    diag = getattr(exc, "diag", None)
-    if diag and diag.message_hint:
-        hint = f"{diag.message_hint}; {hint}"
-    return SqlError(
-        f"PostgreSQL refused the file: {_server_message(exc)}",
-        database=ref.database,
-        file=key,
-        line=line,
-        hint=hint,
-        sqlstate=code,
-        **({"blocked_by": blockers} if blockers else {}),
-    )
 
 
 def _blockers(conn: Connection, exc: psycopg2.Error, script: Script) -> str | None:

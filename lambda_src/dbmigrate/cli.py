@@ -25,6 +25,7 @@ from typing import Any, TextIO
 from .config import Settings
 from .dburl import Masker
 from .errors import ConfigError, LayoutError, MigrationError, StoppedError
+from .history import UNFINISHED
 from .lint import CONFIG_NAME, SEVERITIES, LintConfig, lint
 from .model import FILE_NAME, ROOT_DATABASE, validate_database_name
 from .remote import lambda_invoker, remote_plan
@@ -381,8 +382,8 @@ def _print_report(report: RunReport, out: TextIO) -> None:
             for row in plan.applied:
                 when = row.applied_at.strftime("%Y-%m-%d %H:%M:%S") if row.applied_at else ""
                 took = f"{row.duration_ms} ms" if row.duration_ms is not None else ""
-                state = row.status
-                if row.statements_done is not None and row.status in ("partial", "running"):
+                state = row.status.value
+                if row.statements_done is not None and row.status in UNFINISHED:
                     state += f" ({row.statements_done}/{row.statements_total} statements)"
                 rows.append((result.name, str(row.version), row.file, state, when, took, row.applied_by or ""))
             for ref in plan.pending:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from .db import Connection
 from .errors import MigrationError
+from .history import HistoryRow, Status
 from .model import MigrationRef
 
 __all__ = ["LegacyHistoryError", "adopt"]
@@ -48,7 +48,7 @@ WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped
 
 def adopt(
     conn: Connection, database: str, refs: Sequence[MigrationRef], checksum: Callable[[MigrationRef], str]
-) -> list[dict[str, Any]]:
+) -> list[HistoryRow]:
     """History rows to record for the files another tool applied; [] when there is none."""
     for table in (GOLANG_MIGRATE, FLYWAY):
         if _has_shape(conn, table):
@@ -129,7 +129,7 @@ def _rows(
     versions: set[int],
     table: _Table,
     checksum: Callable[[MigrationRef], str],
-) -> list[dict[str, Any]]:
+) -> list[HistoryRow]:
     known = {ref.version for ref in refs}
     unknown = sorted(versions - known)
     if unknown:
@@ -139,16 +139,16 @@ def _rows(
             hint=f"adopt from the same migration files {table.tool} applied (check the folder or prefix)",
         )
     return [
-        {
-            "version": ref.version,
-            "description": ref.description,
-            "file": ref.key,
-            "checksum": checksum(ref),
-            "etag": ref.etag,
-            "status": "adopted",
-            "mode": "none",
-            "applied_by": f"adopted from {table.tool} ({table.name})",
-        }
+        HistoryRow(
+            version=ref.version,
+            description=ref.description,
+            file=ref.key,
+            checksum=checksum(ref),
+            status=Status.ADOPTED,
+            etag=ref.etag,
+            mode="none",
+            applied_by=f"adopted from {table.tool} ({table.name})",
+        )
         for ref in refs
         if ref.version in versions
     ]

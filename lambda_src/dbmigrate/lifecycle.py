@@ -1,4 +1,4 @@
-"""The life of one locked run: its lock, its sessions, and how it ends when something fails.
+"""The life of one run: its lock, its sessions, and how it ends when something fails.
 
 The run's sessions carry ``application_name`` ``dbmigrate-lock <run>`` and
 ``dbmigrate-run <run>``, so the next run can wait for the work of one that was killed
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from .errors import ConnectionLostError, MigrationError, SqlError, StoppedError
 from .guard import Guard
 from .lock import LOCK_APPLICATION, RUN_APPLICATION, HeldLock, advisory_lock, lock_target
 from .model import MigrationRef
+from .session import DatabaseSession
 
 __all__ = ["RunLifecycle"]
 
@@ -43,7 +44,7 @@ class RunLifecycle:
         self._lock: HeldLock | None = None
         self._application = "dbmigrate"
         self._session_settings: dict[str, str] = {}
-        self._busy: Connection | None = None
+        self._busy: DatabaseSession | None = None
         self._stop: str | None = None
         self._guard: Guard | None = None
         self._started_at = datetime.now(UTC)
@@ -55,10 +56,9 @@ class RunLifecycle:
         (a transaction rolled back, an autocommit file recorded as far as it got).
         """
         self._stop = reason
-        conn = self._busy
-        if conn is not None and not conn.closed:
-            with suppress(psycopg2.Error):  # the statement ended meanwhile, or the connection did
-                conn.cancel()
+        busy = self._busy
+        if busy is not None:
+            busy.cancel()
 
     @contextmanager
     def locked(self, wait_s: float) -> Iterator[HeldLock]:
@@ -77,7 +77,7 @@ class RunLifecycle:
             ) as held:
                 self._lock = held
                 self.on_event({"event": "lock_acquired", "waited_s": round(held.waited_s, 3)})
-                guard = Guard(conn, lambda: self._busy, timeout_s=self.settings.network_timeout_s)
+                guard = Guard(conn, self._busy_connection, timeout_s=self.settings.network_timeout_s)
                 with guard:
                     self._guard = guard
                     yield held
@@ -92,11 +92,23 @@ class RunLifecycle:
             raise
         finally:
             self._lock, self._application, self._busy, self._guard = None, "dbmigrate", None, None
+            self._session_settings = {}
             conn.close()
 
-    def connect(self, database: str) -> Connection:
-        """A session of this run: its application_name and the run's server settings."""
-        return connect(self.settings, database, application_name=self._application, session=self._session_settings)
+    def session(self, database: str, read: Callable[[str], bytes]) -> DatabaseSession:
+        """A session on ``database`` (use it with ``with``): under the lock, one of this run (its
+        application_name and server settings); outside it (plan, status), a plain one."""
+        application, settings = self._application, self._session_settings
+
+        def opener() -> Connection:
+            return connect(self.settings, database, application_name=application, session=settings)
+
+        history = self.settings.history_schema
+        return DatabaseSession(database, opener, schema=history, applied_by=self.settings.applied_by, read=read)
+
+    def _busy_connection(self) -> Connection | None:
+        busy = self._busy  # read once: the guard's thread asks while the run's thread sets it
+        return busy.connection if busy is not None else None
 
     def before_file(self, ref: MigrationRef, key: str, done: list[int]) -> None:
         """Before a file: stop if asked to, or if the lock was lost."""
@@ -111,11 +123,11 @@ class RunLifecycle:
         if self._lock is not None:
             self._lock.verify(before=key)
 
-    def apply(
-        self, conn: Connection, run: Callable[[], AppliedFile], ref: MigrationRef, key: str, done: list[int]
+    def run_file(
+        self, session: DatabaseSession, run: Callable[[], AppliedFile], ref: MigrationRef, key: str, done: list[int]
     ) -> AppliedFile:
-        """``run()`` (one file on ``conn``), with a lost connection or a stop request named as what it is."""
-        self._busy = conn
+        """``run()`` (one file on ``session``), with a lost connection or a stop request named as what it is."""
+        self._busy = session
         try:
             return run()
         except psycopg2.Error as exc:  # the file's own bookkeeping failed: the connection is gone
@@ -126,7 +138,7 @@ class RunLifecycle:
             if self._stop:
                 raise self._stopped(ref, key, exc.message, done, **exc.details) from exc
             cause = exc.__cause__
-            if not isinstance(cause, psycopg2.Error) or not (conn.closed or cause.pgcode in SESSION_GONE):
+            if not isinstance(cause, psycopg2.Error) or not (session.closed or cause.pgcode in SESSION_GONE):
                 raise
             if isinstance(exc, SqlError):
                 raise self._lost(ref, key, cause) from cause

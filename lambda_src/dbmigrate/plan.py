@@ -8,52 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from .errors import ChecksumMismatchError, ForeignHistoryError, MigrationError, OutOfOrderError, PartialMigrationError
+from .errors import (
+    ChecksumMismatchError,
+    ConfigError,
+    ForeignHistoryError,
+    MigrationError,
+    OutOfOrderError,
+    PartialMigrationError,
+)
+from .history import DONE, UNFINISHED, HistoryRow, Status
 from .model import MigrationRef
 
-__all__ = ["APPLIED", "DONE", "UNFINISHED", "AppliedMigration", "DatabasePlan", "plan_database"]
-
-APPLIED = "applied"
-DONE = ("applied", "baselined", "adopted")
-UNFINISHED = ("partial", "running")
-
-
-@dataclass(frozen=True)
-class AppliedMigration:
-    """One row of a database's history table."""
-
-    version: int
-    description: str
-    file: str
-    checksum: str
-    status: str
-    etag: str | None = None
-    mode: str | None = None
-    applied_at: datetime | None = None
-    duration_ms: int | None = None
-    applied_by: str | None = None
-    statements_done: int | None = None
-    statements_total: int | None = None
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable view (timestamps as ISO 8601)."""
-        data: dict[str, Any] = {
-            "version": self.version,
-            "description": self.description,
-            "file": self.file,
-            "checksum": self.checksum,
-            "status": self.status,
-            "applied_at": self.applied_at.isoformat() if self.applied_at else None,
-            "duration_ms": self.duration_ms,
-            "applied_by": self.applied_by,
-        }
-        if self.status in UNFINISHED:
-            data.update(statements_done=self.statements_done, statements_total=self.statements_total, error=self.error)
-        return data
+__all__ = ["DatabasePlan", "down_files", "plan_database"]
 
 
 @dataclass(frozen=True)
@@ -61,13 +29,13 @@ class DatabasePlan:
     """The state of one database against the source, and what a migrate would apply."""
 
     database: str
-    applied: tuple[AppliedMigration, ...]
+    applied: tuple[HistoryRow, ...]
     pending: tuple[MigrationRef, ...]
-    changed: tuple[tuple[MigrationRef, AppliedMigration, str], ...] = ()
-    different: tuple[tuple[MigrationRef, AppliedMigration], ...] = ()
-    missing: tuple[AppliedMigration, ...] = ()
+    changed: tuple[tuple[MigrationRef, HistoryRow, str], ...] = ()
+    different: tuple[tuple[MigrationRef, HistoryRow], ...] = ()
+    missing: tuple[HistoryRow, ...] = ()
     out_of_order: tuple[MigrationRef, ...] = ()
-    unfinished: tuple[AppliedMigration, ...] = ()
+    unfinished: tuple[HistoryRow, ...] = ()
     exists: bool = True
     notes: tuple[str, ...] = field(default=())
 
@@ -145,7 +113,7 @@ class DatabasePlan:
 def plan_database(
     database: str,
     refs: Sequence[MigrationRef],
-    applied: Sequence[AppliedMigration],
+    applied: Sequence[HistoryRow],
     checksums: Mapping[int, str],
     *,
     exists: bool = True,
@@ -159,8 +127,8 @@ def plan_database(
     by_version = {row.version: row for row in applied}
     newest = max((row.version for row in applied if row.status not in UNFINISHED), default=None)
     pending: list[MigrationRef] = []
-    changed: list[tuple[MigrationRef, AppliedMigration, str]] = []
-    different: list[tuple[MigrationRef, AppliedMigration]] = []
+    changed: list[tuple[MigrationRef, HistoryRow, str]] = []
+    different: list[tuple[MigrationRef, HistoryRow]] = []
     out_of_order: list[MigrationRef] = []
     for ref in sorted(refs):
         row = by_version.get(ref.version)
@@ -193,10 +161,55 @@ def plan_database(
     )
 
 
-def _unfinished_error(database: str, row: AppliedMigration) -> PartialMigrationError:
+def down_files(plan: DatabasePlan, to_version: int, refs: Sequence[MigrationRef]) -> list[tuple[MigrationRef, str]]:
+    """What a down to ``to_version`` undoes, newest first: each applied version above it and its down file.
+
+    Refused, before anything is undone, while a file is unfinished, for a target that is
+    neither 0, an applied version nor a file's version (a typo), and when a down file is missing.
+    """
+    if plan.unfinished:
+        raise plan.refusal(allow_out_of_order=True) or AssertionError("unfinished without refusal")
+    by_version = {ref.version: ref for ref in refs}
+    _check_down_target(plan.database, to_version, plan, by_version)
+    undo = [row for row in reversed(plan.applied) if row.version > to_version]
+    missing = []
+    for row in undo:
+        ref = by_version.get(row.version)
+        if ref is None:
+            missing.append(f"{row.file} (the applied file itself is gone)")
+        elif ref.down_key is None:
+            missing.append(ref.key.removesuffix(".up.sql") + ".down.sql")
+    if missing:
+        raise ConfigError(
+            f"cannot undo: no down file for {', '.join(missing)}",
+            database=plan.database,
+            file=missing[0].split(" ")[0],
+            hint="write the missing down file(s), or go down to a higher version; nothing was undone",
+        )
+    return [(by_version[row.version], by_version[row.version].down_key or "") for row in undo]
+
+
+def _check_down_target(database: str, to_version: int, plan: DatabasePlan, by_version: dict[int, MigrationRef]) -> None:
+    """A down target is 0, an applied version or a file's version: never a typo that undoes everything."""
+    applied = [row.version for row in plan.applied if row.status in DONE]
+    if to_version == 0 or to_version in applied or to_version in by_version:
+        return
+    below = [v for v in applied if v < to_version]
+    raise ConfigError(
+        f"down target {to_version} is neither 0, an applied version, nor the version of a file of {database}; "
+        f"it would undo every version above {max(below) if below else 'none (all of them)'}",
+        database=database,
+        hint=f"use one of the applied versions ({', '.join(map(str, applied[-5:])) or 'none'}) or 0 to undo all; "
+        "nothing was undone",
+        target=to_version,
+        applied=applied,
+    )
+
+
+def _unfinished_error(database: str, row: HistoryRow) -> PartialMigrationError:
     """Why a file that ran outside a transaction blocks the database, as far as the record knows."""
     done = row.statements_done or 0
-    if row.status == "running":
+    if row.status is Status.RUNNING:
         # The record is written before each statement: the next one may have run, or still run.
         return PartialMigrationError(
             f"an earlier run of {row.file} stopped or is still running: statements 1-{done} of "

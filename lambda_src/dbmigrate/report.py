@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from .plan import DatabasePlan
 
-__all__ = ["DatabaseResult", "RunReport"]
+__all__ = ["DatabaseResult", "RunReport", "ms_since"]
+
+# What a plan shows of a database's state besides its pending files (status shows all of it).
+DRIFT = ("exists", "changed", "different", "missing", "out_of_order", "unfinished", "notes")
+
+
+def ms_since(started: float) -> int:
+    """Milliseconds since ``started`` (a ``time.monotonic()`` reading)."""
+    return int((time.monotonic() - started) * 1000)
 
 
 @dataclass
 class DatabaseResult:
-    """What a run did to one database."""
+    """What a run did to one database; for plan and status, the state found (``plan``)."""
 
     name: str
     current_version: int | None
@@ -23,7 +32,11 @@ class DatabaseResult:
     reverted: list[int] = field(default_factory=list)
     to_undo: list[dict[str, Any]] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, action: str = "migrate") -> dict[str, Any]:
+        """This database's part of the action's document (status: the whole state found)."""
+        state = self.plan.to_dict() if self.plan else {}
+        if action == "status" and state:
+            return state
         data: dict[str, Any] = {
             "name": self.name,
             "current_version": self.current_version,
@@ -31,6 +44,8 @@ class DatabaseResult:
             "pending": self.pending,
             "duration_ms": self.duration_ms,
         }
+        if action == "plan":
+            data.update((name, state[name]) for name in DRIFT if name in state)
         if self.reverted:
             data["reverted"] = self.reverted
         if self.to_undo is not None:
@@ -65,16 +80,10 @@ class RunReport:
     dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        if self.action == "status":
-            databases = [result.plan.to_dict() if result.plan else result.to_dict() for result in self.databases]
-        elif self.action == "plan":
-            databases = [{**result.to_dict(), **_drift(result.plan)} for result in self.databases]
-        else:
-            databases = [result.to_dict() for result in self.databases]
         data: dict[str, Any] = {
             "action": self.action,
             "source": self.source,
-            "databases": databases,
+            "databases": [result.to_dict(self.action) for result in self.databases],
             "duration_ms": self.duration_ms,
         }
         if self.lock_waited_s is not None:
@@ -88,14 +97,3 @@ class RunReport:
         if self.action == "down":
             data["dry_run"] = self.dry_run
         return data
-
-
-def _drift(plan: DatabasePlan | None) -> dict[str, Any]:
-    """What a plan found besides pending files: changed, missing and out-of-order versions."""
-    if plan is None:
-        return {}
-    state = plan.to_dict()
-    return {
-        name: state[name]
-        for name in ("exists", "changed", "different", "missing", "out_of_order", "unfinished", "notes")
-    }

@@ -18,21 +18,17 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
-import psycopg2.errors
-
-from .access import check_access
-from .apply import apply_file, sha256
+from .apply import AppliedFile, sha256
 from .config import Settings
-from .db import Connection, connect
 from .errors import ConfigError, DatabaseConnectError, DeadlineError, PrivilegeError
-from .history import History
-from .legacy import adopt
+from .history import DONE, HistoryRow, Status
 from .lifecycle import RunLifecycle
 from .lock import HeldLock
 from .model import DATABASE_NAME, MigrationRef
-from .plan import DONE, AppliedMigration, DatabasePlan, plan_database
-from .repair import repair_history
-from .report import DatabaseResult, RunReport
+from .plan import DatabasePlan, down_files, plan_database
+from .repair import RepairRequest
+from .report import DatabaseResult, RunReport, ms_since
+from .session import DatabaseSession
 from .sources import ChecksumSource, MigrationSource
 
 __all__ = ["DatabaseResult", "RunReport", "Runner"]
@@ -78,10 +74,8 @@ class Runner:
                 f"sub-folder per database, e.g. {self.settings.root_database}/202401010000_create_app.up.sql",
             )
         targets = self._targets(refs, databases)
-        results: list[DatabaseResult] = []
         with self._run.locked(self._lock_wait()) as lock:
-            for database in targets:
-                results.append(self._migrate_database(database, _of(refs, database)))
+            results = [self._migrate_database(database, _of(refs, database)) for database in targets]
         return self._locked_report("migrate", results, started, lock)
 
     def repair(
@@ -96,17 +90,12 @@ class Runner:
         """
         started = time.monotonic()
         refs = _of(self.source.list(), database)
-        with self._run.locked(self._lock_wait()) as lock, self._session(database, refs) as (history, plan):
-            changes = repair_history(
-                history,
-                plan.applied,
-                {ref.version: ref for ref in refs},
-                read=self.source.read,
-                accept_checksums=accept_checksums,
-                mark_applied=mark_applied,
-            )
-        result = DatabaseResult(database, None, duration_ms=_ms_since(started))
-        return self._locked_report("repair", [result], started, lock, changes=changes)
+        with self._exclusive(database, refs) as (lock, session, plan):
+            request = RepairRequest(database, accept_checksums, mark_applied)
+            repair = request.resolve(plan.applied, {ref.version: ref for ref in refs}, self.source.read)
+            session.record(repair.rows, remove=repair.remove)
+        result = DatabaseResult(database, None, duration_ms=ms_since(started))
+        return self._locked_report("repair", [result], started, lock, changes=repair.changes)
 
     def down(self, database: str, to_version: int, *, dry_run: bool = False) -> RunReport:
         """Undo, newest first, every applied version above ``to_version`` with its down file.
@@ -120,21 +109,14 @@ class Runner:
         """
         started = time.monotonic()
         refs = _of(self.source.list(), database)
-        by_version = {ref.version: ref for ref in refs}
-        with self._run.locked(self._lock_wait()) as lock, self._session(database, refs) as (history, plan):
-            if plan.unfinished:
-                raise plan.refusal(allow_out_of_order=True) or AssertionError("unfinished without refusal")
-            _check_down_target(database, to_version, plan, by_version)
-            undo = [row for row in reversed(plan.applied) if row.version > to_version]
-            files = self._down_files(database, undo, by_version)
+        with self._exclusive(database, refs) as (lock, session, plan):
+            files = down_files(plan, to_version, refs)
             to_undo = [{"version": ref.version, "file": ref.key, "down_file": key} for ref, key in files]
             self.on_event({"event": "down_plan", "database": database, "to": to_version, "undo": to_undo})
-            reverted = [] if dry_run else self._run_files(history, files, undo=True)
+            reverted = [] if dry_run else self._run_files(session, files, session.revert)
         remaining = [row.version for row in plan.applied if row.version <= to_version]
-        current = max(remaining, default=None) if not dry_run else plan.current_version
-        result = DatabaseResult(database, current, duration_ms=_ms_since(started))
-        result.reverted = reverted
-        result.to_undo = to_undo
+        current = plan.current_version if dry_run else max(remaining, default=None)
+        result = DatabaseResult(database, current, duration_ms=ms_since(started), reverted=reverted, to_undo=to_undo)
         return self._locked_report("down", [result], started, lock, dry_run=dry_run)
 
     def baseline(self, database: str, version: int) -> RunReport:
@@ -152,7 +134,7 @@ class Runner:
                 database=database,
                 hint=f"baseline at the version of one of its files (the first are: {near})",
             )
-        with self._run.locked(self._lock_wait()) as lock, self._session(database, refs) as (history, plan):
+        with self._exclusive(database, refs) as (lock, session, plan):
             if plan.applied:
                 raise ConfigError(
                     f"{database} already has a history ({len(plan.applied)} rows, newest version "
@@ -161,21 +143,9 @@ class Runner:
                     hint="use `dbmigrate status` to see it; `dbmigrate up` applies what is pending",
                 )
             marked = [ref for ref in refs if ref.version <= version]
-            for ref in marked:
-                history.insert(
-                    {
-                        "version": ref.version,
-                        "description": ref.description,
-                        "file": ref.key,
-                        "checksum": sha256(self.source.read(ref.key)),
-                        "etag": ref.etag,
-                        "status": "baselined",
-                        "mode": "none",
-                        "applied_by": self.settings.applied_by,
-                    }
-                )
+            session.record([session.row(ref, self.source.read(ref.key), status=Status.BASELINED) for ref in marked])
         changes = [f"marked {len(marked)} file(s) of {database} up to version {version} as baselined"]
-        result = DatabaseResult(database, version, duration_ms=_ms_since(started))
+        result = DatabaseResult(database, version, duration_ms=ms_since(started))
         return self._locked_report("baseline", [result], started, lock, changes=changes)
 
     def plan(self, databases: Sequence[str] | None = None) -> RunReport:
@@ -195,7 +165,7 @@ class Runner:
             action,
             self.source.origin,
             results,
-            _ms_since(started),
+            ms_since(started),
             lock_waited_s=lock.waited_s,
             warnings=lock.cleanup_errors,
             **fields,
@@ -216,75 +186,47 @@ class Runner:
         return wait
 
     @contextmanager
-    def _session(
-        self, database: str, refs: list[MigrationRef], *, writes: bool = True
-    ) -> Iterator[tuple[History, DatabasePlan]]:
-        """A connection to ``database`` (as its History) and its plan; the history table is
-        created (or adopted from another tool) if missing. Only under the lock. With
-        ``writes`` the role's right to write the history is checked first (migrate checks
-        it only when something is pending: a no-op run costs no extra round trip)."""
-        history = History(self._run.connect(database), self.settings.history_schema)
-        try:
-            plan = self._plan(database, refs, self._history(history.conn, database, refs, create=True))
-            if writes or plan.pending:
-                self._refuse_unless_writable(history.conn)
-            yield history, plan
-        finally:
-            history.conn.close()  # the file loop may have replaced the first connection
-
-    def _refuse_unless_writable(self, conn: Connection) -> None:
-        refusal = check_access(conn, self.settings.history_schema).refusal(write=True)
-        if refusal:
-            raise refusal
+    def _exclusive(
+        self, database: str, refs: list[MigrationRef]
+    ) -> Iterator[tuple[HeldLock, DatabaseSession, DatabasePlan]]:
+        """Under the run's lock: a session on ``database`` whose role may write the history, and its plan."""
+        with self._run.locked(self._lock_wait()) as lock, self._run.session(database, self.source.read) as session:
+            plan = self._examine(session, refs, create=True)
+            session.refuse_unless_writable()
+            yield lock, session, plan
 
     def _migrate_database(self, database: str, refs: list[MigrationRef]) -> DatabaseResult:
         started = time.monotonic()
-        with self._session(database, refs, writes=False) as (history, plan):
+        with self._run.session(database, self.source.read) as session:
+            plan = self._examine(session, refs, create=True)
+            if plan.pending:  # a no-op run costs no extra round trip
+                session.refuse_unless_writable()
             refusal = plan.refusal(allow_out_of_order=self.settings.allow_out_of_order)
             if refusal:
                 raise refusal
-            applied = self._run_files(history, [(ref, ref.key) for ref in plan.pending], undo=False)
+            applied = self._run_files(session, [(ref, ref.key) for ref in plan.pending], session.apply)
         known = [*applied] if plan.current_version is None else [*applied, plan.current_version]
-        return DatabaseResult(database, max(known, default=None), applied, [], _ms_since(started), plan)
+        return DatabaseResult(database, max(known, default=None), applied, [], ms_since(started), plan)
 
-    def _run_files(self, history: History, files: Sequence[tuple[MigrationRef, str]], *, undo: bool) -> list[int]:
-        """Apply (or undo) files in order, reporting progress; returns the versions done."""
+    def _run_files(
+        self,
+        session: DatabaseSession,
+        files: Sequence[tuple[MigrationRef, str]],
+        step: Callable[[MigrationRef], AppliedFile],
+    ) -> list[int]:
+        """``step`` (apply or revert) each file in order, reporting progress; returns the versions done."""
         done: list[int] = []
         for index, (ref, key) in enumerate(files, start=1):
             self._check_time(ref, files[index - 1 :], done)
             self._run.before_file(ref, key, done)
             event = {"database": ref.database, "file": key, "version": ref.version, "index": index, "total": len(files)}
             self.on_event({"event": "file_start", **event})
-            run = partial(apply_file, history.conn, history, ref, self.source.read(key), self.settings.applied_by)
-            outcome = self._run.apply(history.conn, partial(run, undo=undo), ref, key, done)
+            outcome = self._run.run_file(session, partial(step, ref), ref, key, done)
             done.append(ref.version)
-            if outcome.reconnect:  # the file changed what only a new session sees
-                history.conn.close()
-                history.conn = self._run.connect(ref.database)
             self.on_event(
                 {"event": "file_done", **event, "mode": outcome.mode.value, "duration_ms": outcome.duration_ms}
             )
         return done
-
-    def _down_files(
-        self, database: str, undo: list[AppliedMigration], by_version: dict[int, MigrationRef]
-    ) -> list[tuple[MigrationRef, str]]:
-        """The down file of every version to undo; ConfigError naming each one missing."""
-        missing = []
-        for row in undo:
-            ref = by_version.get(row.version)
-            if ref is None:
-                missing.append(f"{row.file} (the applied file itself is gone)")
-            elif ref.down_key is None:
-                missing.append(ref.key.removesuffix(".up.sql") + ".down.sql")
-        if missing:
-            raise ConfigError(
-                f"cannot undo: no down file for {', '.join(missing)}",
-                database=database,
-                file=missing[0].split(" ")[0],
-                hint="write the missing down file(s), or go down to a higher version; nothing was undone",
-            )
-        return [(by_version[row.version], by_version[row.version].down_key or "") for row in undo]
 
     def _check_time(self, ref: MigrationRef, remaining: Sequence[tuple[MigrationRef, str]], applied: list[int]) -> None:
         if self.time_left is None:
@@ -303,39 +245,12 @@ class Runner:
             not_started=[r.version for r, _ in remaining],
         )
 
-    def _history(
-        self, conn: Connection, database: str, refs: list[MigrationRef], *, create: bool
-    ) -> list[AppliedMigration]:
-        """The database's history; on the first run, adopted from another tool's table.
+    def _examine(self, session: DatabaseSession, refs: list[MigrationRef], *, create: bool) -> DatabasePlan:
+        """The plan of the session's database (its history created or adopted with ``create``)."""
+        rows = session.rows(refs, create=create)
+        return plan_database(session.database, refs, rows, self._checksums(refs, rows))
 
-        With ``create`` (only under the lock) a missing table is created together with
-        the adopted rows; plan and status only show what would be adopted.
-        """
-        history = History(conn, self.settings.history_schema)
-        try:
-            rows = history.read()
-        except psycopg2.errors.InsufficientPrivilege as exc:
-            access = check_access(conn, self.settings.history_schema)
-            raise access.refusal(write=False) or PrivilegeError(
-                f"role {access.role!r} may not read the history {self.settings.history_schema}.history: "
-                f"{str(exc).strip().splitlines()[0]}",
-                database=database,
-                role=access.role,
-                hint=f"GRANT USAGE ON SCHEMA {self.settings.history_schema} and SELECT, INSERT, UPDATE, DELETE "
-                f"ON {self.settings.history_schema}.history TO {access.role}",
-            ) from exc
-        if rows is not None:
-            return rows
-        adopted = adopt(conn, database, refs, lambda ref: sha256(self.source.read(ref.key)))
-        if create:
-            self._refuse_unless_writable(conn)
-            history.create(adopted)
-        return [AppliedMigration(**row) for row in adopted]
-
-    def _plan(self, database: str, refs: list[MigrationRef], applied: list[AppliedMigration]) -> DatabasePlan:
-        return plan_database(database, refs, applied, self._checksums(refs, applied))
-
-    def _checksums(self, refs: list[MigrationRef], applied: list[AppliedMigration]) -> dict[int, str]:
+    def _checksums(self, refs: list[MigrationRef], applied: list[HistoryRow]) -> dict[int, str]:
         """Current checksums of applied files; an unchanged ETag saves reading the file."""
         rows = {row.version: row for row in applied if row.status in DONE}
         checksums: dict[int, str] = {}
@@ -352,62 +267,35 @@ class Runner:
         return checksums
 
     def _inspect(self, action: str, databases: Sequence[str] | None) -> RunReport:
+        """Plan and status: the one look at every database; the report's action picks what it shows."""
         started = time.monotonic()
         refs = self.source.list()
         results: list[DatabaseResult] = []
         problems: list[dict[str, Any]] = []
         for database in self._targets(refs, databases):
             db_started = time.monotonic()
-            plan, cannot_write = self._read_plan(database, _of(refs, database))
+            plan, cannot_write = self._look(database, _of(refs, database))
             refusal = plan.refusal(allow_out_of_order=self.settings.allow_out_of_order)
-            for problem in (cannot_write, refusal):
-                if problem:
-                    problems.append(problem.to_dict())
+            problems += [problem.to_dict() for problem in (cannot_write, refusal) if problem]
             pending = [ref.version for ref in plan.pending]
-            results.append(DatabaseResult(database, plan.current_version, [], pending, _ms_since(db_started), plan))
+            results.append(DatabaseResult(database, plan.current_version, [], pending, ms_since(db_started), plan))
         warnings = [] if refs or databases else [f"no migrations found at {self.source.origin}"]
-        return RunReport(action, self.source.origin, results, _ms_since(started), problems=problems, warnings=warnings)
+        return RunReport(action, self.source.origin, results, ms_since(started), problems=problems, warnings=warnings)
 
-    def _read_plan(self, database: str, refs: list[MigrationRef]) -> tuple[DatabasePlan, PrivilegeError | None]:
+    def _look(self, database: str, refs: list[MigrationRef]) -> tuple[DatabasePlan, PrivilegeError | None]:
         """The plan of one database, and why a migrate could not write its history (or None).
 
         A history the role cannot read is raised: a plan without it would call every file pending.
         """
         try:
-            conn: Connection = connect(self.settings, database)
+            with self._run.session(database, self.source.read) as session:
+                plan = self._examine(session, refs, create=False)
+                return plan, session.write_refusal() if plan.pending else None
         except DatabaseConnectError as exc:
             if not exc.details.get("missing_database"):
                 raise
             return plan_database(database, refs, [], {}, exists=False), None
-        try:
-            plan = self._plan(database, refs, self._history(conn, database, refs, create=False))
-            if not plan.pending:
-                return plan, None
-            return plan, check_access(conn, self.settings.history_schema).refusal(write=True)
-        finally:
-            conn.close()
-
-
-def _check_down_target(database: str, to_version: int, plan: DatabasePlan, by_version: dict[int, MigrationRef]) -> None:
-    """A down target is 0, an applied version or a file's version: never a typo that undoes everything."""
-    applied = [row.version for row in plan.applied if row.status in DONE]
-    if to_version == 0 or to_version in applied or to_version in by_version:
-        return
-    below = [v for v in applied if v < to_version]
-    raise ConfigError(
-        f"down target {to_version} is neither 0, an applied version, nor the version of a file of {database}; "
-        f"it would undo every version above {max(below) if below else 'none (all of them)'}",
-        database=database,
-        hint=f"use one of the applied versions ({', '.join(map(str, applied[-5:])) or 'none'}) or 0 to undo all; "
-        "nothing was undone",
-        target=to_version,
-        applied=applied,
-    )
 
 
 def _of(refs: Iterable[MigrationRef], database: str) -> list[MigrationRef]:
     return [ref for ref in refs if ref.database == database]
-
-
-def _ms_since(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)

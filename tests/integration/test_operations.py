@@ -230,3 +230,81 @@ def test_statement_timeout_stops_a_long_statement_and_names_the_setting(
     assert time.monotonic() - started < 10
     assert "statement timeout" in result.err and "statement_timeout" in result.err
     assert history(pg, "appdb") == []
+
+
+def history_rows(pg: EmbeddedPostgres, version: int) -> list[tuple[object, ...]]:
+    return query(pg, "appdb", f"SELECT * FROM dbmigrate.history WHERE version = {version}")
+
+
+def test_an_autocommit_down_file_that_stops_part_way_is_recorded_as_far_as_it_got(
+    pg: EmbeddedPostgres, cli: Cli, write_migrations: Write
+) -> None:
+    down = "DROP INDEX CONCURRENTLY users_email;\nDROP INDEX CONCURRENTLY nope;\n"
+    root = write_migrations({**WITH_DOWNS, "appdb/3_email_idx.down.sql": down})
+    assert cli("up", "--dir", str(root)).code == 0
+
+    result = cli("down", "--dir", str(root), "--database", "appdb", "--to", "2", "--json")
+    assert result.code == 1
+    error = result.json()
+    assert (error["error"], error["file"], error["line"]) == ("PartialMigrationError", "appdb/3_email_idx.down.sql", 2)
+    assert (error["statements_done"], error["statements_total"]) == (1, 2)
+    assert history(pg, "appdb") == [(1, "applied"), (2, "applied"), (3, "partial")]
+    (done, note), *_ = query(pg, "appdb", "SELECT statements_done, error FROM dbmigrate.history WHERE version = 3")
+    assert done == 1 and note.startswith("undo with appdb/3_email_idx.down.sql stopped: ")
+    assert query(pg, "appdb", "SELECT count(*) FROM pg_indexes WHERE indexname = 'users_email'") == [(0,)]
+
+    status = cli("status", "--dir", str(root), "--database", "appdb", "--json").json()
+    assert [row["version"] for row in status["databases"][0]["unfinished"]] == [3]
+    assert status["problems"][0]["error"] == "PartialMigrationError"
+
+
+def test_an_autocommit_down_file_whose_first_statement_fails_leaves_the_record_as_it_was(
+    pg: EmbeddedPostgres, cli: Cli, write_migrations: Write
+) -> None:
+    down = "DROP INDEX CONCURRENTLY nope;\nDROP INDEX CONCURRENTLY users_email;\n"
+    root = write_migrations({**WITH_DOWNS, "appdb/3_email_idx.down.sql": down})
+    assert cli("up", "--dir", str(root)).code == 0
+    before = history_rows(pg, 3)
+
+    result = cli("down", "--dir", str(root), "--database", "appdb", "--to", "2", "--json")
+    assert result.code == 1
+    assert (result.json()["error"], result.json()["line"]) == ("SqlError", 1)
+    assert "nothing of the file was undone" in result.json()["hint"]
+    assert history_rows(pg, 3) == before
+    assert history(pg, "appdb") == [(1, "applied"), (2, "applied"), (3, "applied")]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param("SET ROLE file_owner;\nCREATE TABLE owned.t (a int);\n", id="in-a-transaction"),
+        pytest.param(
+            "SET ROLE file_owner;\nCREATE TABLE owned.t (a int);\nCREATE INDEX CONCURRENTLY t_a ON owned.t (a);\n",
+            id="statement-by-statement",
+        ),
+    ],
+)
+def test_a_file_that_sets_a_role_keeps_it_for_its_statements_but_its_history_is_written_as_the_session_user(
+    pg: EmbeddedPostgres, cli: Cli, write_migrations: Write, body: str
+) -> None:
+    query(pg, "postgres", "DO $$ BEGIN CREATE ROLE file_owner NOLOGIN; EXCEPTION WHEN duplicate_object THEN END $$")
+    root = write_migrations(
+        {
+            **ROOT,
+            "appdb/1_schema.up.sql": "CREATE SCHEMA owned;\nGRANT USAGE, CREATE ON SCHEMA owned TO file_owner;\n",
+            "appdb/2_as_owner.up.sql": body,
+            "appdb/2_as_owner.down.sql": "SET ROLE file_owner;\nDROP TABLE owned.t;\n",
+            "appdb/3_after.up.sql": "CREATE TABLE owned.after (a int);\n",
+            "appdb/3_after.down.sql": "DROP TABLE owned.after;\n",
+        }
+    )
+    assert cli("up", "--dir", str(root)).code == 0
+    (session_user,) = query(pg, "appdb", "SELECT session_user")[0]
+    owners = query(pg, "appdb", "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'owned' ORDER BY 1")
+    assert owners == [("after", session_user), ("t", "file_owner")]
+    db_users = query(pg, "appdb", "SELECT version, db_user, status FROM dbmigrate.history ORDER BY 1")
+    assert [(int(v), user, status) for v, user, status in db_users] == [(v, session_user, "applied") for v in (1, 2, 3)]
+
+    down = cli("down", "--dir", str(root), "--database", "appdb", "--to", "1")
+    assert down.code == 0, down.err
+    assert history(pg, "appdb") == [(1, "applied")]

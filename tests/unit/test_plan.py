@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
-from dbmigrate.errors import ChecksumMismatchError, ForeignHistoryError, OutOfOrderError, PartialMigrationError
+import dataclasses
+
+import pytest
+
+from dbmigrate.errors import (
+    ChecksumMismatchError,
+    ConfigError,
+    ForeignHistoryError,
+    OutOfOrderError,
+    PartialMigrationError,
+)
+from dbmigrate.history import HistoryRow, Status
 from dbmigrate.model import MigrationRef
-from dbmigrate.plan import AppliedMigration, plan_database
+from dbmigrate.plan import down_files, plan_database
 
 
 def ref(version: int) -> MigrationRef:
     return MigrationRef("db", version, f"v{version}", f"db/{version}_v{version}.up.sql")
 
 
-def row(version: int, checksum: str = "c", status: str = "applied", done: int | None = None) -> AppliedMigration:
-    return AppliedMigration(
+def row(version: int, checksum: str = "c", status: Status = Status.APPLIED, done: int | None = None) -> HistoryRow:
+    return HistoryRow(
         version,
         f"v{version}",
         f"db/{version}_v{version}.up.sql",
@@ -47,7 +58,7 @@ def test_version_below_the_newest_applied_is_out_of_order_unless_allowed() -> No
 
 
 def test_unfinished_file_blocks_everything_and_says_how_far_it_got() -> None:
-    plan = plan_database("db", [ref(1), ref(2)], [row(1), row(2, status="partial", done=2)], {1: "c", 2: "c"})
+    plan = plan_database("db", [ref(1), ref(2)], [row(1), row(2, status=Status.PARTIAL, done=2)], {1: "c", 2: "c"})
     refusal = plan.refusal(allow_out_of_order=True)
     assert isinstance(refusal, PartialMigrationError)
     assert "statements 1-2 of 3 ran" in str(refusal)
@@ -91,12 +102,12 @@ def test_a_renamed_file_with_the_same_content_is_neither_drift_nor_another_file(
 
 
 def test_a_running_record_says_the_next_statement_has_an_unknown_outcome() -> None:
-    running = AppliedMigration(
+    running = HistoryRow(
         2,
         "v2",
         "db/2_v2.up.sql",
         "c",
-        "running",
+        Status.RUNNING,
         statements_done=1,
         statements_total=3,
         error="statement 2 (line 4) was running; if this run is gone its outcome is unknown: check x",
@@ -106,3 +117,35 @@ def test_a_running_record_says_the_next_statement_has_an_unknown_outcome() -> No
     assert refusal.details["outcome_unknown"] == 2
     assert "statement 2: outcome unknown" in refusal.message and "line 4" in refusal.message
     assert "do not simply run it again" in (refusal.hint or "")
+
+
+def with_down(version: int) -> MigrationRef:
+    return dataclasses.replace(ref(version), down_key=f"db/{version}_v{version}.down.sql")
+
+
+def test_down_undoes_every_applied_version_above_the_target_newest_first_with_its_down_file() -> None:
+    refs = [with_down(1), with_down(2), with_down(3)]
+    plan = plan_database("db", refs, [row(1), row(2), row(3)], {1: "c", 2: "c", 3: "c"})
+    assert [(r.version, key) for r, key in down_files(plan, 1, refs)] == [
+        (3, "db/3_v3.down.sql"),
+        (2, "db/2_v2.down.sql"),
+    ]
+    assert down_files(plan, 3, refs) == []
+
+
+def test_down_names_every_missing_down_file_and_a_target_that_is_no_version() -> None:
+    refs = [with_down(1), ref(2), with_down(3)]
+    plan = plan_database("db", refs, [row(1), row(2), row(3)], {1: "c", 2: "c", 3: "c"})
+    with pytest.raises(ConfigError, match=r"no down file for db/2_v2\.down\.sql") as missing:
+        down_files(plan, 0, refs)
+    assert missing.value.file == "db/2_v2.down.sql"
+    with pytest.raises(ConfigError, match="down target 7 is neither 0") as typo:
+        down_files(plan, 7, refs)
+    assert typo.value.details["applied"] == [1, 2, 3]
+
+
+def test_down_is_refused_while_a_file_is_unfinished() -> None:
+    refs = [with_down(1), with_down(2)]
+    plan = plan_database("db", refs, [row(1), row(2, status=Status.PARTIAL, done=1)], {1: "c"})
+    with pytest.raises(PartialMigrationError):
+        down_files(plan, 0, refs)
