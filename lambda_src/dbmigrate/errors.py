@@ -14,7 +14,7 @@ from typing import Any
 class MigrationError(Exception):
     """Base of every error the engine raises on purpose."""
 
-    def __init__(  # noqa: PLR0913 (the fields every error may name, all keyword-only)
+    def __init__(
         self,
         message: str,
         *,
