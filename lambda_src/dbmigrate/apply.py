@@ -374,12 +374,12 @@ def _sql_error(
     code = exc.pgcode
     hint = f"fix the file and run again; {outcome}"
     if code == psycopg2.errorcodes.QUERY_CANCELED:
-        hint = f"the statement ran past statement_timeout: raise it or split the work; {outcome}"
+        hint = f"the statement ran past statement_timeout: raise it ({{statement_timeout_s}}) or split it; {outcome}"
     elif code == psycopg2.errorcodes.LOCK_NOT_AVAILABLE:
         held_by = f" ({blockers})" if blockers else ""
         hint = (
             f"a lock the file needs was held by another session{held_by} for longer than lock_timeout: "
-            f"run again when it is released, or raise lock_timeout; {outcome}"
+            f"run again when it is released, or raise lock_timeout ({{lock_timeout_s}}); {outcome}"
         )
     elif code is None:
         hint = f"the connection to the database failed mid-file; check the server and run again; {outcome}"
@@ -392,6 +392,7 @@ def _sql_error(
         file=key,
         line=line,
         hint=hint,
+        settings=("statement_timeout_s", "lock_timeout_s"),
         sqlstate=code,
         **({"blocked_by": blockers} if blockers else {}),
     )
