@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -147,3 +148,17 @@ def test_the_edge_names_the_setting_an_engine_error_points_at(error: Any, cli_te
     assert cli_text in str(made().name_settings(cli.spell))
     assert function_text in str(made().name_settings(environment.spell))
     assert "--" not in str(made()) and "_S " not in str(made()), "alone, the engine names no edge's spelling"
+
+
+def test_the_readme_lists_each_setting_once_with_its_flag_variable_and_stack_setting() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    for option in options():
+        rows = [line for line in readme.splitlines() if line.startswith("| ") and f"`{option.variable}`" in line]
+        rows = [row for row in rows if f"| `{option.name}` |" in row]
+        assert len(rows) == 1, f"README: one row for {option.name}, found {rows}"
+        assert (f"`{option.flag}`" in rows[0]) == option.spec.cli, rows[0]
+
+
+def test_the_example_stack_sets_a_lock_timeout_explicitly(stack: dict[str, Any]) -> None:
+    _, function = only(stack, "aws_lambda_function")
+    assert function["environment"]["variables"]["LOCK_TIMEOUT_S"] == "10", "cdktf.json's choice, not a second default"
