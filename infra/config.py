@@ -208,6 +208,19 @@ class StackConfig(Options):
             yield f"migrations_prefix {self.migrations_prefix!r} must end with '/' (or be empty)"
         if self.migrations_prefix.startswith("/"):
             yield "migrations_prefix must not start with '/'"
+        yield from self._network_problems()
+        yield from self._function_problems()
+        yield from self._security_problems()
+        if self.deploy_principal is not None and not PRINCIPAL_ID.match(self.deploy_principal):
+            yield (
+                f"deploy_principal {self.deploy_principal!r} must be the unique id of the deploying role or user "
+                "(AROA... or AIDA..., optionally :<session name>): aws iam get-role --role-name NAME "
+                "--query Role.RoleId"
+            )
+        if not ENGINE_VERSION.match(self.db_engine_version):
+            yield f"db_engine_version {self.db_engine_version!r} must be like 16 or 16.4"
+
+    def _network_problems(self) -> typing.Iterator[str]:
         try:
             network = ipaddress.ip_network(self.vpc_cidr)
             if not 16 <= network.prefixlen <= 24:
@@ -226,6 +239,8 @@ class StackConfig(Options):
             )
         if self.existing_db_host is not None and self.existing_vpc_id is None:
             yield "an existing database needs existing_vpc_id and existing_subnet_ids: the function must run in its VPC"
+
+    def _function_problems(self) -> typing.Iterator[str]:
         if self.log_level.upper() not in LOG_LEVELS:
             yield f"log_level must be one of {', '.join(LOG_LEVELS)}"
         if self.log_retention_days not in RETENTION_DAYS:
@@ -248,15 +263,6 @@ class StackConfig(Options):
             yield "db_max_allocated_storage_gb must be at least db_allocated_storage_gb"
         if self.db_monitoring_interval_s not in (0, 1, 5, 10, 15, 30, 60):
             yield "db_monitoring_interval_s must be one of 0, 1, 5, 10, 15, 30, 60"
-        yield from self._security_problems()
-        if self.deploy_principal is not None and not PRINCIPAL_ID.match(self.deploy_principal):
-            yield (
-                f"deploy_principal {self.deploy_principal!r} must be the unique id of the deploying role or user "
-                "(AROA... or AIDA..., optionally :<session name>): aws iam get-role --role-name NAME "
-                "--query Role.RoleId"
-            )
-        if not ENGINE_VERSION.match(self.db_engine_version):
-            yield f"db_engine_version {self.db_engine_version!r} must be like 16 or 16.4"
 
     def _security_problems(self) -> typing.Iterator[str]:
         principals = [("migration_uploaders", arn) for arn in self.migration_uploaders]
