@@ -121,18 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dir", default="migrations", help="folder of migrations (default: %(default)s)")
     common.add_argument("--json", action="store_true", help="print one JSON document for machines")
-    database = argparse.ArgumentParser(add_help=False)
-    database.add_argument(
-        "--database-url",
-        default=os.environ.get("DATABASE_URL"),
-        help="postgresql:// URL with a {database} placeholder (default: $DATABASE_URL)",
-    )
-    database.add_argument(
-        "--database", action="append", metavar="NAME", help="only this database (repeatable; default: all)"
-    )
-    for option in options(cli=True):
-        _add_option(database, option)
-
+    database = _database_parser()
     parser = argparse.ArgumentParser(prog="dbmigrate", description="PostgreSQL schema migrations.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("up", parents=[common, database], help="apply every pending migration")
@@ -189,6 +178,22 @@ def _one_database(args: argparse.Namespace) -> str:
         raise ConfigError(f"{args.command} takes exactly one --database")
     name: str = args.database[0]
     return name
+
+
+def _database_parser() -> argparse.ArgumentParser:
+    """The flags of every command that reaches the databases: the URL, the names, the engine's settings."""
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="postgresql:// URL with a {database} placeholder (default: $DATABASE_URL)",
+    )
+    database.add_argument(
+        "--database", action="append", metavar="NAME", help="only this database (repeatable; default: all)"
+    )
+    for option in options(cli=True):
+        _add_option(database, option)
+    return database
 
 
 def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
