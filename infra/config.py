@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from dbmigrate.config import Options
+from dbmigrate.errors import ConfigError
+
 from .names import Part, name_problems, tag_problems
 
 __all__ = ["ENV_PREFIX", "ConfigError", "StackConfig"]
@@ -30,7 +33,6 @@ Architecture = Literal["x86_64", "arm64"]
 
 NAME = re.compile(r"^[a-z](?:-?[a-z0-9])+$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 ENGINE_VERSION = re.compile(r"^\d+(\.\d+)?$")
 PRINCIPAL_ID = re.compile(r"^(AWS:)?A[A-Z0-9]{15,127}(:[\w+=,.@-]{2,64})?$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -64,13 +66,14 @@ RETENTION_DAYS = (
 )
 
 
-class ConfigError(ValueError):
-    """A setting is missing, malformed or inconsistent; the message names it and the fix."""
-
-
 @dataclass(frozen=True)
-class StackConfig:
-    """The example stack's settings, validated once at construction."""
+class StackConfig(Options):
+    """The example stack's settings, validated once at construction.
+
+    The engine's settings (``Options``: root_database, lock_wait_s, statement_timeout_s, ...)
+    are inherited with the engine's defaults; each reaches the function's environment only
+    when it is set (not None).
+    """
 
     name: str = "dbmigrate"
     """Prefix of every resource name: lower-case letters, digits and hyphens."""
@@ -110,8 +113,7 @@ class StackConfig:
     existing_db_security_group_id: str | None = None
     existing_db_secret_kms_key_arn: str | None = None
 
-    # The function and the engine's timeouts (seconds).
-    root_database: str = "postgres"
+    # The function (the engine's settings come from Options).
     function_timeout_s: int = 300
     function_memory_mb: int = 512
     reserved_concurrency: int | None = None
@@ -119,11 +121,8 @@ class StackConfig:
     lock. A number reserves that much of the account's concurrency, which Lambda refuses (after
     creating the function) when it would leave less than 10 unreserved: new accounts often have a
     limit of 10, where any reservation fails the first deploy."""
-    connect_timeout_s: int = 5
-    lock_wait_s: int = 120
-    statement_timeout_s: int = 0
-    lock_timeout_s: int = 10
-    min_time_left_s: int = 30
+    upload_settle_s: float = 5.0
+    """How long an upload event's run waits for two listings to agree (the function's UPLOAD_SETTLE_S)."""
     log_level: str = "INFO"
     log_retention_days: int = 365
     alarm_actions: tuple[str, ...] = ()
@@ -149,6 +148,7 @@ class StackConfig:
     (``AROA...``, every session) or user id; None: whoever runs the apply (its caller user_id)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         problems = list(self._problems())
         if problems:
             raise ConfigError("; ".join(problems))
@@ -208,8 +208,19 @@ class StackConfig:
             yield f"migrations_prefix {self.migrations_prefix!r} must end with '/' (or be empty)"
         if self.migrations_prefix.startswith("/"):
             yield "migrations_prefix must not start with '/'"
-        if not DATABASE_NAME.match(self.root_database):
-            yield f"root_database {self.root_database!r} is not a valid database name"
+        yield from self._network_problems()
+        yield from self._function_problems()
+        yield from self._security_problems()
+        if self.deploy_principal is not None and not PRINCIPAL_ID.match(self.deploy_principal):
+            yield (
+                f"deploy_principal {self.deploy_principal!r} must be the unique id of the deploying role or user "
+                "(AROA... or AIDA..., optionally :<session name>): aws iam get-role --role-name NAME "
+                "--query Role.RoleId"
+            )
+        if not ENGINE_VERSION.match(self.db_engine_version):
+            yield f"db_engine_version {self.db_engine_version!r} must be like 16 or 16.4"
+
+    def _network_problems(self) -> typing.Iterator[str]:
         try:
             network = ipaddress.ip_network(self.vpc_cidr)
             if not 16 <= network.prefixlen <= 24:
@@ -228,6 +239,8 @@ class StackConfig:
             )
         if self.existing_db_host is not None and self.existing_vpc_id is None:
             yield "an existing database needs existing_vpc_id and existing_subnet_ids: the function must run in its VPC"
+
+    def _function_problems(self) -> typing.Iterator[str]:
         if self.log_level.upper() not in LOG_LEVELS:
             yield f"log_level must be one of {', '.join(LOG_LEVELS)}"
         if self.log_retention_days not in RETENTION_DAYS:
@@ -244,25 +257,12 @@ class StackConfig:
             yield (
                 "lock_wait_s + min_time_left_s + connect_timeout_s must leave time to migrate within function_timeout_s"
             )
-        for label, value in (
-            ("statement_timeout_s", self.statement_timeout_s),
-            ("lock_timeout_s", self.lock_timeout_s),
-        ):
-            if value < 0:
-                yield f"{label} must not be negative (0 means no limit)"
+        if not 0 <= self.upload_settle_s <= 900:
+            yield "upload_settle_s must be from 0 to 900"
         if self.db_max_allocated_storage_gb < self.db_allocated_storage_gb:
             yield "db_max_allocated_storage_gb must be at least db_allocated_storage_gb"
         if self.db_monitoring_interval_s not in (0, 1, 5, 10, 15, 30, 60):
             yield "db_monitoring_interval_s must be one of 0, 1, 5, 10, 15, 30, 60"
-        yield from self._security_problems()
-        if self.deploy_principal is not None and not PRINCIPAL_ID.match(self.deploy_principal):
-            yield (
-                f"deploy_principal {self.deploy_principal!r} must be the unique id of the deploying role or user "
-                "(AROA... or AIDA..., optionally :<session name>): aws iam get-role --role-name NAME "
-                "--query Role.RoleId"
-            )
-        if not ENGINE_VERSION.match(self.db_engine_version):
-            yield f"db_engine_version {self.db_engine_version!r} must be like 16 or 16.4"
 
     def _security_problems(self) -> typing.Iterator[str]:
         principals = [("migration_uploaders", arn) for arn in self.migration_uploaders]
@@ -308,6 +308,10 @@ def _coerce(source: str, value: Any, hint: Any) -> Any:
             if isinstance(value, str) and value.lower() in {"true", "false", "1", "0", "yes", "no"}:
                 return value.lower() in {"true", "1", "yes"}
             raise ValueError("expected true or false")
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
+            return float(value)
         if hint is int:
             if isinstance(value, bool):
                 raise ValueError("expected a whole number")

@@ -25,6 +25,8 @@ from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityG
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 from constructs import Construct
 
+from dbmigrate.config import Options, options
+
 from . import policies
 
 __all__ = ["FunctionSettings", "MigrationFunction"]
@@ -43,12 +45,9 @@ class FunctionSettings:
     memory_mb: int = 512
     reserved_concurrency: int | None = None
     """None: no reservation (see StackConfig.reserved_concurrency for why)."""
-    root_database: str = "postgres"
-    connect_timeout_s: int = 5
-    lock_wait_s: int = 120
-    statement_timeout_s: int = 0
-    lock_timeout_s: int = 10
-    min_time_left_s: int = 30
+    engine: Options = field(default_factory=Options)
+    """The engine's settings: each one set (not None) becomes its variable (``LOCK_WAIT_S``)."""
+    upload_settle_s: float = 5.0
     log_level: str = "INFO"
     log_retention_days: int = 365
     alarm_actions: Sequence[str] = field(default_factory=tuple)
@@ -85,16 +84,24 @@ def function_environment(
         # verify the server against the CA bundle when the package carries one.
         "DB_SSLMODE": "verify-full" if settings.ca_bundle else "require",
         **({"DB_SSLROOTCERT": settings.ca_bundle} if settings.ca_bundle else {}),
-        "ALLOW_DOWN": "true" if settings.allow_down else "false",
-        "ROOT_DATABASE": settings.root_database,
-        "CONNECT_TIMEOUT_S": str(settings.connect_timeout_s),
-        "LOCK_WAIT_S": str(settings.lock_wait_s),
-        "STATEMENT_TIMEOUT_S": str(settings.statement_timeout_s),
-        "LOCK_TIMEOUT_S": str(settings.lock_timeout_s),
-        "MIN_TIME_LEFT_S": str(settings.min_time_left_s),
+        "ALLOW_DOWN": _text(settings.allow_down),
+        "UPLOAD_SETTLE_S": _text(settings.upload_settle_s),
+        **engine_environment(settings.engine),
         "LOG_LEVEL": settings.log_level.upper(),
         "DEPLOY_PRINCIPAL": deploy_principal,
     }
+
+
+def engine_environment(engine: Options) -> dict[str, str]:
+    """The engine's settings as the function reads them; one left unset (None) is left out."""
+    values = {option.variable: getattr(engine, option.name) for option in options()}
+    return {name: _text(value) for name, value in values.items() if value is not None}
+
+
+def _text(value: bool | float | str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 class MigrationFunction(Construct):

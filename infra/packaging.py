@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from dbmigrate.errors import MigrationError
+
 __all__ = [
     "CA_BUNDLE_ENTRY",
     "RUNTIME_DEPENDENCIES",
@@ -68,7 +70,7 @@ INSTALL_NOISE = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"
 NOT_IMPORTED = frozenset({".c", ".h", ".pyx", ".pxd", ".pyi"})
 
 
-class PackagingError(Exception):
+class PackagingError(MigrationError):
     """The package cannot be built; the message says what to fix."""
 
 

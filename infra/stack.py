@@ -13,6 +13,8 @@ from cdktf import App, LocalBackend, S3Backend, TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
 from constructs import Construct
 
+from dbmigrate.config import Options, options
+
 from .alerting import AlarmTopic
 from .config import StackConfig
 from .database import Database, DatabaseSettings
@@ -133,12 +135,8 @@ class MigrationsStack(TerraformStack):
                     timeout_s=config.function_timeout_s,
                     memory_mb=config.function_memory_mb,
                     reserved_concurrency=config.reserved_concurrency,
-                    root_database=config.root_database,
-                    connect_timeout_s=config.connect_timeout_s,
-                    lock_wait_s=config.lock_wait_s,
-                    statement_timeout_s=config.statement_timeout_s,
-                    lock_timeout_s=config.lock_timeout_s,
-                    min_time_left_s=config.min_time_left_s,
+                    engine=Options(**{option.name: getattr(config, option.name) for option in options()}),
+                    upload_settle_s=config.upload_settle_s,
                     log_level=config.log_level,
                     log_retention_days=config.log_retention_days,
                     alarm_actions=alarm_actions,

@@ -3,13 +3,13 @@
 The stack sets ``MIGRATIONS_BUCKET`` (and ``MIGRATIONS_PREFIX``), the credentials as
 ``DB_SECRET_ARN`` (an RDS-managed master secret; host and port from ``DB_HOST`` and
 ``DB_PORT`` or from the secret) or ``DATABASE_URL`` (a template with ``{database}``),
-and optionally ``ROOT_DATABASE``, ``CONNECT_TIMEOUT_S``, ``LOCK_WAIT_S``,
-``STATEMENT_TIMEOUT_S``, ``LOCK_TIMEOUT_S``, ``MIN_TIME_LEFT_S``, ``DB_SSLMODE``,
-``DB_SSLROOTCERT`` (the CA bundle for ``verify-ca``/``verify-full``; a relative path is
-inside the package), ``ALLOW_DOWN`` (``true`` lets an invocation run ``down``),
-``LOG_LEVEL`` and ``DEPLOY_PRINCIPAL`` (the unique id of who deploys, whose own uploads
-start no run: the deploy-time invocation applies them). Anything missing or malformed is
-a ConfigError naming the variable.
+``DB_SSLMODE``, ``DB_SSLROOTCERT`` (the CA bundle for ``verify-ca``/``verify-full``; a
+relative path is inside the package), ``ALLOW_DOWN`` (``true`` lets an invocation run
+``down``), ``UPLOAD_SETTLE_S``, ``LOG_LEVEL`` and ``DEPLOY_PRINCIPAL`` (the unique id of
+who deploys, whose own uploads start no run: the deploy-time invocation applies them),
+and each engine setting (``dbmigrate.config.Options``) under its variable, e.g.
+``LOCK_WAIT_S``; an engine setting left unset keeps the engine's default. Anything missing
+or malformed is a ConfigError naming the variable.
 """
 
 from __future__ import annotations
@@ -25,38 +25,33 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from dbmigrate.config import Settings, url_template
-from dbmigrate.errors import ConfigError, DatabaseConnectError
-from dbmigrate.model import ROOT_DATABASE
+from dbmigrate.config import Options, Settings, options, url_template
+from dbmigrate.errors import ConfigError, DatabaseConnectError, spell_neutral
 from dbmigrate.s3source import aws_client
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-__all__ = ["VARIABLES", "FunctionEnv", "build_settings", "explain_tls_failure"]
+__all__ = ["VARIABLES", "FunctionEnv", "build_settings", "explain_tls_failure", "spell"]
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 
-VARIABLES = (
-    "MIGRATIONS_BUCKET",
-    "MIGRATIONS_PREFIX",
-    "DB_SECRET_ARN",
-    "DATABASE_URL",
-    "DB_HOST",
-    "DB_PORT",
-    "DB_SSLMODE",
-    "DB_SSLROOTCERT",
-    "ALLOW_DOWN",
-    "ROOT_DATABASE",
-    "CONNECT_TIMEOUT_S",
-    "LOCK_WAIT_S",
-    "STATEMENT_TIMEOUT_S",
-    "LOCK_TIMEOUT_S",
-    "MIN_TIME_LEFT_S",
-    "UPLOAD_SETTLE_S",
-    "LOG_LEVEL",
-    "DEPLOY_PRINCIPAL",
-)
+# The function's own settings (FunctionEnv's fields) and their variables.
+OWN_VARIABLES = {
+    "bucket": "MIGRATIONS_BUCKET",
+    "prefix": "MIGRATIONS_PREFIX",
+    "secret_arn": "DB_SECRET_ARN",
+    "database_url": "DATABASE_URL",
+    "db_host": "DB_HOST",
+    "db_port": "DB_PORT",
+    "db_sslmode": "DB_SSLMODE",
+    "db_sslrootcert": "DB_SSLROOTCERT",
+    "allow_down": "ALLOW_DOWN",
+    "upload_settle_s": "UPLOAD_SETTLE_S",
+    "log_level": "LOG_LEVEL",
+    "deploy_principal": "DEPLOY_PRINCIPAL",
+}
+VARIABLES = (*OWN_VARIABLES.values(), *(option.variable for option in options()))
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -67,8 +62,8 @@ TLS_VERIFY_FAILURES = ("certificate verify failed", "does not match host name", 
 
 
 @dataclass(frozen=True)
-class FunctionEnv:
-    """The function's environment, parsed and checked; no I/O."""
+class FunctionEnv(Options):
+    """The function's environment, parsed and checked: its own settings and the engine's; no I/O."""
 
     bucket: str
     prefix: str = ""
@@ -79,12 +74,6 @@ class FunctionEnv:
     db_sslmode: str | None = None
     db_sslrootcert: Path | None = None
     allow_down: bool = False
-    root_database: str = ROOT_DATABASE
-    connect_timeout_s: int = 5
-    lock_wait_s: float = 60.0
-    statement_timeout_s: float | None = None
-    lock_timeout_s: float | None = None
-    min_time_left_s: float = 30.0
     upload_settle_s: float = 5.0
     log_level: str = "INFO"
     deploy_principal: str | None = None
@@ -121,15 +110,10 @@ class FunctionEnv:
             db_sslmode=sslmode,
             db_sslrootcert=_ca_bundle(env, sslmode),
             allow_down=BOOLEANS[allow_down],
-            root_database=env.get("ROOT_DATABASE", ROOT_DATABASE),
-            connect_timeout_s=_number(env, "CONNECT_TIMEOUT_S", int, cls.connect_timeout_s),
-            lock_wait_s=_number(env, "LOCK_WAIT_S", float, cls.lock_wait_s),
-            statement_timeout_s=_number(env, "STATEMENT_TIMEOUT_S", float),
-            lock_timeout_s=_number(env, "LOCK_TIMEOUT_S", float),
-            min_time_left_s=_number(env, "MIN_TIME_LEFT_S", float, cls.min_time_left_s),
             upload_settle_s=_number(env, "UPLOAD_SETTLE_S", float, cls.upload_settle_s, low=0, high=900),
             log_level=log_level,
             deploy_principal=env.get("DEPLOY_PRINCIPAL"),
+            **{o.name: o.parse(env[o.variable], o.variable) for o in options() if o.variable in env},
         )
 
 
@@ -205,16 +189,20 @@ def build_settings(
     else:
         assert env.secret_arn is not None
         template = _template_from_secret(env, secrets_client)
-    return Settings(
-        template,
-        root_database=env.root_database,
-        connect_timeout_s=env.connect_timeout_s,
-        lock_wait_s=env.lock_wait_s,
-        statement_timeout_s=env.statement_timeout_s,
-        lock_timeout_s=env.lock_timeout_s,
-        min_time_left_s=env.min_time_left_s,
-        applied_by=applied_by,
-    )
+    return Settings(template, **{o.name: getattr(env, o.name) for o in options()}, applied_by=applied_by)
+
+
+def spell(name: str) -> str:
+    """A setting as the function's user sets it: its variable, and the stack's setting."""
+    if name == "source":
+        return "MIGRATIONS_BUCKET and MIGRATIONS_PREFIX (the stack's migrations_prefix)"
+    if name == "time_budget":
+        return "more time (the stack's function_timeout_s)"
+    option = next((o for o in options() if o.name == name), None)
+    if option is None:
+        return spell_neutral(name)
+    value = "=true" if option.kind is bool else ""
+    return f"{option.variable}{value} (the stack's {option.name})"
 
 
 def _template_from_secret(env: FunctionEnv, client: SecretsManagerClient | None) -> str:

@@ -26,7 +26,7 @@ from typing import Any, Literal, cast
 from urllib.parse import unquote_plus
 
 from dbmigrate.errors import ConfigError, LayoutError
-from dbmigrate.model import DATABASE_NAME, Entry, parse_layout
+from dbmigrate.model import DATABASE_NAME, ROOT_DATABASE, Entry, parse_layout
 from dbmigrate.s3source import normalize_prefix
 
 __all__ = ["ACTIONS", "DEPLOYED_SKIP", "Action", "RunRequest", "is_deploy_principal", "parse_event"]
@@ -80,7 +80,7 @@ def parse_event(
     *,
     bucket: str,
     prefix: str = "",
-    root_database: str = "postgres",
+    root_database: str = ROOT_DATABASE,
     deploy_principal: str | None = None,
 ) -> RunRequest:
     """Turn a raw Lambda event into one RunRequest; raise ConfigError for anything unexpected.

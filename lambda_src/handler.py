@@ -17,7 +17,7 @@ from dbmigrate.manifest import ManifestSource
 from dbmigrate.runner import Runner
 from dbmigrate.s3source import S3Source
 from dbmigrate.sources import MigrationSource, SettledSource
-from environment import FunctionEnv, build_settings, explain_tls_failure
+from environment import FunctionEnv, build_settings, explain_tls_failure, spell
 from events import parse_event
 from jsonlog import configure_logging
 
@@ -70,7 +70,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             report = getattr(runner, request.action)(request.databases)
     except MigrationError as exc:
         clearer = explain_tls_failure(exc, env) if isinstance(exc, DatabaseConnectError) and env else None
-        failure = clearer or exc
+        failure = (clearer or exc).name_settings(spell)
         log.error("run failed: %s", failure, extra={"error": failure.to_dict()})
         raise masker.error(failure) from None
     except Exception as exc:

@@ -155,12 +155,12 @@ class _File:
         code, blockers = exc.pgcode, _blockers(self.conn, exc, self.script)
         hint = f"fix the file and run again; {outcome}"
         if code == psycopg2.errorcodes.QUERY_CANCELED:
-            hint = f"the statement ran past statement_timeout: raise it or split the work; {outcome}"
+            hint = "the statement ran past statement_timeout: raise it ({statement_timeout_s}) or split it; " + outcome
         elif code == psycopg2.errorcodes.LOCK_NOT_AVAILABLE:
             held_by = f" ({blockers})" if blockers else ""
             hint = (
                 f"a lock the file needs was held by another session{held_by} for longer than lock_timeout: "
-                f"run again when it is released, or raise lock_timeout; {outcome}"
+                f"run again when it is released, or raise lock_timeout ({{lock_timeout_s}}); {outcome}"
             )
         elif code is None:
             hint = f"the connection to the database failed mid-file; check the server and run again; {outcome}"
@@ -173,6 +173,7 @@ class _File:
             file=self.key,
             line=line,
             hint=hint,
+            settings=("statement_timeout_s", "lock_timeout_s"),
             sqlstate=code,
             **({"blocked_by": blockers} if blockers else {}),
         )

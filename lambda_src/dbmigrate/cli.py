@@ -22,12 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import Settings
+from .config import Option, Settings, options
 from .dburl import Masker
-from .errors import ConfigError, LayoutError, MigrationError, StoppedError
+from .errors import ConfigError, LayoutError, MigrationError, StoppedError, spell_neutral
 from .history import UNFINISHED
 from .lint import CONFIG_NAME, SEVERITIES, LintConfig, lint
-from .model import FILE_NAME, ROOT_DATABASE, validate_database_name
+from .model import FILE_NAME, validate_database_name
 from .remote import lambda_invoker, remote_plan
 from .runner import Runner, RunReport
 from .sources import LocalSource
@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _sigterm_stops(runner):
             report = _run(runner, args)
     except MigrationError as exc:
-        _print_error(masker.error(exc), as_json=args.json)
+        _print_error(masker.error(exc.name_settings(spell)), as_json=args.json)
         if isinstance(exc, StoppedError):
             return EXIT_TERMINATED
         return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
@@ -122,51 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dir", default="migrations", help="folder of migrations (default: %(default)s)")
     common.add_argument("--json", action="store_true", help="print one JSON document for machines")
-    database = argparse.ArgumentParser(add_help=False)
-    database.add_argument(
-        "--database-url",
-        default=os.environ.get("DATABASE_URL"),
-        help="postgresql:// URL with a {database} placeholder (default: $DATABASE_URL)",
-    )
-    database.add_argument(
-        "--database", action="append", metavar="NAME", help="only this database (repeatable; default: all)"
-    )
-    database.add_argument(
-        "--root-database",
-        default=os.environ.get("ROOT_DATABASE") or ROOT_DATABASE,
-        metavar="NAME",
-        help="the server's root database: run first, and where the run's lock is taken; use the "
-        "function's ROOT_DATABASE so both take the same lock (default: $ROOT_DATABASE or %(default)s)",
-    )
-    database.add_argument("--connect-timeout", type=int, default=5, metavar="S", help="seconds (default: 5)")
-    database.add_argument(
-        "--lock-wait",
-        type=float,
-        default=60,
-        metavar="S",
-        help="seconds to wait for another run (default: 60)",
-    )
-    database.add_argument("--statement-timeout", type=float, metavar="S", help="per statement, seconds")
-    database.add_argument("--lock-timeout", type=float, metavar="S", help="per table lock, seconds")
-    database.add_argument(
-        "--network-timeout",
-        type=float,
-        default=30,
-        metavar="S",
-        help="seconds a connection may stop answering before it counts as lost (default: 30)",
-    )
-    database.add_argument(
-        "--dead-client-check",
-        type=float,
-        default=2,
-        metavar="S",
-        help="how often the server checks that a run executing a statement is still there "
-        "(PostgreSQL 14+; 0: never; default: 2)",
-    )
-    database.add_argument(
-        "--allow-out-of-order", action="store_true", help="apply files older than the newest applied one"
-    )
-
+    database = _database_parser()
     parser = argparse.ArgumentParser(prog="dbmigrate", description="PostgreSQL schema migrations.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("up", parents=[common, database], help="apply every pending migration")
@@ -225,6 +181,42 @@ def _one_database(args: argparse.Namespace) -> str:
     return name
 
 
+def _database_parser() -> argparse.ArgumentParser:
+    """The flags of every command that reaches the databases: the URL, the names, the engine's settings."""
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="postgresql:// URL with a {database} placeholder (default: $DATABASE_URL)",
+    )
+    database.add_argument(
+        "--database", action="append", metavar="NAME", help="only this database (repeatable; default: all)"
+    )
+    for option in options(cli=True):
+        _add_option(database, option)
+    return database
+
+
+def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
+    """The flag of one engine setting: its help, and its default from the environment or the engine."""
+    if option.kind is bool:
+        parser.add_argument(option.flag, dest=option.name, action="store_true", help=option.spec.help)
+        return
+    # ROOT_DATABASE and HISTORY_SCHEMA: the function's variables, so that both take the same lock.
+    from_env = os.environ.get(option.variable) if option.kind is str else None
+    default = from_env or option.default
+    unit = "S" if option.name.endswith("_s") else "NAME"
+    shown = f"${option.variable} or {default}" if option.kind is str else f"{default or 0:g}"
+    parser.add_argument(
+        option.flag,
+        dest=option.name,
+        type=option.kind,
+        default=default,
+        metavar=unit,
+        help=f"{option.spec.help} (default: {shown})" if default is not None else option.spec.help,
+    )
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     if not args.database_url:
         raise ConfigError(
@@ -232,17 +224,18 @@ def _settings(args: argparse.Namespace) -> Settings:
             hint="pass --database-url or set DATABASE_URL, e.g. postgresql://user:pw@host:5432/{database}",
         )
     return Settings(
-        url_template=args.database_url,
-        root_database=args.root_database,
-        connect_timeout_s=args.connect_timeout,
-        lock_wait_s=args.lock_wait,
-        statement_timeout_s=args.statement_timeout,
-        lock_timeout_s=args.lock_timeout,
-        network_timeout_s=args.network_timeout,
-        dead_client_check_s=args.dead_client_check,
-        allow_out_of_order=args.allow_out_of_order,
+        args.database_url,
+        **{option.name: getattr(args, option.name) for option in options(cli=True)},
         applied_by=f"cli:{getpass.getuser()}@{socket.gethostname()}",
     )
+
+
+def spell(name: str) -> str:
+    """A setting as the CLI user sets it: its flag (errors name settings by field)."""
+    if name == "source":
+        return "--dir"
+    flags = {option.name: option.flag for option in options(cli=True)}
+    return flags.get(name) or spell_neutral(name)
 
 
 def _remote_plan(args: argparse.Namespace) -> int:

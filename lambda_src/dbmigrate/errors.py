@@ -4,11 +4,25 @@ Every error names where it happened (database, file, line) and how to fix it.
 ``str(error)`` is one line for people and logs; ``to_dict()`` feeds JSON output.
 ``ConfigError`` is a usage or configuration problem (CLI exit code 2); every other
 ``MigrationError`` means a migration failed or was refused (exit code 1).
+
+A hint names a setting by its field, as ``{lock_wait_s}`` with ``settings=("lock_wait_s",)``:
+the engine does not know how its caller spells it. Alone it reads "the lock_wait_s setting";
+an edge calls ``name_settings`` with its own spelling (the CLI's flag, the function's
+environment variable) before it prints or raises the error.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
+
+# What the engine's hints name besides its settings: where the files are, and the run's time.
+CONCEPTS = {"source": "the migration source", "time_budget": "more time"}
+
+
+def spell_neutral(name: str) -> str:
+    """A setting or concept as the engine alone names it (no edge's spelling)."""
+    return CONCEPTS.get(name, f"the {name} setting")
 
 
 class MigrationError(Exception):
@@ -23,6 +37,7 @@ class MigrationError(Exception):
         line: int | None = None,
         statement: str | None = None,
         hint: str | None = None,
+        settings: Sequence[str] = (),
         **details: Any,
     ) -> None:
         super().__init__(message)
@@ -31,8 +46,21 @@ class MigrationError(Exception):
         self.file = file
         self.line = line
         self.statement = statement
+        self.settings = tuple(settings)
+        """The settings the hint names: fields of ``dbmigrate.config.Options``, or a key of CONCEPTS."""
+        self._hint_template = hint
         self.hint = hint
+        self.name_settings(spell_neutral)
         self.details = details
+
+    def name_settings(self, spell: Callable[[str], str]) -> MigrationError:
+        """Spell the settings the hint names as the caller knows them (``spell("lock_wait_s")``)."""
+        if self._hint_template is not None and self.settings:
+            hint = self._hint_template
+            for name in self.settings:
+                hint = hint.replace("{" + name + "}", spell(name))
+            self.hint = hint
+        return self
 
     @property
     def where(self) -> str:

@@ -211,7 +211,8 @@ class _Waiting:
                     raise LockTimeoutError(
                         f"another migration run holds the lock: {holder}; gave up after {self.elapsed():.1f} s",
                         hint="wait for that run to finish and try again, or allow a longer wait "
-                        "(--lock-wait, LOCK_WAIT_S); a run that died releases the lock by itself",
+                        "({lock_wait_s}); a run that died releases the lock by itself",
+                        settings=("lock_wait_s",),
                         holder=holder,
                     )
                 time.sleep(min(delay, self.left()))
@@ -239,8 +240,9 @@ class _Waiting:
                     f"an earlier migration run ended while the server still executes its work: {work}; "
                     f"gave up waiting after {self.elapsed():.1f} s and started nothing",
                     hint="run again when that work has ended (the next run then reads its outcome from the "
-                    f"history), allow a longer wait (--lock-wait, LOCK_WAIT_S), or end it with SELECT "
+                    "history), allow a longer wait ({lock_wait_s}), or end it with SELECT "
                     f"pg_cancel_backend(pid) for pid {pids}",
+                    settings=("lock_wait_s",),
                     leftover=work,
                 )
             time.sleep(min(0.2, max(0.0, self.left())))

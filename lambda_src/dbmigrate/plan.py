@@ -85,7 +85,8 @@ class DatabasePlan:
                 database=self.database,
                 file=ref.key,
                 hint="give the file a version above the newest applied one, or allow it explicitly "
-                "with --allow-out-of-order",
+                "with {allow_out_of_order}",
+                settings=("allow_out_of_order",),
             )
         return None
 

@@ -70,8 +70,9 @@ class Runner:
         if not refs and not databases:
             raise ConfigError(
                 f"no migrations found at {self.source.origin}",
-                hint="point --dir (or MIGRATIONS_BUCKET and MIGRATIONS_PREFIX) at the folder that holds one "
-                f"sub-folder per database, e.g. {self.settings.root_database}/202401010000_create_app.up.sql",
+                hint="point {source} at the folder that holds one sub-folder per database, "
+                f"e.g. {self.settings.root_database}/202401010000_create_app.up.sql",
+                settings=("source",),
             )
         targets = self._targets(refs, databases)
         with self._run.locked(self._lock_wait()) as lock:
@@ -240,7 +241,8 @@ class Runner:
             f"{[r.version for r, _ in remaining]}",
             database=ref.database,
             file=ref.key,
-            hint="run again to continue (applied files are recorded), or give the function a longer timeout",
+            hint="run again to continue (applied files are recorded), or give the run {time_budget}",
+            settings=("time_budget",),
             applied=applied,
             not_started=[r.version for r, _ in remaining],
         )

@@ -107,3 +107,14 @@ def test_a_timeout_setting_that_is_not_a_sane_number_is_a_configuration_error(
     error = failure({"action": "migrate"})
     assert isinstance(error, ConfigError)
     assert_nowhere(error, runtime.lines)
+
+
+def test_an_engine_refusal_raised_in_the_function_names_its_variable_and_the_stack_setting(
+    runtime: LambdaLoggerHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://admin:{ENCODED}@127.0.0.1/{{database}}")
+    monkeypatch.setenv("LOCK_TIMEOUT_S", "-2")
+    error = failure({"action": "migrate"})
+    assert "lock timeout must not be negative" in str(error)
+    assert error.hint == "give LOCK_TIMEOUT_S (the stack's lock_timeout_s) a plain number of seconds, e.g. 30"
+    assert "--lock-timeout" not in str(error), "a flag means nothing to the function's user"

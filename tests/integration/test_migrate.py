@@ -266,6 +266,7 @@ def test_version_below_the_newest_applied_is_refused_unless_allowed(
     assert refused.code == 1
     assert "appdb/5_late.up.sql" in refused.err and "lower than the newest applied version 10" in refused.err
     assert "late" not in tables(pg, "appdb")
+    assert "allow it explicitly with --allow-out-of-order" in refused.err, "the CLI names its own flag"
 
     assert cli("up", "--dir", str(root), "--allow-out-of-order").code == 0
     assert "late" in tables(pg, "appdb")

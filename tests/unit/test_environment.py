@@ -99,7 +99,7 @@ def test_a_bad_variable_is_a_config_error_naming_it(variables: dict[str, str], m
         ({"LOCK_WAIT_S": "1e9"}, "lock wait must be at most 86400 seconds"),
         ({"STATEMENT_TIMEOUT_S": "-0.5"}, "statement timeout must not be negative"),
         ({"LOCK_TIMEOUT_S": "3000000"}, "lock timeout must be at most 2147483 seconds"),
-        ({"MIN_TIME_LEFT_S": "-3"}, "minimum time left must not be negative"),
+        ({"MIN_TIME_LEFT_S": "-3"}, "min time left must not be negative"),
         ({"CONNECT_TIMEOUT_S": "-5"}, "connect timeout must be at least 1 second"),
         ({"DATABASE_URL": "postgresql://u:pw@[]/{database}"}, "the IPv6 host '[]' is empty"),
         ({"DATABASE_URL": "postgresql://u:pw@db/{database}?sslmod=require"}, "unknown connection option 'sslmod'"),
