@@ -32,17 +32,9 @@ def stack(stack_file: Path) -> SynthesizedStack:
     return SynthesizedStack(stack_file)  # fresh stand-in values per test
 
 
-@pytest.fixture(scope="session")
-def local_aws_server() -> Iterator[LocalAws]:
-    with LocalAws("eu-west-1") as aws:
-        yield aws
-
-
 @pytest.fixture
-def local_aws(local_aws_server: LocalAws, stack: SynthesizedStack) -> LocalAws:
-    local_aws_server.reset()
-    local_aws_server.region = stack.region()
-    return local_aws_server
+def local_aws(moto_server: LocalAws, stack: SynthesizedStack) -> LocalAws:
+    return moto_server.reset(stack.region())
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,6 @@ from infra.config import StackConfig
 from infra.packaging import BuildResult, build_package
 from infra.stack import synthesize
 from main import load_config
-from tests.integration.aws import aws, moto_endpoint  # noqa: F401  (fixtures of the replay test)
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -61,7 +61,3 @@ def cli(pg: EmbeddedPostgres, capsys: pytest.CaptureFixture[str]) -> Callable[..
         return CliResult(code, captured.out, captured.err)
 
     return run
-
-
-# AWS stand-ins (moto server on 127.0.0.1, unreachable endpoints) live in aws.py.
-from tests.integration.aws import aws, moto_endpoint, refusing_endpoint, unanswering_endpoint  # noqa: E402, F401
