@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import pytest
 from dbmigrate.cli import main
 from local.net import free_port
 from local.postgres import EmbeddedPostgres
+from tests.helpers import write_files
 
 Files = Mapping[str, str]
 
@@ -36,17 +38,7 @@ def refusing_port() -> int:
 @pytest.fixture
 def write_migrations(tmp_path: Path) -> Callable[[Files], Path]:
     """Write ``{"db/1_x.up.sql": sql}`` under a fresh folder and return the folder."""
-    root = tmp_path / "migrations"
-
-    def write(files: Files) -> Path:
-        for key, text in files.items():
-            path = root / key
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-        root.mkdir(exist_ok=True)
-        return root
-
-    return write
+    return functools.partial(write_files, tmp_path / "migrations")
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from jsonlog import JsonFormatter
 from local.aws import LocalAws
 from local.lambda_runtime import Context
 from local.postgres import EmbeddedPostgres
-from tests.helpers import history, query, tables
+from tests.helpers import history, query, tables, write_files
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 BUCKET = "acme-dbmigrate-migrations"  # the bucket of the event fixtures
@@ -473,10 +473,7 @@ def test_progress_is_logged_as_one_json_object_per_file(function: Function) -> N
 
 def remote(function: Function, folder: Path, files: dict[str, str]) -> dict[str, Any]:
     """``dbmigrate plan --function`` on ``files``, its invoke going straight to the handler."""
-    for key, text in files.items():
-        (folder / key).parent.mkdir(parents=True, exist_ok=True)
-        (folder / key).write_text(text)
-    return remote_plan(LocalSource(folder), function.invoke)
+    return remote_plan(LocalSource(write_files(folder, files)), function.invoke)
 
 
 def test_remote_plan_lists_what_would_be_applied_before_anything_is_uploaded(
