@@ -138,7 +138,7 @@ def test_the_cli_takes_the_functions_lock_when_given_its_root_database(  # noqa:
     how: str,
 ) -> None:
     root = write_migrations({"main/1_a.up.sql": "CREATE TABLE a ();"})
-    args = ["up", "--dir", str(root), "--lock-wait", "1"]
+    args = ["up", "--dir", str(root), "--lock-wait", "1", "--json"]
     if how == "flag":
         args += ["--root-database", "main"]
     else:
@@ -147,7 +147,9 @@ def test_the_cli_takes_the_functions_lock_when_given_its_root_database(  # noqa:
     result = cli(*args)
 
     assert result.code == 1, result.err
-    assert f"pid {lock_held_by_function} (the-function" in result.err
+    error = result.json()
+    assert error["error"] == "LockTimeoutError"
+    assert error["holder"].startswith(f"pid {lock_held_by_function} (the-function"), error
     assert tables(pg, "main") == []
 
 

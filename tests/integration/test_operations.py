@@ -156,7 +156,11 @@ def test_dirty_golang_migrate_database_is_refused_with_the_version_and_the_way_f
     result = cli("up", "--dir", str(root), "--json")
     assert result.code == 1
     error = result.json()
-    assert (error["error"], error["file"], error["legacy_version"]) == ("LegacyHistoryError", "appdb/2_orders.up.sql", 2)
+    assert (error["error"], error["file"], error["legacy_version"]) == (
+        "LegacyHistoryError",
+        "appdb/2_orders.up.sql",
+        2,
+    )
     assert "UPDATE schema_migrations SET dirty = false" in error["hint"]
     assert query(pg, "appdb", "SELECT to_regclass('dbmigrate.history') IS NULL") == [(True,)]
 
