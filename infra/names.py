@@ -96,22 +96,6 @@ class NameRule:
     kind: NameKind
     part: Part
 
-    @property
-    def limit(self) -> int:
-        return self.kind.limit
-
-    @property
-    def source(self) -> str:
-        return self.kind.source
-
-    @property
-    def pattern(self) -> str:
-        return self.kind.pattern
-
-    @property
-    def pattern_text(self) -> str:
-        return self.kind.pattern_text
-
     def render(self, name: str, family: str) -> str:
         stamp = "0" * SNAPSHOT_STAMP_LENGTH
         return self.template.format(name=name, family=family.replace(".", "-"), stamp=stamp)
@@ -173,18 +157,18 @@ def name_problems(
     chosen = [rule for rule in rules if parts is None or rule.part in parts]
     too_long = []
     for rule in chosen:
-        derived = rule.render(name, family)
-        if len(derived) > rule.limit:
+        derived, kind = rule.render(name, family), rule.kind
+        if len(derived) > kind.limit:
             too_long.append(
-                f"{rule.label} {derived!r} would be {len(derived)} characters (AWS limit {rule.limit}: {rule.source})"
+                f"{rule.label} {derived!r} would be {len(derived)} characters (AWS limit {kind.limit}: {kind.source})"
             )
-        elif not re.fullmatch(rule.pattern, derived):
+        elif not re.fullmatch(kind.pattern, derived):
             yield (
-                f"name {name!r} gives {rule.label} {derived!r}, which AWS refuses ({rule.source}): "
-                f"it must {rule.pattern_text}. Fix: change the name"
+                f"name {name!r} gives {rule.label} {derived!r}, which AWS refuses ({kind.source}): "
+                f"it must {kind.pattern_text}. Fix: change the name"
             )
     if too_long:
-        longest = min(rule.limit - (len(rule.render(name, family)) - len(name)) for rule in chosen)
+        longest = min(rule.kind.limit - (len(rule.render(name, family)) - len(name)) for rule in chosen)
         yield (
             f"name {name!r} has {len(name)} characters, too many for the names derived from it: "
             + "; ".join(too_long)
