@@ -28,6 +28,12 @@ class CliResult:
     def json(self) -> Any:
         return json.loads(self.out)
 
+    def error(self, code: int = 1) -> dict[str, Any]:
+        """The ``--json`` error document of a run that exited with ``code``."""
+        assert self.code == code, (self.code, self.out, self.err)
+        document: dict[str, Any] = self.json()
+        return document
+
 
 @pytest.fixture
 def refusing_port() -> int:

@@ -145,8 +145,7 @@ def test_failure_inside_a_file_that_runs_in_autocommit_is_recorded_and_blocks_fu
     )
 
     first = cli("up", "--dir", str(root), "--json")
-    assert first.code == 1
-    error = first.json()
+    error = first.error()
     assert (error["error"], error["file"], error["line"]) == ("PartialMigrationError", "appdb/2_idx.up.sql", 2)
     assert (error["statements_done"], error["statements_total"]) == (1, 2)
     assert "repair" in error["hint"]
@@ -154,8 +153,7 @@ def test_failure_inside_a_file_that_runs_in_autocommit_is_recorded_and_blocks_fu
     assert "later" not in tables(pg, "appdb")
 
     second = cli("up", "--dir", str(root), "--json")
-    assert second.code == 1
-    error = second.json()
+    error = second.error()
     assert (error["error"], error["file"], error["statements_done"], error["statements_total"]) == (
         "PartialMigrationError",
         "appdb/2_idx.up.sql",
@@ -170,8 +168,7 @@ def test_autocommit_file_whose_first_statement_fails_leaves_no_trace(
 ) -> None:
     root = write_migrations({**CREATE_APPDB, "appdb/1_idx.up.sql": "CREATE INDEX CONCURRENTLY i ON missing (x);"})
     result = cli("up", "--dir", str(root), "--json")
-    assert result.code == 1
-    error = result.json()
+    error = result.error()
     assert (error["error"], error["file"], error["sqlstate"]) == ("SqlError", "appdb/1_idx.up.sql", "42P01")
     assert history(pg, "appdb") == []
 
@@ -187,8 +184,7 @@ def test_file_wrapped_in_begin_commit_runs_as_its_one_transaction(
         }
     )
     result = cli("up", "--dir", str(root), "--json")
-    assert result.code == 1
-    error = result.json()
+    error = result.error()
     assert (error["error"], error["file"], error["line"], error["sqlstate"]) == (
         "SqlError",
         "appdb/2_bad.up.sql",
@@ -213,8 +209,7 @@ def test_bad_names_are_refused_before_anything_is_applied(
         }
     )
     result = cli("up", "--dir", str(root), "--json")
-    assert result.code == 1
-    error = result.json()
+    error = result.error()
     assert error["error"] == "LayoutError"
     assert [problem.split(":")[0] for problem in error["problems"]] == [
         "Robert'); DROP TABLE x;--/1_x.up.sql",
@@ -231,8 +226,7 @@ def test_database_not_created_by_the_root_folder_is_a_clear_error(
 ) -> None:
     root = write_migrations({"ghostdb/1_a.up.sql": "CREATE TABLE a ();"})
     result = cli("up", "--dir", str(root), "--json")
-    assert result.code == 1
-    error = result.json()
+    error = result.error()
     assert (error["error"], error["database"], error["missing_database"]) == ("DatabaseConnectError", "ghostdb", True)
     assert "postgres/" in error["hint"] and "CREATE DATABASE ghostdb" in error["hint"]
 
@@ -277,8 +271,7 @@ def test_psql_meta_command_is_refused_and_nothing_of_the_file_runs(
 ) -> None:
     root = write_migrations({**CREATE_APPDB, "appdb/1_a.up.sql": "CREATE TABLE a ();\n\\connect other\n"})
     result = cli("up", "--dir", str(root), "--json")
-    assert result.code == 1
-    error = result.json()
+    error = result.error()
     assert (error["error"], error["file"], error["line"]) == ("UnsupportedSqlError", "appdb/1_a.up.sql", 2)
     assert tables(pg, "appdb") == []
 
@@ -291,8 +284,7 @@ def test_version_below_the_newest_applied_is_refused_unless_allowed(
     write_migrations({"appdb/5_late.up.sql": "CREATE TABLE late ();"})
 
     refused = cli("up", "--dir", str(root), "--json")
-    assert refused.code == 1
-    error = refused.json()
+    error = refused.error()
     assert (error["error"], error["file"]) == ("OutOfOrderError", "appdb/5_late.up.sql")
     assert "lower than the newest applied version 10" in error["message"]
     assert "late" not in tables(pg, "appdb")
@@ -342,8 +334,7 @@ def test_new_creates_a_correctly_named_file_after_the_newest_version(
 
 def test_missing_database_url_is_a_usage_error(cli: Cli, write_migrations: Write) -> None:
     result = cli("up", "--dir", str(write_migrations({})), "--json", url="")
-    assert result.code == 2
-    error = result.json()
+    error = result.error(2)
     assert error["error"] == "ConfigError" and "--database-url" in error["hint"]
 
 
@@ -351,8 +342,7 @@ def test_unreachable_server_names_host_and_port(cli: Cli, write_migrations: Writ
     port = free_port()
     root = write_migrations(CREATE_APPDB)
     result = cli("up", "--dir", str(root), "--json", url=f"postgresql://u:secret@127.0.0.1:{port}/{{database}}")
-    assert result.code == 1
-    error = result.json()
+    error = result.error()
     assert (error["error"], error["database"]) == ("DatabaseConnectError", "postgres")
     assert f"127.0.0.1:{port}/postgres" in error["message"]
     assert "secret" not in result.out + result.err
