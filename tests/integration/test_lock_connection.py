@@ -146,8 +146,7 @@ def test_the_cli_takes_the_functions_lock_when_given_its_root_database(  # noqa:
 
     result = cli(*args)
 
-    assert result.code == 1, result.err
-    error = result.json()
+    error = result.error()
     assert error["error"] == "LockTimeoutError"
     assert error["holder"].startswith(f"pid {lock_held_by_function} (the-function"), error
     assert tables(pg, "main") == []
