@@ -17,6 +17,7 @@ from typing import Literal
 __all__ = [
     "NAME_RULES",
     "SNAPSHOT_STAMP_LENGTH",
+    "NameKind",
     "NameRule",
     "derived_names",
     "name_problems",
@@ -35,19 +36,64 @@ SNAPSHOT_STAMP_LENGTH = 14
 
 RDS_NAME = r"[a-z](?:-?[a-z0-9])*"
 """RDS identifiers: a letter first, letters, digits and single hyphens, no hyphen last."""
+RDS_NAME_TEXT = "start with a letter and hold only letters, digits and single hyphens, not ending with one"
 
 
 @dataclass(frozen=True)
-class NameRule:
-    """One derived name: what it names, its template (``{name}`` and ``{family}``) and its AWS limits."""
+class NameKind:
+    """What AWS allows in one kind of name: its length limit, where that comes from, its pattern."""
 
-    label: str
-    template: str
     limit: int
     source: str
     """Where the limit comes from, said in the error."""
     pattern: str
     pattern_text: str
+
+
+BUCKET_PREFIX = NameKind(
+    63 - TERRAFORM_SUFFIX,
+    "S3 bucket names have at most 63 characters and Terraform appends 26 to a bucket_prefix",
+    r"(?!sthree-|amzn-s3-demo-|xn--)[a-z0-9][a-z0-9.-]*",
+    "hold only lower-case letters, digits, dots and hyphens, and not start with sthree-, amzn-s3-demo- or xn--",
+)
+LETTERS_DIGITS_DASHES = "hold only letters, digits, hyphens and underscores"
+LAMBDA_FUNCTION = NameKind(64, "Lambda function names", r"[A-Za-z0-9_-]+", LETTERS_DIGITS_DASHES)
+IAM_ROLE = NameKind(64, "IAM role names", r"[\w+=,.@-]+", "hold only letters, digits and +=,.@_-")
+SQS_QUEUE = NameKind(80, "SQS queue names", r"[A-Za-z0-9_-]+", LETTERS_DIGITS_DASHES)
+SNS_TOPIC = NameKind(256, "SNS topic names", r"[A-Za-z0-9_-]+", LETTERS_DIGITS_DASHES)
+LOG_GROUP = NameKind(512, "CloudWatch log group names", r"[.\-_/#A-Za-z0-9]+", "hold only letters, digits and ._-/#")
+SECURITY_GROUP = NameKind(255, "EC2 security group names", r"(?!sg-).+", "not start with sg-")
+ALARM = NameKind(255, "CloudWatch alarm names", r"[^\x00-\x1f]+", "hold only printable characters")
+KMS_ALIAS = NameKind(
+    256,
+    "KMS alias names",
+    r"alias/(?!aws/)[A-Za-z0-9/_-]+",
+    "hold only letters, digits and /_-, and not start with alias/aws/",
+)
+TAG_VALUE = NameKind(256, "tag values", r".+", "not be empty")
+RDS_INSTANCE = NameKind(63, "RDS PostgreSQL instance identifiers", RDS_NAME, RDS_NAME_TEXT)
+RDS_SUBNET_GROUP = NameKind(
+    255,
+    "RDS subnet group names",
+    r"(?!default$)[0-9a-z_ .-]+",
+    "hold only lower-case letters, digits, spaces and ._-, and not be default",
+)
+RDS_PARAMETER_GROUP_PREFIX = NameKind(
+    255 - TERRAFORM_SUFFIX,
+    "RDS parameter group names have at most 255 characters and Terraform appends 26 to a name_prefix",
+    RDS_NAME + "-",
+    "start with a letter and hold only letters, digits and single hyphens",
+)
+RDS_SNAPSHOT = NameKind(255, "RDS snapshot identifiers", RDS_NAME, RDS_NAME_TEXT)
+
+
+@dataclass(frozen=True)
+class NameRule:
+    """One derived name: what it names, its template (``{name}`` and ``{family}``) and its kind's AWS limits."""
+
+    label: str
+    template: str
+    kind: NameKind
     part: Part
 
     def render(self, name: str, family: str) -> str:
@@ -56,204 +102,28 @@ class NameRule:
 
 
 NAME_RULES: tuple[NameRule, ...] = (
-    NameRule(
-        "the bucket's bucket_prefix",
-        "{name}-migrations-",
-        37,
-        "S3 bucket names have at most 63 characters and Terraform appends 26 to a bucket_prefix",
-        r"(?!sthree-|amzn-s3-demo-|xn--)[a-z0-9][a-z0-9.-]*",
-        "hold only lower-case letters, digits, dots and hyphens, and not start with sthree-, amzn-s3-demo- or xn--",
-        "migrations",
-    ),
-    NameRule(
-        "the Lambda function name",
-        "{name}-migrate",
-        64,
-        "Lambda function names",
-        r"[A-Za-z0-9_-]+",
-        "hold only letters, digits, hyphens and underscores",
-        "migrations",
-    ),
-    NameRule(
-        "the function's IAM role name",
-        "{name}-migrate",
-        64,
-        "IAM role names",
-        r"[\w+=,.@-]+",
-        "hold only letters, digits and +=,.@_-",
-        "migrations",
-    ),
-    NameRule(
-        "the dead-letter queue name",
-        "{name}-migrate-failed",
-        80,
-        "SQS queue names",
-        r"[A-Za-z0-9_-]+",
-        "hold only letters, digits, hyphens and underscores",
-        "migrations",
-    ),
-    NameRule(
-        "the upload topic name",
-        "{name}-migration-uploads",
-        256,
-        "SNS topic names",
-        r"[A-Za-z0-9_-]+",
-        "hold only letters, digits, hyphens and underscores",
-        "migrations",
-    ),
-    NameRule(
-        "the function's log group name",
-        "/aws/lambda/{name}-migrate",
-        512,
-        "CloudWatch log group names",
-        r"[.\-_/#A-Za-z0-9]+",
-        "hold only letters, digits and ._-/#",
-        "migrations",
-    ),
-    NameRule(
-        "the function's security group name",
-        "{name}-migrate",
-        255,
-        "EC2 security group names",
-        r"(?!sg-).+",
-        "not start with sg-",
-        "migrations",
-    ),
-    NameRule(
-        "the failed-runs alarm name",
-        "{name}-migrate-failed-async-runs",
-        255,
-        "CloudWatch alarm names",
-        r"[^\x00-\x1f]+",
-        "hold only printable characters",
-        "migrations",
-    ),
-    NameRule(
-        "the key's alias",
-        "alias/{name}",
-        256,
-        "KMS alias names",
-        r"alias/(?!aws/)[A-Za-z0-9/_-]+",
-        "hold only letters, digits and /_-, and not start with alias/aws/",
-        "migrations",
-    ),
-    NameRule(
-        "the flow logs' IAM role name",
-        "{name}-flow-logs",
-        64,
-        "IAM role names",
-        r"[\w+=,.@-]+",
-        "hold only letters, digits and +=,.@_-",
-        "network",
-    ),
-    NameRule(
-        "the flow logs' log group name",
-        "/vpc/{name}/flow-logs",
-        512,
-        "CloudWatch log group names",
-        r"[.\-_/#A-Za-z0-9]+",
-        "hold only letters, digits and ._-/#",
-        "network",
-    ),
-    NameRule(
-        "the endpoints' security group name",
-        "{name}-endpoints",
-        255,
-        "EC2 security group names",
-        r"(?!sg-).+",
-        "not start with sg-",
-        "network",
-    ),
-    NameRule(
-        "the longest Name tag",
-        "{name}-secretsmanager",
-        256,
-        "tag values",
-        r".+",
-        "not be empty",
-        "network",
-    ),
-    NameRule(
-        "the DB instance identifier",
-        "{name}-db",
-        63,
-        "RDS PostgreSQL instance identifiers",
-        RDS_NAME,
-        "start with a letter and hold only letters, digits and single hyphens, not ending with one",
-        "database",
-    ),
-    NameRule(
-        "the DB subnet group name",
-        "{name}-db",
-        255,
-        "RDS subnet group names",
-        r"(?!default$)[0-9a-z_ .-]+",
-        "hold only lower-case letters, digits, spaces and ._-, and not be default",
-        "database",
-    ),
-    NameRule(
-        "the database's security group name",
-        "{name}-db",
-        255,
-        "EC2 security group names",
-        r"(?!sg-).+",
-        "not start with sg-",
-        "database",
-    ),
-    NameRule(
-        "the DB parameter group's name_prefix",
-        "{name}-{family}-",
-        255 - TERRAFORM_SUFFIX,
-        "RDS parameter group names have at most 255 characters and Terraform appends 26 to a name_prefix",
-        RDS_NAME + "-",
-        "start with a letter and hold only letters, digits and single hyphens",
-        "database",
-    ),
-    NameRule(
-        "the final snapshot identifier",
-        "{name}-db-final-{stamp}",
-        255,
-        "RDS snapshot identifiers",
-        RDS_NAME,
-        "start with a letter and hold only letters, digits and single hyphens, not ending with one",
-        "database",
-    ),
-    NameRule(
-        "the RDS log exports' log group name",
-        "/aws/rds/instance/{name}-db/postgresql",
-        512,
-        "CloudWatch log group names",
-        r"[.\-_/#A-Za-z0-9]+",
-        "hold only letters, digits and ._-/#",
-        "database",
-    ),
-    NameRule(
-        "the RDS upgrade log group name",
-        "/aws/rds/instance/{name}-db/upgrade",
-        512,
-        "CloudWatch log group names",
-        r"[.\-_/#A-Za-z0-9]+",
-        "hold only letters, digits and ._-/#",
-        "database",
-    ),
-    NameRule(
-        "the alarm topic name",
-        "{name}-alarms",
-        256,
-        "SNS topic names",
-        r"[A-Za-z0-9_-]+",
-        "hold only letters, digits, hyphens and underscores",
-        "migrations",
-    ),
-    NameRule(
-        "the RDS monitoring role name",
-        "{name}-rds-monitoring",
-        64,
-        "IAM role names",
-        r"[\w+=,.@-]+",
-        "hold only letters, digits and +=,.@_-",
-        "database",
-    ),
+    NameRule("the bucket's bucket_prefix", "{name}-migrations-", BUCKET_PREFIX, "migrations"),
+    NameRule("the Lambda function name", "{name}-migrate", LAMBDA_FUNCTION, "migrations"),
+    NameRule("the function's IAM role name", "{name}-migrate", IAM_ROLE, "migrations"),
+    NameRule("the dead-letter queue name", "{name}-migrate-failed", SQS_QUEUE, "migrations"),
+    NameRule("the upload topic name", "{name}-migration-uploads", SNS_TOPIC, "migrations"),
+    NameRule("the function's log group name", "/aws/lambda/{name}-migrate", LOG_GROUP, "migrations"),
+    NameRule("the function's security group name", "{name}-migrate", SECURITY_GROUP, "migrations"),
+    NameRule("the failed-runs alarm name", "{name}-migrate-failed-async-runs", ALARM, "migrations"),
+    NameRule("the key's alias", "alias/{name}", KMS_ALIAS, "migrations"),
+    NameRule("the flow logs' IAM role name", "{name}-flow-logs", IAM_ROLE, "network"),
+    NameRule("the flow logs' log group name", "/vpc/{name}/flow-logs", LOG_GROUP, "network"),
+    NameRule("the endpoints' security group name", "{name}-endpoints", SECURITY_GROUP, "network"),
+    NameRule("the longest Name tag", "{name}-secretsmanager", TAG_VALUE, "network"),
+    NameRule("the DB instance identifier", "{name}-db", RDS_INSTANCE, "database"),
+    NameRule("the DB subnet group name", "{name}-db", RDS_SUBNET_GROUP, "database"),
+    NameRule("the database's security group name", "{name}-db", SECURITY_GROUP, "database"),
+    NameRule("the DB parameter group's name_prefix", "{name}-{family}-", RDS_PARAMETER_GROUP_PREFIX, "database"),
+    NameRule("the final snapshot identifier", "{name}-db-final-{stamp}", RDS_SNAPSHOT, "database"),
+    NameRule("the RDS log exports' log group name", "/aws/rds/instance/{name}-db/postgresql", LOG_GROUP, "database"),
+    NameRule("the RDS upgrade log group name", "/aws/rds/instance/{name}-db/upgrade", LOG_GROUP, "database"),
+    NameRule("the alarm topic name", "{name}-alarms", SNS_TOPIC, "migrations"),
+    NameRule("the RDS monitoring role name", "{name}-rds-monitoring", IAM_ROLE, "database"),
 )
 
 
@@ -287,18 +157,18 @@ def name_problems(
     chosen = [rule for rule in rules if parts is None or rule.part in parts]
     too_long = []
     for rule in chosen:
-        derived = rule.render(name, family)
-        if len(derived) > rule.limit:
+        derived, kind = rule.render(name, family), rule.kind
+        if len(derived) > kind.limit:
             too_long.append(
-                f"{rule.label} {derived!r} would be {len(derived)} characters (AWS limit {rule.limit}: {rule.source})"
+                f"{rule.label} {derived!r} would be {len(derived)} characters (AWS limit {kind.limit}: {kind.source})"
             )
-        elif not re.fullmatch(rule.pattern, derived):
+        elif not re.fullmatch(kind.pattern, derived):
             yield (
-                f"name {name!r} gives {rule.label} {derived!r}, which AWS refuses ({rule.source}): "
-                f"it must {rule.pattern_text}. Fix: change the name"
+                f"name {name!r} gives {rule.label} {derived!r}, which AWS refuses ({kind.source}): "
+                f"it must {kind.pattern_text}. Fix: change the name"
             )
     if too_long:
-        longest = min(rule.limit - (len(rule.render(name, family)) - len(name)) for rule in chosen)
+        longest = min(rule.kind.limit - (len(rule.render(name, family)) - len(name)) for rule in chosen)
         yield (
             f"name {name!r} has {len(name)} characters, too many for the names derived from it: "
             + "; ".join(too_long)

@@ -177,8 +177,6 @@ def build_package(
     target: Target = Target(),
     *,
     source_dir: Path = SOURCE_DIR,
-    lock_file: Path = LOCK_FILE,
-    cache_dir: Path = BUILD_DIR,
     ca_bundle: Path | None = None,
 ) -> BuildResult:
     """Build the zip for ``target`` and return what was built (the same bytes for the same inputs).
@@ -187,9 +185,9 @@ def build_package(
     verification of the database (the RDS global bundle).
     """
     output = output or target.default_output()
-    requirements = locked_requirements(lock_file)
-    wheels = _fetch_wheels(requirements, target, cache_dir / "wheels" / target.slug)
-    site = _installed_tree(wheels, target, cache_dir / "site")
+    requirements = locked_requirements(LOCK_FILE)
+    wheels = _fetch_wheels(requirements, target, BUILD_DIR / "wheels" / target.slug)
+    site = _installed_tree(wheels, target, BUILD_DIR / "site")
     files = {**_dependency_files(site, target), **_source_files(source_dir)}
     if ca_bundle is not None:
         files[CA_BUNDLE_ENTRY] = _checked_ca_bundle(ca_bundle)

@@ -7,7 +7,10 @@ Code under test reaches it through the standard ``AWS_ENDPOINT_URL`` variable (s
 from __future__ import annotations
 
 import logging
+import os
 import urllib.request
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +30,11 @@ FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "loca
 
 
 class LocalAws:
-    """A moto server for one region; ``environ`` points boto3 (in any process) at it."""
+    """A moto server for one region; ``environ`` points boto3 (in any process) at it.
+
+    The one AWS stand-in of the local deploy and the tests; ``bucket`` and ``upload`` set
+    up what a test needs, through the same clients the deploy uses.
+    """
 
     def __init__(self, region: str) -> None:
         self.region = region
@@ -39,6 +46,9 @@ class LocalAws:
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_REGION": region,
             "AWS_DEFAULT_REGION": region,
+            # A developer's own AWS configuration must not leak into what runs here.
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         }
 
     def start(self) -> LocalAws:
@@ -55,13 +65,27 @@ class LocalAws:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def reset(self) -> None:
-        """Forget every bucket, topic and secret (between tests)."""
+    def reset(self, region: str | None = None) -> LocalAws:
+        """Forget every bucket, topic and secret (between tests); serve ``region`` from now on if given."""
         reset_moto(self.endpoint)
+        self.region = region or self.region
+        return self
 
-    def create_bucket(self, name: str) -> None:
+    def bucket(self, name: str) -> str:
+        """Create the bucket ``name`` in this region; its name."""
         location: Any = {"LocationConstraint": self.region} if self.region != "us-east-1" else {}
         self.s3.create_bucket(Bucket=name, CreateBucketConfiguration=location)
+        return name
+
+    def upload(self, bucket: str, files: Mapping[str, str | bytes], prefix: str = "") -> None:
+        """Put each ``key: body`` of ``files`` under ``prefix`` (in parallel: thousands for the paging tests)."""
+
+        def put(item: tuple[str, str | bytes]) -> None:
+            key, body = item
+            self.s3.put_object(Bucket=bucket, Key=prefix + key, Body=body.encode() if isinstance(body, str) else body)
+
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(put, files.items()))
 
     def client(self, service: str) -> Any:
         session: Any = boto3.session.Session()

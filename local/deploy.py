@@ -117,7 +117,7 @@ class LocalDeploy:
         queues; stand in for the deploying caller and the function's ARN."""
         bucket = self.stack.one("aws_s3_bucket")
         self.bucket = bucket.args.get("bucket") or f"{bucket.args.get('bucket_prefix', 'bucket-')}{LOCAL_BUCKET_SUFFIX}"
-        self.aws.create_bucket(self.bucket)
+        self.aws.bucket(self.bucket)
         for attribute in ("id", "bucket"):
             self.stack.stand_in(bucket, attribute, self.bucket)
         self.stack.stand_in(bucket, "arn", f"arn:aws:s3:::{self.bucket}")

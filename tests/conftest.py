@@ -10,6 +10,9 @@ import pytest
 from local.pg_binaries import binaries_major, find_bindir, find_client_bindir
 from local.postgres import EmbeddedPostgres
 
+# Fixtures shared across the suites, as plugins (never imported into a conftest).
+pytest_plugins = ["tests.integration.aws"]
+
 
 def pytest_report_header() -> str:
     """Say which PostgreSQL the session runs (PG_VERSION picks the major, default the stack's)."""

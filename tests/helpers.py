@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -20,6 +22,19 @@ class LambdaLoggerHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(self.format(record))
+
+
+def write_files(root: Path, files: Mapping[str, str | bytes]) -> Path:
+    """Write each ``{"db/1_x.up.sql": text or bytes}`` under ``root`` (made if missing); ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for key, body in files.items():
+        path = root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(body, bytes):
+            path.write_bytes(body)
+        else:
+            path.write_text(body, encoding="utf-8")
+    return root
 
 
 def require_major(pg: EmbeddedPostgres, major: int, needs: str) -> None:

@@ -92,14 +92,17 @@ def fingerprint(
     return Fingerprint(tuple(sections))
 
 
+DIFF_CONTEXT = 3
+DIFF_LINES = 400
+"""A differing fingerprint is shown as a unified diff of this much context, cut at this many lines."""
+
+
 def assert_same_fingerprint(
     expected: Fingerprint,
     actual: Fingerprint,
     *,
     expected_label: str = "psql",
     actual_label: str = "engine",
-    context: int = 3,
-    max_lines: int = 400,
 ) -> None:
     """Raise AssertionError with a unified diff when the two fingerprints differ."""
     if expected == actual:
@@ -111,12 +114,12 @@ def assert_same_fingerprint(
             fromfile=expected_label,
             tofile=actual_label,
             lineterm="",
-            n=context,
+            n=DIFF_CONTEXT,
         )
     )
-    shown = diff[:max_lines]
-    if len(diff) > max_lines:
-        shown.append(f"... {len(diff) - max_lines} more diff lines")
+    shown = diff[:DIFF_LINES]
+    if len(diff) > DIFF_LINES:
+        shown.append(f"... {len(diff) - DIFF_LINES} more diff lines")
     raise AssertionError(f"server state after {actual_label} differs from {expected_label}:\n" + "\n".join(shown))
 
 

@@ -130,6 +130,36 @@ class TableKinds(WriterBase):
         quoted = self.rng.random() < 0.08
         name = f"{self.rng.choice(QUOTED_TABLE_WORDS)} {self.m.next_id()}" if quoted else self.fresh(TABLE_WORDS)
         columns = self.new_columns(self.rng.randint(2, 6))
+        table, lines = self.primary_key(schema, name)
+        self.foreign_key(table, columns, lines)
+        for column in columns:
+            lines.append(self.column_sql(column))
+            table.columns.append(column)
+        if self.rng.random() < 0.5:
+            for stamp in ("created_at", "updated_at"):
+                lines.append(f"{stamp} timestamptz NOT NULL DEFAULT now()")
+                table.columns.append(
+                    Column(stamp, "timestamptz", TIMESTAMP, nullable=False, pinned=True, has_default=True)
+                )
+        self.derived_columns(table, name, lines)
+        comment = ""
+        if self.rng.random() < 0.3:
+            comment = "    -- keep the widest columns last; don't reorder (see ADR-12; it's about padding)\n"
+        body = ",\n".join("    " + line for line in lines)
+        exists = "IF NOT EXISTS " if self.rng.random() < 0.3 else ""
+        statements = [f"CREATE TABLE {exists}{self.qt(table)} (\n{comment}{body}\n)"]
+        if self.rng.random() < 0.5:
+            statements.append(f"COMMENT ON TABLE {self.qt(table)} IS {self.sql_text(self.text_value())}")
+        if self.rng.random() < 0.3 and len(table.columns) > 1:
+            column = self.rng.choice(table.columns)
+            statements.append(
+                f"COMMENT ON COLUMN {self.qt(table)}.{ident(column.name)} IS {self.sql_text(self.text_value())}"
+            )
+        self.m.tables.append(table)
+        return Draft(f"create_{slug(name)}", statements, down=f"DROP TABLE IF EXISTS {self.qt(table, qualify=True)};\n")
+
+    def primary_key(self, schema: str, name: str) -> tuple[Table, list[str]]:
+        """A new table with its ``id`` column (bigint or uuid), and the column's line."""
         pk_family = UUID if self.rng.random() < 0.2 else BIGINT
         if pk_family == UUID:
             pk_sql = "id uuid PRIMARY KEY DEFAULT gen_random_uuid()"
@@ -147,7 +177,10 @@ class TableKinds(WriterBase):
             [Column("id", "bigint" if pk_family == BIGINT else "uuid", pk_family, pinned=True)],
             pk_family=pk_family,
         )
-        lines = [pk_sql]
+        return table, [pk_sql]
+
+    def foreign_key(self, table: Table, columns: list[Column], lines: list[str]) -> None:
+        """Half the time, a column referencing an existing table's key."""
         parents = [t for t in self.m.plain_tables() if t.pk_family in (BIGINT, UUID) and t.pk and t.owner is None]
         if parents and self.rng.random() < 0.5:
             parent = self.rng.choice(parents)
@@ -159,18 +192,9 @@ class TableKinds(WriterBase):
             lines.append(f"{ident(fk)} {ptype} REFERENCES {self.qt(parent)} (id) {action}".rstrip())
             column = Column(fk, ptype, BIGINT if ptype == "bigint" else UUID, pinned=True, foreign=parent)
             table.columns.append(column)
-        for column in columns:
-            lines.append(self.column_sql(column))
-            table.columns.append(column)
-        if self.rng.random() < 0.5:
-            lines.append("created_at timestamptz NOT NULL DEFAULT now()")
-            table.columns.append(
-                Column("created_at", "timestamptz", TIMESTAMP, nullable=False, pinned=True, has_default=True)
-            )
-            lines.append("updated_at timestamptz NOT NULL DEFAULT now()")
-            table.columns.append(
-                Column("updated_at", "timestamptz", TIMESTAMP, nullable=False, pinned=True, has_default=True)
-            )
+
+    def derived_columns(self, table: Table, name: str, lines: list[str]) -> None:
+        """Sometimes a generated column, a length check and a column named by a keyword."""
         ints = [c for c in table.columns if c.family == INT]
         texts = [c for c in table.columns if c.family == TEXT]
         if ints and self.rng.random() < 0.4:
@@ -191,21 +215,6 @@ class TableKinds(WriterBase):
         if self.rng.random() < 0.2:
             lines.append('"order" integer NOT NULL DEFAULT 0')
             table.columns.append(Column("order", "integer", INT, nullable=False, has_default=True))
-        comment = ""
-        if self.rng.random() < 0.3:
-            comment = "    -- keep the widest columns last; don't reorder (see ADR-12; it's about padding)\n"
-        body = ",\n".join("    " + line for line in lines)
-        exists = "IF NOT EXISTS " if self.rng.random() < 0.3 else ""
-        statements = [f"CREATE TABLE {exists}{self.qt(table)} (\n{comment}{body}\n)"]
-        if self.rng.random() < 0.5:
-            statements.append(f"COMMENT ON TABLE {self.qt(table)} IS {self.sql_text(self.text_value())}")
-        if self.rng.random() < 0.3 and len(table.columns) > 1:
-            column = self.rng.choice(table.columns)
-            statements.append(
-                f"COMMENT ON COLUMN {self.qt(table)}.{ident(column.name)} IS {self.sql_text(self.text_value())}"
-            )
-        self.m.tables.append(table)
-        return Draft(f"create_{slug(name)}", statements, down=f"DROP TABLE IF EXISTS {self.qt(table, qualify=True)};\n")
 
     def add_columns(self) -> Draft:
         tables = self.m.plain_tables()
@@ -234,6 +243,10 @@ class TableKinds(WriterBase):
         table = self.rng.choice(tables)
         column = self.rng.choice(table.free_columns())
         roll = self.rng.random()
+        return self.reshape_column(table, column, roll) or self.tune_column(table, column, roll)
+
+    def reshape_column(self, table: Table, column: Column, roll: float) -> Draft | None:
+        """Rename, drop, widen or check the column (by ``roll``); None for the rarer changes."""
         qt = self.qt(table)
         if roll < 0.25:
             new = f"{column.name[:20]}_{self.m.next_id()}"
@@ -259,6 +272,11 @@ class TableKinds(WriterBase):
                     f"ALTER TABLE {qt} VALIDATE CONSTRAINT {ident(name)}",
                 ],
             )
+        return None
+
+    def tune_column(self, table: Table, column: Column, roll: float) -> Draft:
+        """Tune the table's storage, give the column a default, or let it be null (by ``roll``)."""
+        qt = self.qt(table)
         if roll < 0.85:
             return Draft(
                 f"tune_{slug(table.name)}",

@@ -132,6 +132,32 @@ class Draft:
     pg_dump_header: bool = False
 
 
+BACKFILL_VALUES = {
+    INT: "({var} % 97)::integer",
+    BIGINT: "{var}::bigint * 1000",
+    NUMERIC: "round(({var} * 1.25)::numeric, 2)",
+    BOOL: "{var} % 2 = 0",
+    JSON: "jsonb_build_object('n', {var}, 'tag', 'x;y', 'quote', 'it''s')",
+    ARRAY: "ARRAY['a', 'b;' || {var}::text]",
+    TIMESTAMP: "timestamptz '2024-01-01 00:00:00+00' + {var} * interval '1 minute'",
+    DATE: "date '2024-01-01' + ({var} % 80)::integer",
+    UUID: "md5({var}::text)::uuid",
+}
+"""A deterministic backfill expression of the series variable ``{var}``, by column family."""
+
+PLAIN_COLUMNS = (
+    (0.3, "text", TEXT, True),
+    (0.42, "integer", INT, True),
+    (0.5, "numeric(12,2)", NUMERIC, False),
+    (0.58, "boolean", BOOL, True),
+    (0.66, "jsonb", JSON, True),
+    (0.72, "text[]", ARRAY, False),
+    (0.8, "timestamptz", TIMESTAMP, False),
+    (0.86, "date", DATE, False),
+)
+"""New columns of a plain type: (roll below which it is chosen, type, family, has a default)."""
+
+
 class WriterBase:
     """Names, literals and values for one database; every kind builds on these."""
 
@@ -182,28 +208,10 @@ class WriterBase:
         if family in (TEXT, CITEXT):
             prefix = self.rng.choice(["row ", "it''s; ", "café ☕ ", "semi;colon ", "$$ "])
             return f"'{prefix}' || {var}::text"
-        if family == INT:
-            return f"({var} % 97)::integer"
-        if family == BIGINT:
-            return f"{var}::bigint * 1000"
-        if family == NUMERIC:
-            return f"round(({var} * 1.25)::numeric, 2)"
-        if family == BOOL:
-            return f"{var} % 2 = 0"
-        if family == JSON:
-            return f"jsonb_build_object('n', {var}, 'tag', 'x;y', 'quote', 'it''s')"
-        if family == ARRAY:
-            return f"ARRAY['a', 'b;' || {var}::text]"
-        if family == TIMESTAMP:
-            return f"timestamptz '2024-01-01 00:00:00+00' + {var} * interval '1 minute'"
-        if family == DATE:
-            return f"date '2024-01-01' + ({var} % 80)::integer"
-        if family == UUID:
-            return f"md5({var}::text)::uuid"
         if family == ENUM and column.enum is not None:
             labels = column.enum.labels
             return f"({literal(labels[0])})::{self.q(column.enum.schema, column.enum.name)}"
-        raise AssertionError(family)
+        return BACKFILL_VALUES[family].format(var=var)
 
     # -- building blocks ---------------------------------------------------------------
 
@@ -219,22 +227,10 @@ class WriterBase:
                 continue
             used.add(word)
             roll = self.rng.random()
-            if roll < 0.3:
-                columns.append(Column(word, "text", TEXT, has_default=True))
-            elif roll < 0.42:
-                columns.append(Column(word, "integer", INT, has_default=True))
-            elif roll < 0.5:
-                columns.append(Column(word, "numeric(12,2)", NUMERIC))
-            elif roll < 0.58:
-                columns.append(Column(word, "boolean", BOOL, has_default=True))
-            elif roll < 0.66:
-                columns.append(Column(word, "jsonb", JSON, has_default=True))
-            elif roll < 0.72:
-                columns.append(Column(word, "text[]", ARRAY))
-            elif roll < 0.8:
-                columns.append(Column(word, "timestamptz", TIMESTAMP))
-            elif roll < 0.86:
-                columns.append(Column(word, "date", DATE))
+            plain = next((kind for kind in PLAIN_COLUMNS if roll < kind[0]), None)
+            if plain is not None:
+                _, sql_type, family, has_default = plain
+                columns.append(Column(word, sql_type, family, has_default=has_default))
             elif roll < 0.92 and self.m.enums:
                 enum = self.rng.choice(self.m.enums)
                 columns.append(Column(word, self.q(enum.schema, enum.name), ENUM, enum=enum, has_default=True))

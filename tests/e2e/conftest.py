@@ -32,17 +32,9 @@ def stack(stack_file: Path) -> SynthesizedStack:
     return SynthesizedStack(stack_file)  # fresh stand-in values per test
 
 
-@pytest.fixture(scope="session")
-def local_aws_server() -> Iterator[LocalAws]:
-    with LocalAws("eu-west-1") as aws:
-        yield aws
-
-
 @pytest.fixture
-def local_aws(local_aws_server: LocalAws, stack: SynthesizedStack) -> LocalAws:
-    local_aws_server.reset()
-    local_aws_server.region = stack.region()
-    return local_aws_server
+def local_aws(moto_server: LocalAws, stack: SynthesizedStack) -> LocalAws:
+    return moto_server.reset(stack.region())
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +72,7 @@ def set_reserved_concurrency(stack: SynthesizedStack, reserved: int | None) -> N
 
 
 @pytest.fixture
-def deployed(
+def deployed(  # noqa: PLR0913, RUF100  pytest passes each fixture and parameter by name
     stack: SynthesizedStack,
     pg: EmbeddedPostgres,
     local_aws: LocalAws,

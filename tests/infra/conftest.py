@@ -21,7 +21,7 @@ from infra.config import StackConfig
 from infra.packaging import BuildResult, build_package
 from infra.stack import synthesize
 from main import load_config
-from tests.integration.aws import aws, moto_endpoint  # noqa: F401  (fixtures of the replay test)
+from tests.helpers import write_files
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,11 +55,7 @@ class Synth:
 
 @pytest.fixture(scope="session")
 def migrations_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("migrations")
-    for key, text in MIGRATIONS.items():
-        (folder / key).parent.mkdir(parents=True, exist_ok=True)
-        (folder / key).write_text(text, encoding="utf-8")
-    return folder
+    return write_files(tmp_path_factory.mktemp("migrations"), MIGRATIONS)
 
 
 @pytest.fixture(scope="session")

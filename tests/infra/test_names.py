@@ -58,7 +58,7 @@ def test_every_literal_name_in_the_stack_is_one_the_config_checks(synths: dict[s
 
 def test_the_longest_accepted_name_synthesizes_names_within_every_limit(synthesize_with: SynthesizeWith) -> None:
     stack = synthesize_with(name=LONGEST_NAME)
-    limits = {rule.render(LONGEST_NAME, postgres_family("16")): rule.limit for rule in NAME_RULES}
+    limits = {rule.render(LONGEST_NAME, postgres_family("16")): rule.kind.limit for rule in NAME_RULES}
     found = literal_names(stack)
     assert set(found.values()) <= set(limits)
     assert all(len(value) <= limits[value] for value in found.values())
@@ -68,13 +68,16 @@ def test_the_longest_accepted_name_synthesizes_names_within_every_limit(synthesi
 
 @pytest.mark.parametrize("rule", NAME_RULES, ids=lambda rule: rule.label)
 def test_each_derived_name_is_refused_one_character_past_its_limit_naming_it(rule: NameRule) -> None:
-    fits = rule.limit - overhead(rule)
+    fits = rule.kind.limit - overhead(rule)
     for length in (fits - 1, fits):
         assert list(name_problems(name_of_length(length), rules=[rule])) == [], length
     for length in (fits + 1, fits + 2):
         (problem,) = name_problems(name_of_length(length), rules=[rule])
         assert rule.label in problem
-        assert f"would be {length + overhead(rule)} characters (AWS limit {rule.limit}: {rule.source})" in problem
+        assert (
+            f"would be {length + overhead(rule)} characters (AWS limit {rule.kind.limit}: {rule.kind.source})"
+            in problem
+        )
         assert f"Fix: use a name of at most {fits} characters" in problem
 
 

@@ -22,15 +22,13 @@ from .conftest import Synth
 
 
 @pytest.fixture
-def replay(synth: Synth, pg: EmbeddedPostgres) -> Iterator[LocalDeploy]:
+def replay(synth: Synth, pg: EmbeddedPostgres, moto_server: LocalAws) -> Iterator[LocalDeploy]:
     stack = SynthesizedStack(synth.stack_dir / "cdk.tf.json")
-    with LocalAws(stack.region()) as aws:
-        aws.reset()
-        deploy = LocalDeploy(stack, pg, aws)
-        deploy.provision()
-        yield deploy
-        print(deploy.note or "the synthesized zip ran under python3.12")
-        deploy.close()
+    deploy = LocalDeploy(stack, pg, moto_server.reset(stack.region()))
+    deploy.provision()
+    yield deploy
+    print(deploy.note or "the synthesized zip ran under python3.12")
+    deploy.close()
 
 
 def test_synthesized_objects_environment_and_input_migrate_a_real_database(

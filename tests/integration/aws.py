@@ -1,111 +1,45 @@
-"""AWS stand-ins for the integration tests: a moto server on 127.0.0.1, and the Lambda context.
+"""AWS stand-ins for the tests (a pytest plugin, registered in tests/conftest.py).
 
-``moto_endpoint`` starts one moto server per session; ``aws`` points the standard AWS
-environment variables at it (so boto3 in the code under test and in a subprocess
-reach it through ``AWS_ENDPOINT_URL``), with fake credentials, and resets its state.
+``moto_server`` is the local deploy's own stand-in (``local.aws.LocalAws``), one per
+session; ``aws`` resets it and points the standard AWS environment variables at it (so
+boto3 in the code under test and in a subprocess reach it through ``AWS_ENDPOINT_URL``).
 ``unanswering_endpoint`` and ``refusing_endpoint`` stand for an S3 the function cannot
 reach: a listener that accepts and never answers, and a port where nothing listens.
+The Lambda context is the local runtime's (``local.lambda_runtime.Context``).
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from collections.abc import Iterator
+from typing import Final
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
-from local.aws import reset_moto
+from local.aws import LocalAws
 from local.net import free_port
 
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
-    from mypy_boto3_secretsmanager import SecretsManagerClient
-
-__all__ = ["Aws", "FakeContext", "aws", "moto_endpoint", "refusing_endpoint", "unanswering_endpoint"]
+__all__ = ["REGION", "aws", "moto_server", "refusing_endpoint", "unanswering_endpoint"]
 
 REGION: Final = "eu-west-1"
-FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-
-
-@dataclass
-class Aws:
-    """The moto server as the code under test sees it, with clients for the test's own setup."""
-
-    endpoint: str
-    environ: dict[str, str]
-    s3: S3Client
-    secretsmanager: SecretsManagerClient
-
-    def bucket(self, name: str) -> str:
-        self.s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
-        return name
-
-    def upload(self, bucket: str, files: Mapping[str, str | bytes], prefix: str = "") -> None:
-        def put(item: tuple[str, str | bytes]) -> None:
-            key, body = item
-            self.s3.put_object(Bucket=bucket, Key=prefix + key, Body=body.encode() if isinstance(body, str) else body)
-
-        with ThreadPoolExecutor(16) as pool:
-            list(pool.map(put, files.items()))
-
-
-@dataclass
-class FakeContext:
-    """The attributes of the Lambda context object the handler reads."""
-
-    function_name: str = "acme-dbmigrate"
-    aws_request_id: str = "4f2a7c1e-0000-4000-8000-000000000001"
-    remaining_ms: int = 300_000
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:acme-dbmigrate"
-    memory_limit_in_mb: int = 256
-    calls: list[int] = field(default_factory=list)
-
-    def get_remaining_time_in_millis(self) -> int:
-        self.calls.append(self.remaining_ms)
-        return self.remaining_ms
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """``http://127.0.0.1:<port>`` of a moto server that lives for the session."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+def moto_server() -> Iterator[LocalAws]:
+    """A moto server on 127.0.0.1 that lives for the session (reset it before use)."""
+    with LocalAws(REGION) as server:
+        yield server
 
 
 @pytest.fixture
-def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Aws:
+def aws(moto_server: LocalAws, monkeypatch: pytest.MonkeyPatch) -> LocalAws:
     """A clean moto server, and the AWS environment variables pointing at it."""
-    reset_moto(moto_endpoint)
-    environ = {
-        **FAKE_CREDENTIALS,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-        "AWS_ENDPOINT_URL": moto_endpoint,
-        # A developer's own AWS configuration must not leak into the tests.
-        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-    }
+    moto_server.reset(REGION)
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SECRETS_MANAGER"):
         monkeypatch.delenv(name, raising=False)
-    for name, value in environ.items():
+    for name, value in moto_server.environ.items():
         monkeypatch.setenv(name, value)
-    return Aws(
-        moto_endpoint,
-        environ,
-        boto3.client("s3", region_name=REGION, endpoint_url=moto_endpoint),
-        boto3.client("secretsmanager", region_name=REGION, endpoint_url=moto_endpoint),
-    )
+    return moto_server
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import pytest
 from dbmigrate.cli import main
 from local.net import free_port
 from local.postgres import EmbeddedPostgres
+from tests.helpers import write_files
 
 Files = Mapping[str, str]
 
@@ -26,6 +28,12 @@ class CliResult:
     def json(self) -> Any:
         return json.loads(self.out)
 
+    def error(self, code: int = 1) -> dict[str, Any]:
+        """The ``--json`` error document of a run that exited with ``code``."""
+        assert self.code == code, (self.code, self.out, self.err)
+        document: dict[str, Any] = self.json()
+        return document
+
 
 @pytest.fixture
 def refusing_port() -> int:
@@ -36,17 +44,7 @@ def refusing_port() -> int:
 @pytest.fixture
 def write_migrations(tmp_path: Path) -> Callable[[Files], Path]:
     """Write ``{"db/1_x.up.sql": sql}`` under a fresh folder and return the folder."""
-    root = tmp_path / "migrations"
-
-    def write(files: Files) -> Path:
-        for key, text in files.items():
-            path = root / key
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-        root.mkdir(exist_ok=True)
-        return root
-
-    return write
+    return functools.partial(write_files, tmp_path / "migrations")
 
 
 @pytest.fixture
@@ -61,7 +59,3 @@ def cli(pg: EmbeddedPostgres, capsys: pytest.CaptureFixture[str]) -> Callable[..
         return CliResult(code, captured.out, captured.err)
 
     return run
-
-
-# AWS stand-ins (moto server on 127.0.0.1, unreachable endpoints) live in aws.py.
-from tests.integration.aws import aws, moto_endpoint, refusing_endpoint, unanswering_endpoint  # noqa: E402, F401

@@ -13,6 +13,8 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
+from tests.helpers import write_files
+
 SECRET = "s3cret pass@word%"
 FORMS = [
     SECRET,
@@ -48,10 +50,7 @@ def assert_no_secret(done: subprocess.CompletedProcess[str]) -> None:
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    root = tmp_path / "migrations"
-    (root / "projectdb").mkdir(parents=True)
-    (root / "projectdb" / "1_a.up.sql").write_text("SELECT 1;\n")
-    return root
+    return write_files(tmp_path / "migrations", {"projectdb/1_a.up.sql": "SELECT 1;\n"})
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from tests.conftest import reset_cluster
 from tests.corpus.generator import generate
 from tests.corpus.oracle import apply_with_psql, ordered_files
 from tests.corpus.schema import Fingerprint, assert_same_fingerprint, fingerprint
+from tests.helpers import write_files
 
 TRICKY = Path(__file__).resolve().parents[1] / "corpus" / "tricky"
 TRICKY_CASES = sorted(TRICKY.glob("*.sql"))
@@ -202,12 +203,14 @@ def test_tricky_file_ends_in_the_same_state_as_psql(pg: EmbeddedPostgres, tmp_pa
     needs = NEEDS_MAJOR.search(case.read_text().splitlines()[0])
     if needs and pg.major < int(needs["major"]):
         pytest.skip(f"{case.name} needs PostgreSQL {needs['major']}+ (the server is {pg.major})")
-    root = tmp_path / "migrations"
-    (root / "postgres").mkdir(parents=True)
-    (root / "trickydb").mkdir()
-    (root / "postgres" / "1_setup.up.sql").write_text(TRICKY_SETUP)
-    (root / "trickydb" / f"1_{case.stem}.up.sql").write_bytes(case.read_bytes())
-    (root / "trickydb" / "2_next_file.up.sql").write_text(NEXT_FILE)
+    root = write_files(
+        tmp_path / "migrations",
+        {
+            "postgres/1_setup.up.sql": TRICKY_SETUP,
+            f"trickydb/1_{case.stem}.up.sql": case.read_bytes(),
+            "trickydb/2_next_file.up.sql": NEXT_FILE,
+        },
+    )
     expected, actual = psql_then_engine(pg, root)
     assert_same_fingerprint(expected, actual)
 

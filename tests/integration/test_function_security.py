@@ -19,9 +19,10 @@ from psycopg2 import sql
 from dbmigrate.errors import ConfigError, DatabaseConnectError
 from environment import VARIABLES
 from handler import handler
+from local.aws import LocalAws
+from local.lambda_runtime import Context
 from local.postgres import EmbeddedPostgres
 from tests.helpers import query, tables
-from tests.integration.aws import Aws, FakeContext
 
 BUCKET = "acme-secure-migrations"
 PREFIX = "migrations/"
@@ -34,7 +35,7 @@ DOWN = {"action": "down", "database": "app", "to": 0}
 
 
 @pytest.fixture
-def deployed(aws: Aws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch) -> Aws:
+def deployed(aws: LocalAws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch) -> LocalAws:
     """The function's bucket with the files, and the environment the stack sets (no credentials yet)."""
     for name in VARIABLES:
         monkeypatch.delenv(name, raising=False)
@@ -51,7 +52,7 @@ def deployed(aws: Aws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch) ->
     return aws
 
 
-def role_secret(aws: Aws, pg: EmbeddedPostgres, name: str, *attributes: str) -> str:
+def role_secret(aws: LocalAws, pg: EmbeddedPostgres, name: str, *attributes: str) -> str:
     """A login role on the server with ``attributes`` and its secret in the RDS-managed format."""
     password = f"{name}-pw:/@?"
     conn = psycopg2.connect(pg.dsn("postgres"))
@@ -70,11 +71,11 @@ def role_secret(aws: Aws, pg: EmbeddedPostgres, name: str, *attributes: str) -> 
 
 
 def invoke(payload: dict[str, Any]) -> dict[str, Any]:
-    return handler(payload, FakeContext())
+    return handler(payload, Context())
 
 
 def test_down_is_refused_by_default_and_names_the_setting(
-    deployed: Aws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+    deployed: LocalAws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", pg.url())
     invoke({"action": "migrate"})
@@ -88,7 +89,7 @@ def test_down_is_refused_by_default_and_names_the_setting(
 
 
 def test_down_runs_when_the_stack_enables_it(
-    deployed: Aws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+    deployed: LocalAws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", pg.url())
     monkeypatch.setenv("ALLOW_DOWN", "true")
@@ -99,7 +100,7 @@ def test_down_runs_when_the_stack_enables_it(
 
 
 def test_a_malformed_allow_down_is_a_config_error(
-    deployed: Aws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+    deployed: LocalAws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", pg.url())
     monkeypatch.setenv("ALLOW_DOWN", "yes please")
@@ -108,7 +109,7 @@ def test_a_malformed_allow_down_is_a_config_error(
 
 
 def test_a_migration_role_with_createdb_creates_and_owns_what_it_migrates(
-    deployed: Aws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+    deployed: LocalAws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DB_SECRET_ARN", role_secret(deployed, pg, "migrator", "CREATEDB"))
     result = invoke({"action": "migrate"})
@@ -121,7 +122,7 @@ def test_a_migration_role_with_createdb_creates_and_owns_what_it_migrates(
 
 
 def test_a_migration_role_without_createdb_fails_on_the_root_file_and_says_so(
-    deployed: Aws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+    deployed: LocalAws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DB_SECRET_ARN", role_secret(deployed, pg, "reader"))
     with pytest.raises(Exception, match="permission denied to create database") as failed:
@@ -135,7 +136,7 @@ def _databases(pg: EmbeddedPostgres) -> list[str]:
 
 
 def test_verify_full_against_the_servers_own_ca_migrates(
-    deployed: Aws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+    deployed: LocalAws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DB_SECRET_ARN", role_secret(deployed, pg, "migrator", "CREATEDB"))
     monkeypatch.setenv("DB_SSLMODE", "verify-full")
@@ -146,7 +147,7 @@ def test_verify_full_against_the_servers_own_ca_migrates(
 
 
 def test_verify_full_with_the_wrong_ca_fails_fast_naming_tls_verification(
-    deployed: Aws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    deployed: LocalAws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     with EmbeddedPostgres() as other:  # another server's CA: a valid bundle that did not sign ours
         wrong_ca = tmp_path / "wrong-ca.pem"
@@ -171,8 +172,13 @@ def test_verify_full_with_the_wrong_ca_fails_fast_naming_tls_verification(
     ("bundle", "expected"),
     [("missing.pem", "no CA certificates can be read"), ("not-pem.txt", "no CA certificates can be read")],
 )
-def test_a_missing_or_unreadable_ca_bundle_is_a_config_error_before_connecting(
-    deployed: Aws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, bundle: str, expected: str
+def test_a_missing_or_unreadable_ca_bundle_is_a_config_error_before_connecting(  # noqa: PLR0913, RUF100  pytest passes each fixture and parameter by name
+    deployed: LocalAws,
+    pg: EmbeddedPostgres,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    bundle: str,
+    expected: str,
 ) -> None:
     (tmp_path / "not-pem.txt").write_text("hello\n")
     monkeypatch.setenv("DATABASE_URL", pg.url())
@@ -183,7 +189,7 @@ def test_a_missing_or_unreadable_ca_bundle_is_a_config_error_before_connecting(
 
 
 def test_verify_full_without_a_bundle_is_a_config_error(
-    deployed: Aws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+    deployed: LocalAws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", pg.url())
     monkeypatch.setenv("DB_SSLMODE", "verify-full")

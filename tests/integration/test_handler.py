@@ -27,9 +27,10 @@ from environment import VARIABLES
 from events import DEPLOYED_SKIP
 from handler import handler
 from jsonlog import JsonFormatter
+from local.aws import LocalAws
+from local.lambda_runtime import Context
 from local.postgres import EmbeddedPostgres
-from tests.helpers import history, query, tables
-from tests.integration.aws import Aws, FakeContext
+from tests.helpers import history, query, tables, write_files
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 BUCKET = "acme-dbmigrate-migrations"  # the bucket of the event fixtures
@@ -50,7 +51,7 @@ def event(name: str) -> dict[str, Any]:
 class Function:
     """The deployed function as a test sees it: its bucket, its environment, and a way to invoke it."""
 
-    aws: Aws
+    aws: LocalAws
     pg: EmbeddedPostgres
     monkeypatch: pytest.MonkeyPatch
     caplog: pytest.LogCaptureFixture
@@ -62,8 +63,8 @@ class Function:
         for name, value in variables.items():
             self.monkeypatch.setenv(name, value)
 
-    def invoke(self, payload: dict[str, Any] | str, context: FakeContext | None = None) -> dict[str, Any]:
-        return handler(event(payload) if isinstance(payload, str) else payload, context or FakeContext())
+    def invoke(self, payload: dict[str, Any] | str, context: Context | None = None) -> dict[str, Any]:
+        return handler(event(payload) if isinstance(payload, str) else payload, context or Context())
 
     def log_lines(self) -> list[str]:
         """Every record logged so far, as the function's JSON log lines."""
@@ -73,7 +74,7 @@ class Function:
 
 @pytest.fixture
 def function(
-    aws: Aws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    aws: LocalAws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> Iterator[Function]:
     """The function's environment as the stack sets it (credentials as DATABASE_URL), and its bucket."""
     for name in VARIABLES:
@@ -209,7 +210,7 @@ def test_an_unknown_action_fails_the_invocation(function: Function) -> None:
 
 
 def test_applied_files_record_the_function_that_applied_them(function: Function, pg: EmbeddedPostgres) -> None:
-    function.invoke("invoke_migrate.json", FakeContext(function_name="acme-dbmigrate-prod"))
+    function.invoke("invoke_migrate.json", Context(function_name="acme-dbmigrate-prod"))
     rows = query(pg, "projectdb", "SELECT applied_by, etag FROM dbmigrate.history")
     assert rows == [
         (
@@ -305,7 +306,7 @@ def test_a_run_short_of_time_stops_before_the_next_file_and_says_what_is_left(
 ) -> None:
     function.setenv(MIN_TIME_LEFT_S="30")
     with pytest.raises(DeadlineError) as caught:
-        function.invoke("invoke_migrate.json", FakeContext(remaining_ms=12_000))
+        function.invoke("invoke_migrate.json", Context(timeout_s=12))
     assert "stopped before postgres/202401010000_create_projectdb.up.sql: 12 s left" in str(caught.value)
     assert caught.value.details["not_started"] == [202401010000]
     assert query(pg, "postgres", "SELECT 1 FROM pg_database WHERE datname = 'projectdb'") == []
@@ -472,10 +473,7 @@ def test_progress_is_logged_as_one_json_object_per_file(function: Function) -> N
 
 def remote(function: Function, folder: Path, files: dict[str, str]) -> dict[str, Any]:
     """``dbmigrate plan --function`` on ``files``, its invoke going straight to the handler."""
-    for key, text in files.items():
-        (folder / key).parent.mkdir(parents=True, exist_ok=True)
-        (folder / key).write_text(text)
-    return remote_plan(LocalSource(folder), function.invoke)
+    return remote_plan(LocalSource(write_files(folder, files)), function.invoke)
 
 
 def test_remote_plan_lists_what_would_be_applied_before_anything_is_uploaded(

@@ -17,8 +17,9 @@ import pytest
 from dbmigrate.errors import ConfigError, DatabaseConnectError, MigrationError
 from environment import VARIABLES
 from handler import handler
+from local.aws import LocalAws
+from local.lambda_runtime import Context
 from tests.helpers import LambdaLoggerHandler
-from tests.integration.aws import Aws, FakeContext
 
 BUCKET = "acme-dbmigrate-migrations"
 SECRET = "hunter2 100%@home"
@@ -27,7 +28,7 @@ FORMS = [SECRET, ENCODED, quote_plus(SECRET, safe=""), quote(SECRET), SECRET.rep
 
 
 @pytest.fixture
-def runtime(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[LambdaLoggerHandler]:
+def runtime(aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> Iterator[LambdaLoggerHandler]:
     for name in VARIABLES:
         monkeypatch.delenv(name, raising=False)
     aws.bucket(BUCKET)
@@ -46,7 +47,7 @@ def runtime(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[LambdaLoggerH
 
 def failure(event: dict[str, Any]) -> MigrationError:
     with pytest.raises(MigrationError) as caught:
-        handler(event, FakeContext())
+        handler(event, Context())
     return caught.value
 
 
@@ -81,7 +82,7 @@ def test_a_malformed_database_url_fails_the_invocation_naming_the_problem_not_th
 
 
 def test_a_secret_password_with_spaces_and_percent_never_appears_when_the_connection_fails(
-    runtime: LambdaLoggerHandler, aws: Aws, monkeypatch: pytest.MonkeyPatch, refusing_port: int
+    runtime: LambdaLoggerHandler, aws: LocalAws, monkeypatch: pytest.MonkeyPatch, refusing_port: int
 ) -> None:
     arn = aws.secretsmanager.create_secret(
         Name="rds!db-1", SecretString=json.dumps({"username": "admin", "password": SECRET})

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 from infra.packaging import Target, build_package
-from local.function import link_boto3
+from local.aws import LocalAws
+from local.function import RUNTIME_SCRIPT, link_boto3
 from local.postgres import EmbeddedPostgres
 from tests.helpers import history, tables
-from tests.integration.aws import Aws
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "acme-dbmigrate-migrations"
@@ -37,15 +37,14 @@ MIGRATIONS = {
 # Runs inside the unpacked package, as the runtime would: import handler, call it, print the result.
 INVOKE = """
 import json, sys
+import importlib.util
 sys.path[:0] = sys.argv[1:3]
 import handler, psycopg2, pglast
-class Context:
-    function_name = "acme-dbmigrate"
-    aws_request_id = "smoke-test"
-    def get_remaining_time_in_millis(self):
-        return 300_000
+spec = importlib.util.spec_from_file_location("lambda_runtime", sys.argv[4])  # the stand-in's context
+runtime = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(runtime)
 print(json.dumps({"imported_from": [m.__file__ for m in (handler, psycopg2, pglast)], "python": sys.version_info[:2]}))
-print(json.dumps({"result": handler.handler(json.loads(sys.argv[3]), Context())}))
+print(json.dumps({"result": handler.handler(json.loads(sys.argv[3]), runtime.Context())}))
 """
 
 
@@ -89,7 +88,7 @@ def invoke(
     python, task, runtime = unpacked
     clean = {name: value for name, value in os.environ.items() if name in ("PATH", "HOME", "LANG", "TZ")}
     return subprocess.run(
-        [python, "-I", "-S", "-c", INVOKE, str(task), str(runtime), json.dumps(event)],
+        [python, "-I", "-S", "-c", INVOKE, str(task), str(runtime), json.dumps(event), str(RUNTIME_SCRIPT)],
         cwd=task,
         env={**clean, **env},
         capture_output=True,
@@ -100,7 +99,7 @@ def invoke(
 
 
 @pytest.fixture
-def function_env(aws: Aws, pg: EmbeddedPostgres) -> dict[str, str]:
+def function_env(aws: LocalAws, pg: EmbeddedPostgres) -> dict[str, str]:
     """The environment the stack gives the function, with the RDS-style secret in moto."""
     aws.bucket(BUCKET)
     aws.upload(BUCKET, MIGRATIONS, "migrations/")
@@ -138,7 +137,7 @@ def test_the_unpacked_zip_applies_migrations_under_the_runtime_python(
 
 
 def test_a_failing_migration_fails_the_packaged_function_naming_the_file(
-    unpacked: tuple[str, Path, Path], function_env: dict[str, str], aws: Aws, pg: EmbeddedPostgres
+    unpacked: tuple[str, Path, Path], function_env: dict[str, str], aws: LocalAws, pg: EmbeddedPostgres
 ) -> None:
     assert invoke(unpacked, {"action": "migrate"}, function_env).returncode == 0
     aws.upload(BUCKET, {"projectdb/202401010300_broken.up.sql": "SELECT 1;\nSELECT nope FROM users;\n"}, "migrations/")

@@ -93,13 +93,14 @@ def test_a_run_gives_up_waiting_for_the_lock_after_its_bound_and_names_the_holde
 ) -> None:
     root = write_migrations(counted_files())
     started = time.monotonic()
-    result = cli("up", "--dir", str(root), "--lock-wait", "1")
+    result = cli("up", "--dir", str(root), "--lock-wait", "1", "--json")
     elapsed = time.monotonic() - started
 
-    assert result.code == 1
+    error = result.error()
     assert elapsed < 5
-    assert f"pid {lock_held_elsewhere} (someone-else" in result.err
-    assert "gave up after 1." in result.err and "--lock-wait" in result.err
+    assert error["error"] == "LockTimeoutError"
+    assert error["holder"].startswith(f"pid {lock_held_elsewhere} (someone-else"), error
+    assert "gave up after 1." in error["message"] and "--lock-wait" in error["hint"]
     assert query(pg, "postgres", "SELECT count(*) FROM pg_database WHERE datname = 'appdb'") == [(0,)]
 
 

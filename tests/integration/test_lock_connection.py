@@ -129,7 +129,7 @@ def lock_held_by_function(pg: EmbeddedPostgres, main_database: str) -> Iterator[
 
 
 @pytest.mark.parametrize("how", ["flag", "environment"])
-def test_the_cli_takes_the_functions_lock_when_given_its_root_database(
+def test_the_cli_takes_the_functions_lock_when_given_its_root_database(  # noqa: PLR0913, RUF100  pytest passes each fixture and parameter by name
     pg: EmbeddedPostgres,
     cli: Callable[..., CliResult],
     write_migrations: Write,
@@ -138,7 +138,7 @@ def test_the_cli_takes_the_functions_lock_when_given_its_root_database(
     how: str,
 ) -> None:
     root = write_migrations({"main/1_a.up.sql": "CREATE TABLE a ();"})
-    args = ["up", "--dir", str(root), "--lock-wait", "1"]
+    args = ["up", "--dir", str(root), "--lock-wait", "1", "--json"]
     if how == "flag":
         args += ["--root-database", "main"]
     else:
@@ -146,8 +146,9 @@ def test_the_cli_takes_the_functions_lock_when_given_its_root_database(
 
     result = cli(*args)
 
-    assert result.code == 1, result.err
-    assert f"pid {lock_held_by_function} (the-function" in result.err
+    error = result.error()
+    assert error["error"] == "LockTimeoutError"
+    assert error["holder"].startswith(f"pid {lock_held_by_function} (the-function"), error
     assert tables(pg, "main") == []
 
 

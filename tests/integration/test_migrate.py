@@ -77,15 +77,15 @@ def test_edited_applied_file_is_refused_and_named_with_both_checksums(
     (root / "appdb/1_users.up.sql").write_text("CREATE TABLE users (id bigint);\n")
     write_migrations({"appdb/2_more.up.sql": "CREATE TABLE more ();"})
 
-    result = cli("up", "--dir", str(root))
+    result = cli("up", "--dir", str(root), "--json")
 
     assert result.code == 1
-    message = result.err
-    assert "appdb/1_users.up.sql" in message
+    error = result.json()
+    assert (error["error"], error["file"]) == ("ChecksumMismatchError", "appdb/1_users.up.sql")
     (applied_checksum,) = query(pg, "appdb", "SELECT checksum FROM dbmigrate.history WHERE version = 1")[0]
-    assert applied_checksum in message
-    assert hashlib.sha256(b"CREATE TABLE users (id bigint);\n").hexdigest() in message
-    assert "new migration" in message and "repair" in message
+    assert error["applied_checksum"] == applied_checksum
+    assert error["current_checksum"] == hashlib.sha256(b"CREATE TABLE users (id bigint);\n").hexdigest()
+    assert "new migration" in error["hint"] and "repair" in error["hint"]
     assert "more" not in tables(pg, "appdb")
 
 
@@ -103,11 +103,16 @@ def test_broken_sql_in_file_k_keeps_earlier_files_leaves_no_trace_and_runs_nothi
         }
     )
 
-    result = cli("up", "--dir", str(root))
+    result = cli("up", "--dir", str(root), "--json")
 
     assert result.code == 1
-    assert "appdb/3_c.up.sql:5:" in result.err
-    assert 'invalid input syntax for type integer: "not a number"' in result.err
+    error = result.json()
+    assert (error["error"], error["file"], error["line"], error["sqlstate"]) == (
+        "SqlError",
+        "appdb/3_c.up.sql",
+        5,
+        "22P02",
+    )
     assert history(pg, "appdb") == [(1, "applied"), (2, "applied")]
     assert tables(pg, "appdb") == ["a", "b"]
 
@@ -139,17 +144,22 @@ def test_failure_inside_a_file_that_runs_in_autocommit_is_recorded_and_blocks_fu
         }
     )
 
-    first = cli("up", "--dir", str(root))
-    assert first.code == 1
-    assert "appdb/2_idx.up.sql:2:" in first.err
-    assert "statement 1 (line 1) had already run" in first.err
-    assert "repair" in first.err
+    first = cli("up", "--dir", str(root), "--json")
+    error = first.error()
+    assert (error["error"], error["file"], error["line"]) == ("PartialMigrationError", "appdb/2_idx.up.sql", 2)
+    assert (error["statements_done"], error["statements_total"]) == (1, 2)
+    assert "repair" in error["hint"]
     assert history(pg, "appdb") == [(1, "applied"), (2, "partial")]
     assert "later" not in tables(pg, "appdb")
 
-    second = cli("up", "--dir", str(root))
-    assert second.code == 1
-    assert "did not finish (partial: statements 1-1 of 2 ran" in second.err
+    second = cli("up", "--dir", str(root), "--json")
+    error = second.error()
+    assert (error["error"], error["file"], error["statements_done"], error["statements_total"]) == (
+        "PartialMigrationError",
+        "appdb/2_idx.up.sql",
+        1,
+        2,
+    )
     assert "later" not in tables(pg, "appdb")
 
 
@@ -157,9 +167,9 @@ def test_autocommit_file_whose_first_statement_fails_leaves_no_trace(
     pg: EmbeddedPostgres, cli: Cli, write_migrations: Write
 ) -> None:
     root = write_migrations({**CREATE_APPDB, "appdb/1_idx.up.sql": "CREATE INDEX CONCURRENTLY i ON missing (x);"})
-    result = cli("up", "--dir", str(root))
-    assert result.code == 1
-    assert 'relation "missing" does not exist' in result.err
+    result = cli("up", "--dir", str(root), "--json")
+    error = result.error()
+    assert (error["error"], error["file"], error["sqlstate"]) == ("SqlError", "appdb/1_idx.up.sql", "42P01")
     assert history(pg, "appdb") == []
 
 
@@ -173,9 +183,14 @@ def test_file_wrapped_in_begin_commit_runs_as_its_one_transaction(
             "appdb/2_bad.up.sql": "BEGIN;\nCREATE TABLE half (id int);\nSELECT 1/0;\nCOMMIT;\n",
         }
     )
-    result = cli("up", "--dir", str(root))
-    assert result.code == 1
-    assert "appdb/2_bad.up.sql:3:" in result.err and "division by zero" in result.err
+    result = cli("up", "--dir", str(root), "--json")
+    error = result.error()
+    assert (error["error"], error["file"], error["line"], error["sqlstate"]) == (
+        "SqlError",
+        "appdb/2_bad.up.sql",
+        3,
+        "22012",
+    )
     assert tables(pg, "appdb") == ["ok"]
     assert history(pg, "appdb") == [(1, "applied")]
 
@@ -193,10 +208,16 @@ def test_bad_names_are_refused_before_anything_is_applied(
             "Robert'); DROP TABLE x;--/1_x.up.sql": "SELECT 1;",
         }
     )
-    result = cli("up", "--dir", str(root))
-    assert result.code == 1
-    for name in ("appdb/1_x.sql", "appdb/abc_x.up.sql", "version 2 is used by several files", "Robert'); DROP"):
-        assert name in result.err
+    result = cli("up", "--dir", str(root), "--json")
+    error = result.error()
+    assert error["error"] == "LayoutError"
+    assert [problem.split(":")[0] for problem in error["problems"]] == [
+        "Robert'); DROP TABLE x;--/1_x.up.sql",
+        "appdb/1_x.sql",
+        "appdb/abc_x.up.sql",
+        "appdb",
+    ]
+    assert "version 2 is used by several files" in error["problems"][3]
     assert query(pg, "postgres", "SELECT count(*) FROM pg_database WHERE datname = 'appdb'") == [(0,)]
 
 
@@ -204,10 +225,10 @@ def test_database_not_created_by_the_root_folder_is_a_clear_error(
     pg: EmbeddedPostgres, cli: Cli, write_migrations: Write
 ) -> None:
     root = write_migrations({"ghostdb/1_a.up.sql": "CREATE TABLE a ();"})
-    result = cli("up", "--dir", str(root))
-    assert result.code == 1
-    assert "database 'ghostdb' does not exist" in result.err
-    assert "postgres/" in result.err and "CREATE DATABASE ghostdb" in result.err
+    result = cli("up", "--dir", str(root), "--json")
+    error = result.error()
+    assert (error["error"], error["database"], error["missing_database"]) == ("DatabaseConnectError", "ghostdb", True)
+    assert "postgres/" in error["hint"] and "CREATE DATABASE ghostdb" in error["hint"]
 
 
 def test_wide_versions_empty_files_and_comment_only_files_are_applied_and_recorded(
@@ -249,9 +270,9 @@ def test_psql_meta_command_is_refused_and_nothing_of_the_file_runs(
     pg: EmbeddedPostgres, cli: Cli, write_migrations: Write
 ) -> None:
     root = write_migrations({**CREATE_APPDB, "appdb/1_a.up.sql": "CREATE TABLE a ();\n\\connect other\n"})
-    result = cli("up", "--dir", str(root))
-    assert result.code == 1
-    assert "appdb/1_a.up.sql:2: psql meta-command \\connect is not SQL" in result.err
+    result = cli("up", "--dir", str(root), "--json")
+    error = result.error()
+    assert (error["error"], error["file"], error["line"]) == ("UnsupportedSqlError", "appdb/1_a.up.sql", 2)
     assert tables(pg, "appdb") == []
 
 
@@ -262,9 +283,10 @@ def test_version_below_the_newest_applied_is_refused_unless_allowed(
     assert cli("up", "--dir", str(root)).code == 0
     write_migrations({"appdb/5_late.up.sql": "CREATE TABLE late ();"})
 
-    refused = cli("up", "--dir", str(root))
-    assert refused.code == 1
-    assert "appdb/5_late.up.sql" in refused.err and "lower than the newest applied version 10" in refused.err
+    refused = cli("up", "--dir", str(root), "--json")
+    error = refused.error()
+    assert (error["error"], error["file"]) == ("OutOfOrderError", "appdb/5_late.up.sql")
+    assert "lower than the newest applied version 10" in error["message"]
     assert "late" not in tables(pg, "appdb")
     assert "allow it explicitly with --allow-out-of-order" in refused.err, "the CLI names its own flag"
 
@@ -312,18 +334,19 @@ def test_new_creates_a_correctly_named_file_after_the_newest_version(
 
 
 def test_missing_database_url_is_a_usage_error(cli: Cli, write_migrations: Write) -> None:
-    result = cli("up", "--dir", str(write_migrations({})), url="")
-    assert result.code == 2
-    assert "no database URL" in result.err
+    result = cli("up", "--dir", str(write_migrations({})), "--json", url="")
+    error = result.error(2)
+    assert error["error"] == "ConfigError" and "--database-url" in error["hint"]
 
 
 def test_unreachable_server_names_host_and_port(cli: Cli, write_migrations: Write) -> None:
     port = free_port()
     root = write_migrations(CREATE_APPDB)
-    result = cli("up", "--dir", str(root), url=f"postgresql://u:secret@127.0.0.1:{port}/{{database}}")
-    assert result.code == 1
-    assert f"127.0.0.1:{port}/postgres" in result.err
-    assert "secret" not in result.err
+    result = cli("up", "--dir", str(root), "--json", url=f"postgresql://u:secret@127.0.0.1:{port}/{{database}}")
+    error = result.error()
+    assert (error["error"], error["database"]) == ("DatabaseConnectError", "postgres")
+    assert f"127.0.0.1:{port}/postgres" in error["message"]
+    assert "secret" not in result.out + result.err
 
 
 def test_set_local_in_a_file_lasts_for_the_file_as_with_golang_migrate_and_flyway(

@@ -19,7 +19,7 @@ import psycopg2
 import pytest
 
 from local.postgres import EmbeddedPostgres
-from tests.helpers import history, query, require_major, tables
+from tests.helpers import history, query, require_major, tables, write_files
 from tests.integration.conftest import CliResult, Files
 
 Cli = Callable[..., CliResult]
@@ -46,7 +46,7 @@ def rows(pg: EmbeddedPostgres, sql: str) -> list[tuple[object, ...]]:
         ("CREATE INDEX CONCURRENTLY first_a ON first (a);\nCREATE TABLE half ();\x00\nCREATE TABLE rest ();", 2, 22),
     ],
 )
-def test_a_nul_byte_is_refused_before_anything_of_the_file_or_the_next_is_sent(
+def test_a_nul_byte_is_refused_before_anything_of_the_file_or_the_next_is_sent(  # noqa: PLR0913, RUF100  pytest passes each fixture and parameter by name
     pg: EmbeddedPostgres, cli: Cli, write_migrations: Write, body: str, line: int, column: int
 ) -> None:
     root = write_migrations(
@@ -525,14 +525,14 @@ def test_applying_another_projects_folder_names_the_different_file_and_applies_n
 ) -> None:
     root = write_migrations({**ROOT, "appdb/1_create_users.up.sql": "CREATE TABLE users ();"})
     assert up(cli, root).code == 0
-    other = tmp_path / "other"
-    for key, text in {
-        **ROOT,
-        "appdb/1_create_invoices.up.sql": "CREATE TABLE invoices ();",
-        "appdb/2_create_lines.up.sql": "CREATE TABLE lines ();",
-    }.items():
-        (other / key).parent.mkdir(parents=True, exist_ok=True)
-        (other / key).write_text(text)
+    other = write_files(
+        tmp_path / "other",
+        {
+            **ROOT,
+            "appdb/1_create_invoices.up.sql": "CREATE TABLE invoices ();",
+            "appdb/2_create_lines.up.sql": "CREATE TABLE lines ();",
+        },
+    )
     result = up(cli, other)
     assert result.code == 1
     error = result.json()

@@ -71,18 +71,24 @@ def test_down_with_a_missing_down_file_undoes_nothing_and_names_the_file(
     root = write_migrations(files)
     assert cli("up", "--dir", str(root)).code == 0
 
-    result = cli("down", "--dir", str(root), "--database", "appdb", "--to", "0")
-    assert result.code == 2
-    assert "no down file for appdb/2_orders.down.sql" in result.err and "nothing was undone" in result.err
+    result = cli("down", "--dir", str(root), "--database", "appdb", "--to", "0", "--json")
+    error = result.error(2)
+    assert (error["error"], error["file"]) == ("ConfigError", "appdb/2_orders.down.sql")
+    assert "nothing was undone" in error["hint"]
     assert history(pg, "appdb") == [(1, "applied"), (2, "applied"), (3, "applied"), (4, "applied")]
 
 
 def test_failing_down_file_leaves_the_version_applied(pg: EmbeddedPostgres, cli: Cli, write_migrations: Write) -> None:
     root = write_migrations({**WITH_DOWNS, "appdb/4_view.down.sql": "DROP VIEW user_orders;\nDROP TABLE nope;\n"})
     assert cli("up", "--dir", str(root)).code == 0
-    result = cli("down", "--dir", str(root), "--database", "appdb", "--to", "3")
-    assert result.code == 1
-    assert "appdb/4_view.down.sql:2:" in result.err and 'table "nope" does not exist' in result.err
+    result = cli("down", "--dir", str(root), "--database", "appdb", "--to", "3", "--json")
+    error = result.error()
+    assert (error["error"], error["file"], error["line"], error["sqlstate"]) == (
+        "SqlError",
+        "appdb/4_view.down.sql",
+        2,
+        "42P01",
+    )
     assert history(pg, "appdb")[-1] == (4, "applied")
     assert query(pg, "appdb", "SELECT count(*) FROM pg_views WHERE viewname = 'user_orders'") == [(1,)]
 
@@ -107,9 +113,10 @@ def test_baseline_then_up_applies_only_later_files(pg: EmbeddedPostgres, cli: Cl
 
 def test_baseline_at_a_version_no_file_has_is_refused(pg: EmbeddedPostgres, cli: Cli, write_migrations: Write) -> None:
     root = write_migrations(WITH_DOWNS)
-    result = cli("baseline", "--dir", str(root), "--database", "appdb", "--version", "7")
-    assert result.code == 2
-    assert "no file of appdb has version 7" in result.err and "1, 2, 3, 4" in result.err
+    result = cli("baseline", "--dir", str(root), "--database", "appdb", "--version", "7", "--json")
+    error = result.error(2)
+    assert (error["error"], error["database"]) == ("ConfigError", "appdb"), error
+    assert "no file of appdb has version 7" in error["message"] and "1, 2, 3, 4" in error["message"]
 
 
 def golang_migrate_database(pg: EmbeddedPostgres, version: int, *, dirty: bool) -> None:
@@ -143,10 +150,14 @@ def test_dirty_golang_migrate_database_is_refused_with_the_version_and_the_way_f
 ) -> None:
     golang_migrate_database(pg, 2, dirty=True)
     root = write_migrations({k: v for k, v in WITH_DOWNS.items() if not k.startswith("postgres/")})
-    result = cli("up", "--dir", str(root))
-    assert result.code == 1
-    assert "dirty at version 2: appdb/2_orders.up.sql failed part way" in result.err
-    assert "UPDATE schema_migrations SET dirty = false" in result.err
+    result = cli("up", "--dir", str(root), "--json")
+    error = result.error()
+    assert (error["error"], error["file"], error["legacy_version"]) == (
+        "LegacyHistoryError",
+        "appdb/2_orders.up.sql",
+        2,
+    )
+    assert "UPDATE schema_migrations SET dirty = false" in error["hint"]
     assert query(pg, "appdb", "SELECT to_regclass('dbmigrate.history') IS NULL") == [(True,)]
 
 
@@ -183,8 +194,10 @@ def test_flyway_history_is_adopted_and_a_failed_flyway_row_is_refused(
         "script varchar(1000), success boolean)",
     )
     query(pg, "appdb", "INSERT INTO flyway_schema_history VALUES (1, '1', 'V1__users.sql', false)")
-    failed = cli("up", "--dir", str(root))
-    assert failed.code == 1 and "Flyway recorded a failed run of version 1 (V1__users.sql)" in failed.err
+    failed = cli("up", "--dir", str(root), "--json")
+    error = failed.error()
+    assert (error["error"], error["database"], error["legacy_version"]) == ("LegacyHistoryError", "appdb", "1")
+    assert "flyway repair" in error["hint"]
 
 
 @pytest.fixture
@@ -208,14 +221,14 @@ def test_ddl_blocked_by_an_application_lock_fails_within_lock_timeout_naming_the
 ) -> None:
     root = write_migrations({"appdb/1_add.up.sql": "CREATE TABLE t ();\nALTER TABLE orders ADD COLUMN note text;\n"})
     started = time.monotonic()
-    result = cli("up", "--dir", str(root), "--lock-timeout", "1")
+    result = cli("up", "--dir", str(root), "--lock-timeout", "1", "--json")
     elapsed = time.monotonic() - started
 
-    assert result.code == 1
+    error = result.error()
     assert elapsed < 10
-    assert "appdb/1_add.up.sql" in result.err and "lock timeout" in result.err
-    assert f"pid {orders_table_busy} (orders-api, idle in transaction" in result.err
-    assert "RowExclusiveLock on orders" in result.err
+    assert (error["error"], error["file"], error["sqlstate"]) == ("SqlError", "appdb/1_add.up.sql", "55P03"), error
+    assert f"pid {orders_table_busy} (orders-api, idle in transaction" in error["message"]
+    assert "RowExclusiveLock on orders" in error["message"]
     assert history(pg, "appdb") == []
     assert tables(pg, "appdb") == ["orders"]
 
@@ -225,10 +238,11 @@ def test_statement_timeout_stops_a_long_statement_and_names_the_setting(
 ) -> None:
     root = write_migrations({**ROOT, "appdb/1_slow.up.sql": "CREATE TABLE t ();\nSELECT pg_sleep(30);\n"})
     started = time.monotonic()
-    result = cli("up", "--dir", str(root), "--statement-timeout", "1")
-    assert result.code == 1
+    result = cli("up", "--dir", str(root), "--statement-timeout", "1", "--json")
     assert time.monotonic() - started < 10
-    assert "statement timeout" in result.err and "statement_timeout" in result.err
+    error = result.error()
+    assert (error["error"], error["file"], error["sqlstate"]) == ("SqlError", "appdb/1_slow.up.sql", "57014"), error
+    assert "statement_timeout" in error["hint"]
     assert history(pg, "appdb") == []
 
 

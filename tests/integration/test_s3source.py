@@ -16,17 +16,26 @@ import pytest
 
 from dbmigrate.errors import SourceError
 from dbmigrate.s3source import CLIENT_CONFIG, S3Source
-from tests.integration.aws import REGION, Aws
+from local.aws import LocalAws
+from tests.integration.aws import REGION
 
 BUCKET = "acme-dbmigrate-migrations"
 
 
 def client(endpoint: str) -> Any:
-    return boto3.client("s3", region_name=REGION, endpoint_url=endpoint, config=CLIENT_CONFIG)
+    """An S3 client for ``endpoint`` with credentials of its own (no test's environment needed)."""
+    return boto3.client(
+        "s3",
+        region_name=REGION,
+        endpoint_url=endpoint,
+        config=CLIENT_CONFIG,
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
 
 
 @pytest.mark.parametrize("prefix", ["migrations", "migrations/", "/migrations/"])
-def test_prefix_may_be_written_with_or_without_slashes(aws: Aws, prefix: str) -> None:
+def test_prefix_may_be_written_with_or_without_slashes(aws: LocalAws, prefix: str) -> None:
     aws.bucket(BUCKET)
     aws.upload(BUCKET, {"migrations/projectdb/1_a.up.sql": "SELECT 1;", "migrations-old/projectdb/2_b.up.sql": "x"})
     source = S3Source(BUCKET, prefix)
@@ -34,7 +43,7 @@ def test_prefix_may_be_written_with_or_without_slashes(aws: Aws, prefix: str) ->
     assert [ref.key for ref in source.list()] == ["projectdb/1_a.up.sql"]
 
 
-def test_no_prefix_means_the_bucket_root(aws: Aws) -> None:
+def test_no_prefix_means_the_bucket_root(aws: LocalAws) -> None:
     aws.bucket(BUCKET)
     aws.upload(BUCKET, {"projectdb/1_a.up.sql": "SELECT 1;"})
     source = S3Source(BUCKET)
@@ -42,7 +51,7 @@ def test_no_prefix_means_the_bucket_root(aws: Aws) -> None:
     assert source.read(source.list()[0].key) == b"SELECT 1;"
 
 
-def test_a_missing_bucket_is_named_with_the_setting_to_fix(aws: Aws) -> None:
+def test_a_missing_bucket_is_named_with_the_setting_to_fix(aws: LocalAws) -> None:
     with pytest.raises(SourceError) as caught:
         S3Source("no-such-bucket-here").list()
     assert "bucket 'no-such-bucket-here' does not exist" in str(caught.value)

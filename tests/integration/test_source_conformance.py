@@ -16,7 +16,7 @@ from dbmigrate.errors import LayoutError, SourceError
 from dbmigrate.model import MigrationRef
 from dbmigrate.s3source import S3Source
 from dbmigrate.sources import LocalSource, MigrationSource
-from tests.integration.aws import Aws
+from local.aws import LocalAws
 
 BUCKET = "conformance-migrations"
 PREFIX = "team/migrations/"
@@ -55,7 +55,7 @@ class FolderStore:
 class BucketStore:
     """Objects under a prefix, beside objects of another prefix that must not be listed."""
 
-    def __init__(self, aws: Aws) -> None:
+    def __init__(self, aws: LocalAws) -> None:
         self.aws = aws
         aws.bucket(BUCKET)
         aws.upload(BUCKET, {"team/migrations-old/projectdb/1_old.up.sql": "SELECT 1;", "README.md": "# hi"})

@@ -11,19 +11,15 @@ from dbmigrate.cli import main
 from dbmigrate.errors import ConfigError
 from dbmigrate.lint import Finding, LintConfig, lint
 from dbmigrate.sources import LocalSource
+from tests.helpers import write_files
 
 USERS = "db/1_users.up.sql"
 
 
-def write(root: Path, files: dict[str, str]) -> Path:
-    for key, text in files.items():
-        (root / key).parent.mkdir(parents=True, exist_ok=True)
-        (root / key).write_text(text)
-    return root
-
-
 def findings(tmp_path: Path, sql: str, config: LintConfig | None = None) -> list[Finding]:
-    root = write(tmp_path, {USERS: "CREATE TABLE users (id int, email text, name text);", "db/2_change.up.sql": sql})
+    root = write_files(
+        tmp_path, {USERS: "CREATE TABLE users (id int, email text, name text);", "db/2_change.up.sql": sql}
+    )
     return [f for f in lint(LocalSource(root), config or LintConfig()) if f.file == "db/2_change.up.sql"]
 
 
@@ -57,7 +53,7 @@ def findings(tmp_path: Path, sql: str, config: LintConfig | None = None) -> list
         ("SELECT 1;\n\\connect other", "unsupported", "error", 2, "psql meta-command \\connect"),
     ],
 )
-def test_each_rule_names_the_file_line_and_the_safe_way(
+def test_each_rule_names_the_file_line_and_the_safe_way(  # noqa: PLR0913, RUF100  pytest passes each fixture and parameter by name
     tmp_path: Path, sql: str, rule: str, severity: str, line: int, message: str
 ) -> None:
     (finding,) = findings(tmp_path, sql)
@@ -110,11 +106,13 @@ def test_a_bad_config_is_refused_naming_what_is_wrong(tmp_path: Path, text: str)
 def test_cli_exits_1_on_errors_0_on_warnings_and_prints_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = write(tmp_path, {USERS: "CREATE TABLE users (id int);", "db/2_x.up.sql": "ALTER TABLE users RENAME TO p;"})
+    root = write_files(
+        tmp_path, {USERS: "CREATE TABLE users (id int);", "db/2_x.up.sql": "ALTER TABLE users RENAME TO p;"}
+    )
     assert main(["lint", "--dir", str(root)]) == 0
     assert "db/2_x.up.sql:1: warning [rename]" in capsys.readouterr().out
 
-    write(root, {"db/3_y.up.sql": "DROP TABLE p;"})
+    write_files(root, {"db/3_y.up.sql": "DROP TABLE p;"})
     assert main(["lint", "--dir", str(root), "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["errors"] == 1

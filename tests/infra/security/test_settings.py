@@ -108,15 +108,13 @@ def test_a_stack_asking_for_a_ca_bundle_refuses_a_package_without_one(
 
 
 @pytest.fixture
-def secure_replay(secure: Synth, pg: EmbeddedPostgres) -> Iterator[LocalDeploy]:
+def secure_replay(secure: Synth, pg: EmbeddedPostgres, moto_server: LocalAws) -> Iterator[LocalDeploy]:
     """The secure stack played locally: its migration role, its verify-full against the local CA."""
     stack = SynthesizedStack(secure.stack_dir / "cdk.tf.json")
-    with LocalAws(stack.region()) as aws:
-        aws.reset()
-        deploy = LocalDeploy(stack, pg, aws)
-        deploy.provision()
-        yield deploy
-        deploy.close()
+    deploy = LocalDeploy(stack, pg, moto_server.reset(stack.region()))
+    deploy.provision()
+    yield deploy
+    deploy.close()
 
 
 def test_local_deploy_migrates_as_the_migration_role_over_verified_tls(
