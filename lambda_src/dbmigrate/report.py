@@ -97,5 +97,14 @@ def _drift(plan: DatabasePlan | None) -> dict[str, Any]:
     state = plan.to_dict()
     return {
         name: state[name]
-        for name in ("exists", "changed", "different", "missing", "out_of_order", "unfinished", "notes")
+        for name in (
+            "pending_files",
+            "exists",
+            "changed",
+            "different",
+            "missing",
+            "out_of_order",
+            "unfinished",
+            "notes",
+        )
     }
