@@ -60,15 +60,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             report = _run(runner, args)
     except MigrationError as exc:
         _print_error(masker.error(exc), as_json=args.json)
-        if isinstance(exc, StoppedError):
-            return EXIT_TERMINATED
-        return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
+        return EXIT_TERMINATED if isinstance(exc, StoppedError) else _exit_code(exc)
     except Exception as exc:  # a bug, or a library's surprise: one masked line, never a traceback
         masked = masker.error(exc)
         text = str(masked) if masked is not exc else f"{type(exc).__name__}: {exc}"
         print(f"error: unexpected {text} (please report this)", file=sys.stderr)
         return EXIT_FAILED
     return _print_result(report.to_dict(), as_json=args.json)
+
+
+def _exit_code(exc: MigrationError) -> int:
+    return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
 
 
 def _run(runner: Runner, args: argparse.Namespace) -> RunReport:

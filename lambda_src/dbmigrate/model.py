@@ -119,14 +119,16 @@ def _classify(entry: Entry) -> _File | str | None:
     parts = entry.key.split("/")
     if any(part.startswith(".") for part in parts):
         return None
-    folder_problem = _folder_problem(entry.key, parts)
-    if folder_problem:
-        return folder_problem
-    if entry.key.endswith("/") or not _is_candidate(parts[-1]):
-        return None
+    problem = _folder_problem(entry.key, parts)
+    if problem or entry.key.endswith("/") or not _is_candidate(parts[-1]):
+        return problem  # None: not meant as a migration
     if len(parts) != 2:
         return f"{entry.key}: a migration file must sit directly in a database folder (<database>/{EXAMPLE_NAME})"
-    database, name = parts
+    return _named(entry, *parts)
+
+
+def _named(entry: Entry, database: str, name: str) -> _File | str:
+    """The migration file ``<database>/<name>`` is, or what is wrong with its name."""
     if not DATABASE_NAME.match(database):
         return f"{entry.key}: folder {database!r} is not a valid database name ({DATABASE_NAME_RULE})"
     match = FILE_NAME.match(name)
