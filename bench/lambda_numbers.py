@@ -190,18 +190,19 @@ def _child(url: str, files: int, out: Path) -> None:
         for migration in small_set(files).migrations:
             key = f"{PREFIX}{DATABASE}/{migration.version}_{migration.description}.up.sql"
             s3.put_object(Bucket=BUCKET, Key=key, Body=migration.sql.encode())
-        # Count the calls of the clients the engine makes (it creates them with botocore).
-        from dbmigrate import s3source  # noqa: PLC0415
+        # Count the calls of the clients the function makes (aws_clients creates them with botocore).
+        import aws_clients  # noqa: PLC0415
+
         from handler import handler  # noqa: PLC0415
 
-        make_client = s3source.aws_client
+        make_client = aws_clients.aws_client
 
         def counted_client(service: str) -> Any:
             client = make_client(service)
             client.meta.events.register(f"before-call.{service}", count)
             return client
 
-        s3source.aws_client = counted_client
+        aws_clients.aws_client = counted_client
 
         started = time.perf_counter()
         applied = handler({"action": "migrate"}, None)

@@ -40,6 +40,7 @@ from cdktf_cdktf_provider_aws.s3_bucket_versioning import (
 from cdktf_cdktf_provider_aws.s3_object import S3Object
 from constructs import Construct
 
+from dbmigrate.manifest import manifest_of
 from dbmigrate.sources import LocalSource
 
 from . import policies
@@ -63,9 +64,8 @@ def migration_files(folder: Path) -> list[MigrationFile]:
     A misnamed file fails the synth with the engine's message naming it, so a file the
     function would refuse never reaches the bucket.
     """
-    source = LocalSource(folder)
-    keys = sorted(key for ref in source.list() for key in (ref.key, ref.down_key) if key is not None)
-    return [MigrationFile(key, hashlib.sha256(source.read(key)).hexdigest()) for key in keys]
+    files = [MigrationFile(item["file"], item["sha256"]) for item in manifest_of(LocalSource(folder))]
+    return sorted(files, key=lambda item: item.key)
 
 
 class MigrationsBucket(Construct):

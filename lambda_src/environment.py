@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aws_clients import aws_client
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dbmigrate.config import Options, Settings, options, url_template
 from dbmigrate.errors import ConfigError, DatabaseConnectError, spell_neutral
-from dbmigrate.s3source import aws_client
+from dbmigrate.s3source import normalize_prefix
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -66,7 +67,7 @@ class FunctionEnv(Options):
     """The function's environment, parsed and checked: its own settings and the engine's; no I/O."""
 
     bucket: str
-    prefix: str = ""
+    prefix: str = ""  # normalized: empty or ending in "/"
     secret_arn: str | None = None
     database_url: str | None = None
     db_host: str | None = None
@@ -102,7 +103,7 @@ class FunctionEnv(Options):
             raise ConfigError(f"ALLOW_DOWN must be true or false, not {env['ALLOW_DOWN']!r}")
         return cls(
             bucket=env["MIGRATIONS_BUCKET"],
-            prefix=env.get("MIGRATIONS_PREFIX", ""),
+            prefix=normalize_prefix(env.get("MIGRATIONS_PREFIX", "")),
             secret_arn=env.get("DB_SECRET_ARN"),
             database_url=env.get("DATABASE_URL"),
             db_host=env.get("DB_HOST"),
@@ -138,11 +139,11 @@ def _ca_bundle(env: Mapping[str, str], sslmode: str | None) -> Path | None:
     return path
 
 
-def explain_tls_failure(exc: DatabaseConnectError, env: FunctionEnv) -> DatabaseConnectError | None:
-    """A clearer error when libpq refused the server's certificate (unknown CA, or host name)."""
+def explain_tls_failure(exc: DatabaseConnectError, env: FunctionEnv) -> DatabaseConnectError:
+    """The error to show: a clearer one when libpq refused the server's certificate (unknown CA, or host name)."""
     text = str(exc)
     if env.db_sslrootcert is None or not any(marker in text for marker in TLS_VERIFY_FAILURES):
-        return None
+        return exc
     return DatabaseConnectError(
         f"TLS verification of the database server failed ({env.db_sslmode}, CA bundle {env.db_sslrootcert}): {text}",
         database=exc.database,

@@ -1,4 +1,4 @@
-"""Typed wrappers over the events the migration Lambda receives: each becomes one RunRequest.
+"""Typed wrappers over the events the migration Lambda receives: each becomes one request (run, down or skip).
 
 - a direct payload ``{"action": "migrate" | "plan" | "status", "databases": [...]}``, or
   ``{"action": "down", "database": ..., "to": VERSION}`` (only ever invoked directly:
@@ -26,15 +26,15 @@ from typing import Any, Literal, cast
 from urllib.parse import unquote_plus
 
 from dbmigrate.errors import ConfigError, LayoutError
-from dbmigrate.model import DATABASE_NAME, ROOT_DATABASE, Entry, parse_layout
-from dbmigrate.s3source import normalize_prefix
+from dbmigrate.manifest import parse_manifest
+from dbmigrate.model import DATABASE_NAME, ROOT_DATABASE, Entry, parse_layout, validate_database_name
 
-__all__ = ["ACTIONS", "DEPLOYED_SKIP", "Action", "RunRequest", "is_deploy_principal", "parse_event"]
+__all__ = ["DEPLOYED_SKIP", "DownRequest", "Request", "RunRequest", "Skip", "is_deploy_principal", "parse_event"]
 
 log = logging.getLogger(__name__)
 
-Action = Literal["migrate", "plan", "status", "down"]
-ACTIONS: tuple[Action, ...] = ("migrate", "plan", "status", "down")
+Action = Literal["migrate", "plan", "status"]
+ACTIONS: tuple[Action, ...] = ("migrate", "plan", "status")
 PAYLOAD_FIELDS = frozenset({"action", "databases", "tf", "content_hash", "database", "to", "manifest"})
 DOWN_EXAMPLE = '{"action": "down", "database": "projectdb", "to": 202401010100}'
 TF_ACTIONS = ("create", "update", "delete")
@@ -44,35 +44,61 @@ DEPLOYED_SKIP = "uploaded by the deploying principal: the deploy-time invocation
 
 @dataclass(frozen=True)
 class RunRequest:
-    """What one invocation asks for.
+    """A ``migrate``, ``plan`` or ``status`` over ``databases`` (None: every database of the source).
 
-    ``action`` is None when there is nothing to do (``skipped`` says why); ``databases``
-    None means every database of the source. ``trigger`` names the event shape, for logs.
-    ``down_to`` is the target version of a ``down`` (its one database in ``databases``).
-    ``manifest`` (plan only) lists files and checksums to plan against instead of the bucket.
+    ``trigger`` names the event shape, for logs. ``manifest`` (plan only: file -> sha256,
+    validated) is what to plan against instead of the bucket.
     """
 
-    action: Action | None
+    action: Action
     databases: tuple[str, ...] | None = None
     trigger: str = "invoke"
-    down_to: int | None = None
-    manifest: list[Any] | None = field(default=None, repr=False)
-    skipped: str | None = None
+    manifest: Mapping[str, str] | None = field(default=None, repr=False)
     ignored_keys: tuple[str, ...] = field(default=())
 
     def log_fields(self) -> dict[str, Any]:
         """The request as log fields (names only, never the raw event)."""
         fields: dict[str, Any] = {"action": self.action, "trigger": self.trigger}
         fields["databases"] = list(self.databases) if self.databases is not None else "all"
-        if self.skipped:
-            fields["skipped"] = self.skipped
         if self.ignored_keys:
             fields["ignored_keys"] = list(self.ignored_keys)
         return fields
 
-    def skipped_result(self) -> dict[str, Any]:
+
+@dataclass(frozen=True)
+class DownRequest:
+    """A ``down`` of one database to ``to``: only ever invoked directly, by a person."""
+
+    database: str
+    to: int
+    trigger: str = "invoke"
+
+    def log_fields(self) -> dict[str, Any]:
+        """The request as log fields."""
+        return {"action": "down", "trigger": self.trigger, "databases": [self.database], "to": self.to}
+
+
+@dataclass(frozen=True)
+class Skip:
+    """An event with nothing to do, and why (``reason``)."""
+
+    reason: str
+    trigger: str
+    ignored_keys: tuple[str, ...] = field(default=())
+
+    def log_fields(self) -> dict[str, Any]:
+        """The event as log fields."""
+        fields: dict[str, Any] = {"action": None, "trigger": self.trigger, "skipped": self.reason}
+        if self.ignored_keys:
+            fields["ignored_keys"] = list(self.ignored_keys)
+        return fields
+
+    def result(self) -> dict[str, Any]:
         """The JSON result of an invocation that did nothing."""
-        return {"action": None, "trigger": self.trigger, "skipped": self.skipped, "databases": []}
+        return {"action": None, "trigger": self.trigger, "skipped": self.reason, "databases": []}
+
+
+Request = RunRequest | DownRequest | Skip
 
 
 def parse_event(
@@ -82,12 +108,13 @@ def parse_event(
     prefix: str = "",
     root_database: str = ROOT_DATABASE,
     deploy_principal: str | None = None,
-) -> RunRequest:
-    """Turn a raw Lambda event into one RunRequest; raise ConfigError for anything unexpected.
+) -> Request:
+    """Turn a raw Lambda event into one request; raise ConfigError for anything unexpected.
 
-    ``bucket`` and ``prefix`` are where this function's migrations live: S3 records for
-    another bucket are refused, keys outside the prefix are skipped. ``deploy_principal``
-    (see ``is_deploy_principal``) names who deploys: its uploads are left to the deploy.
+    ``bucket`` and ``prefix`` (normalized: empty or ending in ``/``) are where this
+    function's migrations live: S3 records for another bucket are refused, keys outside
+    the prefix are skipped. ``deploy_principal`` (see ``is_deploy_principal``) names who
+    deploys: its uploads are left to the deploy.
     """
     if not isinstance(event, Mapping):
         raise ConfigError(
@@ -95,17 +122,16 @@ def parse_event(
             hint=f"invoke with a payload like {PAYLOAD_EXAMPLE}",
         )
     if "Records" in event:
-        where = _Where(bucket, normalize_prefix(prefix), root_database, deploy_principal or None)
-        return _from_records(event["Records"], where)
+        return _from_records(event["Records"], _Where(bucket, prefix, root_database, deploy_principal))
     if event.get("Event") == "s3:TestEvent":
-        return RunRequest(None, trigger="s3", skipped="s3:TestEvent")
+        return Skip("s3:TestEvent", trigger="s3")
     return _from_payload(event)
 
 
 # -- direct payloads and the aws_lambda_invocation envelope -------------------------------
 
 
-def _from_payload(payload: Mapping[str, Any]) -> RunRequest:
+def _from_payload(payload: Mapping[str, Any]) -> Request:
     unknown = sorted(str(name) for name in payload if name not in PAYLOAD_FIELDS)
     if unknown:
         raise ConfigError(
@@ -117,30 +143,30 @@ def _from_payload(payload: Mapping[str, Any]) -> RunRequest:
         tf_action = _terraform_action(payload["tf"])
         trigger = f"terraform:{tf_action}"
         if tf_action == "delete":
-            return RunRequest(None, trigger=trigger, skipped="terraform destroy: migrations are never undone")
+            return Skip("terraform destroy: migrations are never undone", trigger=trigger)
     elif "action" not in payload:
         raise ConfigError("the payload has no action", hint=f"invoke with a payload like {PAYLOAD_EXAMPLE}")
     action = payload.get("action", "migrate")
-    if action not in ACTIONS:
+    if action not in (*ACTIONS, "down"):
         raise ConfigError(
             f"unknown action {action!r}",
-            hint=f"use one of {', '.join(ACTIONS)}; the command line has the others (baseline, repair)",
+            hint=f"use one of {', '.join(ACTIONS)}, down; the command line has the others (baseline, repair)",
         )
     if "content_hash" in payload and not isinstance(payload["content_hash"], str):
         raise ConfigError("content_hash must be a string")
     if action == "down" or "database" in payload or "to" in payload:
         return _down(payload, trigger)
     databases = _database_list(payload["databases"]) if "databases" in payload else None
-    manifest = payload.get("manifest")
-    if manifest is not None and (action != "plan" or not isinstance(manifest, list)):
+    if "manifest" in payload and action != "plan":
         raise ConfigError(
             "a manifest goes with the plan action, as a list of {file, sha256}",
             hint="this is what `dbmigrate plan --function NAME` sends",
         )
+    manifest = parse_manifest(payload["manifest"]) if payload.get("manifest") is not None else None
     return RunRequest(cast(Action, action), databases, trigger=trigger, manifest=manifest)
 
 
-def _down(payload: Mapping[str, Any], trigger: str) -> RunRequest:
+def _down(payload: Mapping[str, Any], trigger: str) -> DownRequest:
     """A down is asked for by a person, by name: never by a deploy or an upload."""
     if payload.get("action") != "down":
         raise ConfigError('"database" and "to" belong to the down action', hint=f"e.g. {DOWN_EXAMPLE}")
@@ -150,11 +176,11 @@ def _down(payload: Mapping[str, Any], trigger: str) -> RunRequest:
             hint=f"invoke the function directly with {DOWN_EXAMPLE}",
         )
     database, to = payload.get("database"), payload.get("to")
-    if not isinstance(database, str) or not DATABASE_NAME.match(database) or "databases" in payload:
+    if not isinstance(database, str) or "databases" in payload:
         raise ConfigError('down takes one database name in "database"', hint=f"e.g. {DOWN_EXAMPLE}")
     if isinstance(to, bool) or not isinstance(to, int) or to < 0:
         raise ConfigError('down takes the version to end at in "to" (a whole number)', hint=f"e.g. {DOWN_EXAMPLE}")
-    return RunRequest("down", (database,), trigger=trigger, down_to=to)
+    return DownRequest(validate_database_name(database), to, trigger=trigger)
 
 
 def _terraform_action(envelope: object) -> str:
@@ -168,6 +194,7 @@ def _terraform_action(envelope: object) -> str:
 
 
 def _database_list(value: object) -> tuple[str, ...] | None:
+    """The payload's databases, validated; None (JSON null) for every database."""
     if value is None:
         return None
     if not isinstance(value, list) or not value or not all(isinstance(name, str) for name in value):
@@ -175,13 +202,7 @@ def _database_list(value: object) -> tuple[str, ...] | None:
             "databases must be a non-empty list of database names",
             hint='e.g. "databases": ["projectdb"]; leave it out to run every database',
         )
-    bad = [name for name in value if not DATABASE_NAME.match(name)]
-    if bad:
-        raise ConfigError(
-            f"not a database name: {', '.join(repr(name) for name in bad)}",
-            hint="use the folder names of the migrations (lower-case letters, digits, underscores)",
-        )
-    return tuple(dict.fromkeys(value))
+    return tuple(dict.fromkeys(validate_database_name(name) for name in value))
 
 
 # -- S3 event notifications, direct or in SNS ---------------------------------------------
@@ -197,21 +218,53 @@ class _Where:
     deploy_principal: str | None
 
 
-def is_deploy_principal(principal_id: str, deploy_principal: str) -> bool:
+def is_deploy_principal(principal_id: str | None, deploy_principal: str | None) -> bool:
     """Whether an S3 record's ``userIdentity.principalId`` is the deploying principal.
 
     S3 writes ``AWS:`` and the caller's unique id: ``AIDA...`` for an IAM user,
     ``AROA...:<session name>`` for an assumed role, which is what STS GetCallerIdentity
     (``data.aws_caller_identity.user_id``) returns. ``deploy_principal`` is that id with
     or without the ``AWS:``; a role id alone (``AROA...``, no session) matches every
-    session of the role.
+    session of the role. No principal on either side never matches.
     """
+    if not principal_id or not deploy_principal:
+        return False
     found = principal_id.removeprefix("AWS:")
     wanted = deploy_principal.removeprefix("AWS:")
     return found == wanted or (":" not in wanted and found.startswith(f"{wanted}:"))
 
 
-def _from_records(records: object, where: _Where) -> RunRequest:
+def _from_records(records: object, where: _Where) -> Request:
+    s3_records, trigger = _s3_records(records)
+    if not s3_records:
+        return Skip("s3:TestEvent", trigger=trigger)
+    databases: dict[str, None] = {}
+    run_all = False
+    ignored: list[str] = []
+    deployed: list[str] = []
+    for record in s3_records:
+        key, relative = _new_object(record, where)
+        if relative is None:
+            ignored.append(key)
+        elif is_deploy_principal(_principal(record), where.deploy_principal):
+            deployed.append(key)
+            log.info("skipping an object the deploy uploaded: its deploy-time run applies it", extra={"key": key})
+        elif (database := _database_of(relative)) is None:
+            run_all = True
+        else:
+            databases[database] = None
+    ignored += deployed
+    if run_all:
+        return RunRequest("migrate", None, trigger=trigger, ignored_keys=tuple(ignored))
+    if not databases:
+        reason = DEPLOYED_SKIP if deployed else "no migration file in the event"
+        return Skip(reason, trigger=trigger, ignored_keys=tuple(ignored))
+    names = (where.root_database, *(name for name in databases if name != where.root_database))
+    return RunRequest("migrate", names, trigger=trigger, ignored_keys=tuple(ignored))
+
+
+def _s3_records(records: object) -> tuple[list[Mapping[str, Any]], str]:
+    """The S3 records of an event, direct or unwrapped from SNS, and the trigger (``s3``/``sns``)."""
     if not isinstance(records, list) or not records:
         raise ConfigError("the event's Records must be a non-empty list")
     s3_records: list[Mapping[str, Any]] = []
@@ -230,43 +283,27 @@ def _from_records(records: object, where: _Where) -> RunRequest:
                 f"unsupported event source {source!r}",
                 hint="subscribe the function to the bucket's SNS topic or to the bucket's notifications",
             )
-    if not s3_records:
-        return RunRequest(None, trigger=trigger, skipped="s3:TestEvent")
+    return s3_records, trigger
 
-    databases: dict[str, None] = {}
-    run_all = False
-    ignored: list[str] = []
-    deployed: list[str] = []
-    for record in s3_records:
-        name, key, event_name = _s3_object(record)
-        if name != where.bucket:
-            raise ConfigError(
-                f"the event is for bucket {name!r}, but this function migrates from bucket {where.bucket!r}",
-                hint="point the bucket notification (or the SNS subscription) at the function of that bucket",
-            )
-        affected = _affected_database(key, where.prefix) if event_name.startswith("ObjectCreated:") else ""
-        if (
-            affected != ""
-            and where.deploy_principal
-            and is_deploy_principal(_principal(record), where.deploy_principal)
-        ):
-            deployed.append(key)
-            log.info("skipping an object the deploy uploaded: its deploy-time run applies it", extra={"key": key})
-        elif affected == "":
-            ignored.append(key)
-            log.info("skipping an object that is not a new migration file", extra={"key": key, "s3_event": event_name})
-        elif affected is None:
-            run_all = True
-        else:
-            databases[affected] = None
-    ignored += deployed
-    if run_all:
-        return RunRequest("migrate", None, trigger=trigger, ignored_keys=tuple(ignored))
-    if not databases:
-        skipped = DEPLOYED_SKIP if deployed else "no migration file in the event"
-        return RunRequest(None, trigger=trigger, skipped=skipped, ignored_keys=tuple(ignored))
-    names = (where.root_database, *(name for name in databases if name != where.root_database))
-    return RunRequest("migrate", names, trigger=trigger, ignored_keys=tuple(ignored))
+
+def _new_object(record: Mapping[str, Any], where: _Where) -> tuple[str, str | None]:
+    """The record's key, and its key below the prefix when it is a new migration file (else None)."""
+    name, key, event_name = _s3_object(record)
+    if name != where.bucket:
+        raise ConfigError(
+            f"the event is for bucket {name!r}, but this function migrates from bucket {where.bucket!r}",
+            hint="point the bucket notification (or the SNS subscription) at the function of that bucket",
+        )
+    relative = key[len(where.prefix) :]
+    if (
+        event_name.startswith("ObjectCreated:")
+        and key.startswith(where.prefix)
+        and relative
+        and _is_migration(relative)
+    ):
+        return key, relative
+    log.info("skipping an object that is not a new migration file", extra={"key": key, "s3_event": event_name})
+    return key, None
 
 
 def _records_in_sns_message(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -294,11 +331,11 @@ def _records_in_sns_message(record: Mapping[str, Any]) -> list[Mapping[str, Any]
     return cast(list[Mapping[str, Any]], records)
 
 
-def _principal(record: Mapping[str, Any]) -> str:
-    """``userIdentity.principalId`` of an S3 record; "" when it carries none."""
+def _principal(record: Mapping[str, Any]) -> str | None:
+    """``userIdentity.principalId`` of an S3 record, if it carries one."""
     identity = record.get("userIdentity")
     principal = identity.get("principalId") if isinstance(identity, Mapping) else None
-    return principal if isinstance(principal, str) else ""
+    return principal if isinstance(principal, str) else None
 
 
 def _s3_object(record: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -314,20 +351,17 @@ def _s3_object(record: Mapping[str, Any]) -> tuple[str, str, str]:
     return name, unquote_plus(key), event_name
 
 
-def _affected_database(key: str, prefix: str) -> str | None:
-    """The database folder a new object belongs to; ``""`` to skip it; None for "all".
-
-    Objects outside the prefix and files that are not migrations (what the layout
-    ignores: not ``.sql``, hidden) are skipped. A misnamed ``.sql`` file is not: the
-    run that follows refuses it by name, so the mistake shows now, not at the next deploy.
-    """
-    if not key.startswith(prefix) or len(key) == len(prefix):
-        return ""
-    relative = key[len(prefix) :]
+def _is_migration(relative: str) -> bool:
+    """Whether a key below the prefix is a migration file. What the layout ignores (not ``.sql``,
+    hidden) is not; a misnamed ``.sql`` file is: the run that follows refuses it by name, so the
+    mistake shows now, not at the next deploy."""
     try:
-        if not parse_layout([Entry(relative)], origin="the event"):
-            return ""
+        return bool(parse_layout([Entry(relative)], origin="the event"))
     except LayoutError:
-        pass
+        return True
+
+
+def _database_of(relative: str) -> str | None:
+    """The one database folder a migration key names, or None when it names none (a misnamed path)."""
     folder, _, name = relative.partition("/")
     return folder if name and "/" not in name and DATABASE_NAME.match(folder) else None

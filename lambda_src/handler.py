@@ -11,14 +11,17 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import aws_clients
+from settled import SettledSource
+
 from dbmigrate.dburl import Masker
 from dbmigrate.errors import ConfigError, DatabaseConnectError, MigrationError
 from dbmigrate.manifest import ManifestSource
-from dbmigrate.runner import Runner
+from dbmigrate.runner import Runner, RunReport
 from dbmigrate.s3source import S3Source
-from dbmigrate.sources import MigrationSource, SettledSource
+from dbmigrate.sources import MigrationSource
 from environment import FunctionEnv, build_settings, explain_tls_failure, spell
-from events import parse_event
+from events import DownRequest, RunRequest, Skip, parse_event
 from jsonlog import configure_logging
 
 log = logging.getLogger(__name__)
@@ -40,9 +43,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             deploy_principal=env.deploy_principal,
         )
         log.info("run requested", extra=request.log_fields())
-        if request.action is None:
-            return request.skipped_result()
-        if request.action == "down" and not env.allow_down:
+        if isinstance(request, Skip):
+            return request.result()
+        if isinstance(request, DownRequest) and not env.allow_down:
             raise ConfigError(
                 "down through the function is disabled (ALLOW_DOWN is not true)",
                 hint="set allow_down = true in the stack (DBMIGRATE_ALLOW_DOWN=true) to let invocations revert "
@@ -51,23 +54,13 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         function = getattr(context, "function_name", None)
         settings = build_settings(env, applied_by=f"lambda:{function}" if function else "lambda")
         masker.add(*settings.masker().secrets)
-        source: MigrationSource = S3Source(env.bucket, env.prefix)
-        if request.manifest is not None:  # a remote plan: the caller's files, not the bucket's
-            source = ManifestSource(request.manifest, origin="the caller's manifest")
-        elif request.trigger in ("s3", "sns"):  # an upload event: the rest of its batch may still be arriving
-            left = _time_left(context)
-            budget = (left() if left else 900.0) - env.min_time_left_s
-            source = SettledSource(source, settle_s=env.upload_settle_s, max_wait_s=max(0.0, budget / 2))
         runner = Runner(
-            source,
+            _source(request, env, context),
             settings,
             on_event=lambda progress: log.info(progress.get("event", "progress"), extra={"progress": progress}),
             time_left=_time_left(context),
         )
-        if request.action == "down" and request.databases and request.down_to is not None:
-            report = runner.down(request.databases[0], request.down_to)
-        else:
-            report = getattr(runner, request.action)(request.databases)
+        report = _run(runner, request)
     except MigrationError as exc:
         clearer = explain_tls_failure(exc, env) if isinstance(exc, DatabaseConnectError) and env else None
         failure = (clearer or exc).name_settings(spell)
@@ -79,6 +72,31 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     result: dict[str, Any] = report.to_dict()
     log.info("run finished", extra={"result": result})
     return result
+
+
+def _run(runner: Runner, request: RunRequest | DownRequest) -> RunReport:
+    """The Runner method the request names."""
+    if isinstance(request, DownRequest):
+        return runner.down(request.database, request.to)
+    match request.action:
+        case "migrate":
+            return runner.migrate(request.databases)
+        case "plan":
+            return runner.plan(request.databases)
+        case "status":
+            return runner.status(request.databases)
+
+
+def _source(request: RunRequest | DownRequest, env: FunctionEnv, context: Any) -> MigrationSource:
+    """The bucket; the caller's manifest for a remote plan; for an upload event, the bucket once it settles."""
+    if isinstance(request, RunRequest) and request.manifest is not None:
+        return ManifestSource(request.manifest, origin="the caller's manifest")
+    source = S3Source(env.bucket, env.prefix, aws_clients.aws_client("s3"))
+    if request.trigger not in ("s3", "sns"):
+        return source
+    left = _time_left(context)  # an upload event: the rest of its batch may still be arriving
+    budget = (left() if left else 900.0) - env.min_time_left_s
+    return SettledSource(source, settle_s=env.upload_settle_s, max_wait_s=max(0.0, budget / 2))
 
 
 def _time_left(context: Any) -> Callable[[], float] | None:

@@ -22,13 +22,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from .cli_remote import lambda_invoker, remote_plan
+from .cli_render import render
 from .config import Option, Settings, options
 from .dburl import Masker
-from .errors import ConfigError, LayoutError, MigrationError, StoppedError, spell_neutral
-from .history import UNFINISHED
+from .errors import ConfigError, MigrationError, StoppedError, spell_neutral
 from .lint import CONFIG_NAME, SEVERITIES, LintConfig, lint
 from .model import FILE_NAME, validate_database_name
-from .remote import lambda_invoker, remote_plan
 from .runner import Runner, RunReport
 from .sources import LocalSource
 
@@ -44,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     masker = Masker()  # whatever is printed, the URL's password never is, in any encoding
     masker.add_url(getattr(args, "database_url", None))
     try:
+        _check_database_names(args)
         if args.command == "new":
             return _new(args)
         if args.command == "lint":
@@ -59,30 +60,53 @@ def main(argv: Sequence[str] | None = None) -> int:
             report = _run(runner, args)
     except MigrationError as exc:
         _print_error(masker.error(exc.name_settings(spell)), as_json=args.json)
-        if isinstance(exc, StoppedError):
-            return EXIT_TERMINATED
-        return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
+        return EXIT_TERMINATED if isinstance(exc, StoppedError) else _exit_code(exc)
     except Exception as exc:  # a bug, or a library's surprise: one masked line, never a traceback
         masked = masker.error(exc)
         text = str(masked) if masked is not exc else f"{type(exc).__name__}: {exc}"
         print(f"error: unexpected {text} (please report this)", file=sys.stderr)
         return EXIT_FAILED
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2, default=str))
-    else:
-        _print_report(report, sys.stdout)
-    return EXIT_FAILED if report.problems else EXIT_OK
+    return _print_result(report.to_dict(), as_json=args.json)
+
+
+def _exit_code(exc: MigrationError) -> int:
+    return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
 
 
 def _run(runner: Runner, args: argparse.Namespace) -> RunReport:
-    if args.command == "down":
-        return runner.down(_one_database(args), args.to, dry_run=args.dry_run)
-    if args.command == "baseline":
-        return runner.baseline(_one_database(args), args.version)
-    if args.command == "repair":
-        return runner.repair(_one_database(args), accept_checksums=args.accept_checksum, mark_applied=args.mark_applied)
-    report: RunReport = getattr(runner, {"up": "migrate"}.get(args.command, args.command))(args.database or None)
-    return report
+    """The Runner method the command names (the parser admits no other command)."""
+    match args.command:
+        case "up":
+            return runner.migrate(args.database)
+        case "plan":
+            return runner.plan(args.database)
+        case "status":
+            return runner.status(args.database)
+        case "down":
+            return runner.down(_one_database(args), args.to, dry_run=args.dry_run)
+        case "baseline":
+            return runner.baseline(_one_database(args), args.version)
+        case "repair":
+            return runner.repair(
+                _one_database(args), accept_checksums=args.accept_checksum, mark_applied=args.mark_applied
+            )
+    raise AssertionError(f"no action for the command {args.command!r}")
+
+
+def _print_result(result: dict[str, Any], *, as_json: bool) -> int:
+    """One result document, as JSON or for people; exit 1 when it names a problem."""
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        render(result, sys.stdout, sys.stderr)
+    return EXIT_FAILED if result.get("problems") else EXIT_OK
+
+
+def _check_database_names(args: argparse.Namespace) -> None:
+    """Database names from the command line, checked once here: the engine trusts them."""
+    names = [*(getattr(args, "database", None) or []), *([args.database_name] if args.command == "new" else [])]
+    for name in names:
+        validate_database_name(name)
 
 
 @contextmanager
@@ -240,20 +264,7 @@ def spell(name: str) -> str:
 
 def _remote_plan(args: argparse.Namespace) -> int:
     result = remote_plan(LocalSource(args.dir), lambda_invoker(args.function), args.database)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for database in result.get("databases", []):
-            current = _version(database["current_version"])
-            print(f"{database['name']}: {len(database['pending'])} pending (current {current})")
-            for version in database["pending"]:
-                print(f"  + {version}")
-            for kind in ("changed", "missing", "out_of_order"):
-                if database.get(kind):
-                    print(f"  {kind.replace('_', ' ')}: {database[kind]}")
-        for problem in result.get("problems", []):
-            print(f"problem: {problem['message']}")
-    return EXIT_FAILED if result.get("problems") else EXIT_OK
+    return _print_result(result, as_json=args.json)
 
 
 def _lint(args: argparse.Namespace) -> int:
@@ -272,10 +283,7 @@ def _lint(args: argparse.Namespace) -> int:
 
 
 def _new(args: argparse.Namespace) -> int:
-    try:
-        database = validate_database_name(args.database_name)
-    except LayoutError as exc:  # a bad argument, not a bad file: usage
-        raise ConfigError(exc.message, hint=exc.hint) from None
+    database: str = args.database_name
     slug = re.sub(r"[^a-z0-9]+", "_", args.description.lower()).strip("_")
     if not slug:
         raise ConfigError(f"description {args.description!r} has no letters or digits")
@@ -328,75 +336,3 @@ def _print_error(exc: MigrationError, *, as_json: bool) -> None:
         print(json.dumps(exc.to_dict(), indent=2, default=str))
     else:
         print(f"error: {exc}", file=sys.stderr)
-
-
-def _print_report(report: RunReport, out: TextIO) -> None:
-    data = report.to_dict()
-    rows: list[tuple[str, ...]]
-    if report.action in ("repair", "baseline"):
-        rows = []
-    elif report.action == "down":
-        for result in report.databases:
-            if report.dry_run:
-                would = [item["version"] for item in result.to_undo or []]
-                print(f"{result.name}: would undo {would or 'nothing'} (dry run: nothing undone)", file=out)
-                continue
-            print(
-                f"{result.name}: undid {result.reverted or 'nothing'}; now at {_version(result.current_version)}",
-                file=out,
-            )
-    elif report.action == "migrate":
-        rows = [("DATABASE", "CURRENT VERSION", "APPLIED NOW", "TIME")]
-        rows += [
-            (d["name"], _version(d["current_version"]), str(len(d["applied"])), f"{d['duration_ms']} ms")
-            for d in data["databases"]
-        ]
-        _table(rows, out)
-        total = sum(len(d["applied"]) for d in data["databases"])
-        print(f"applied {total} file(s) in {data['duration_ms']} ms", file=out)
-    elif report.action == "plan":
-        for result in report.databases:
-            plan = result.plan
-            pending = plan.pending if plan else ()
-            print(
-                f"{result.name}: {len(pending)} pending (current {_version(result.current_version)})",
-                file=out,
-            )
-            for ref in pending:
-                print(f"  + {ref.key}", file=out)
-            for note in plan.notes if plan else ():
-                print(f"  note: {note}", file=out)
-    else:
-        rows = [("DATABASE", "VERSION", "FILE", "STATE", "APPLIED AT", "TOOK", "BY")]
-        for result in report.databases:
-            plan = result.plan
-            if plan is None:
-                continue
-            for row in plan.applied:
-                when = row.applied_at.strftime("%Y-%m-%d %H:%M:%S") if row.applied_at else ""
-                took = f"{row.duration_ms} ms" if row.duration_ms is not None else ""
-                state = row.status.value
-                if row.statements_done is not None and row.status in UNFINISHED:
-                    state += f" ({row.statements_done}/{row.statements_total} statements)"
-                rows.append((result.name, str(row.version), row.file, state, when, took, row.applied_by or ""))
-            for ref in plan.pending:
-                rows.append((result.name, str(ref.version), ref.key, "pending", "", "", ""))
-        _table(rows, out)
-    for change in report.changes:
-        print(f"changed: {change}", file=out)
-    if report.action == "repair" and not report.changes:
-        print("nothing to repair", file=out)
-    for problem in report.problems:
-        print(f"problem: {problem['message']}", file=out)
-    for warning in report.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-
-
-def _version(version: int | None) -> str:
-    return "-" if version is None else str(version)
-
-
-def _table(rows: list[tuple[str, ...]], out: TextIO) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), file=out)

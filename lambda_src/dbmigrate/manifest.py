@@ -16,14 +16,18 @@ from .errors import ConfigError, SourceError
 from .model import Entry, MigrationRef, parse_layout
 from .sources import MigrationSource
 
-__all__ = ["ManifestSource", "manifest_of"]
+__all__ = ["ManifestSource", "manifest_of", "parse_manifest"]
 
 MANIFEST_LIMIT = 20_000
 """Files one manifest may name: a Lambda payload holds 6 MB, about 60,000 such entries."""
 
 
 def manifest_of(source: MigrationSource, databases: Sequence[str] | None = None) -> list[dict[str, str]]:
-    """``[{"file": key, "sha256": ...}]`` for every up and down file of the source (bodies read here)."""
+    """``[{"file": key, "sha256": ...}]`` for every up and down file of the source (bodies read here).
+
+    The one loop over a source's files and their checksums: the remote plan sends it, and
+    the stack (``infra/bucket.py``) uploads one object per entry.
+    """
     entries = []
     for ref in source.list():
         if databases and ref.database not in databases:
@@ -35,15 +39,15 @@ def manifest_of(source: MigrationSource, databases: Sequence[str] | None = None)
 
 
 class ManifestSource:
-    """A source made of a manifest: names and checksums, no bodies.
+    """A source made of a manifest (``parse_manifest``'s file -> sha256): names and checksums, no bodies.
 
     ``list()`` validates the names as any source does; ``checksum(key)`` gives the
     manifest's checksum, so planning never reads a body; ``read()`` refuses.
     """
 
-    def __init__(self, manifest: object, *, origin: str = "the manifest") -> None:
+    def __init__(self, checksums: Mapping[str, str], *, origin: str = "the manifest") -> None:
         self.origin = origin
-        self._checksums = _parse(manifest)
+        self._checksums = checksums
 
     def list(self) -> list[MigrationRef]:
         return parse_layout([Entry(key) for key in self._checksums], origin=self.origin)
@@ -55,7 +59,8 @@ class ManifestSource:
         return self._checksums[key]
 
 
-def _parse(manifest: object) -> Mapping[str, str]:
+def parse_manifest(manifest: object) -> Mapping[str, str]:
+    """A manifest as it arrives (a payload's list of ``{file, sha256}``), checked once: file -> sha256."""
     hint = 'send [{"file": "projectdb/202401010100_create_users.up.sql", "sha256": "<64 hex digits>"}, ...]'
     if not isinstance(manifest, list) or len(manifest) > MANIFEST_LIMIT:
         raise ConfigError(f"the manifest must be a list of at most {MANIFEST_LIMIT} files", hint=hint)

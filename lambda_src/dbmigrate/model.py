@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .errors import LayoutError
+from .errors import ConfigError, LayoutError
 
 __all__ = [
     "DATABASE_NAME",
@@ -32,6 +32,7 @@ FILE_NAME = re.compile(r"^(?P<version>[0-9]+)_(?P<description>[\w.-]+)\.(?P<dire
 # What a person meant as a migration: <digits>_... .up / .down, in any case, with any tail.
 LOOKS_LIKE_MIGRATION = re.compile(r"^\s*[0-9]+_.*\.(up|down)(\.|\s*$)", re.IGNORECASE)
 EXAMPLE_NAME = "202401010100_create_users.up.sql"
+DATABASE_NAME_RULE = "lower-case letters, digits and underscores, starting with a letter or underscore, at most 63"
 MAX_VERSION_DIGITS = 40  # the history's version column is numeric(40, 0)
 
 
@@ -66,15 +67,24 @@ class Entry:
 
 
 def validate_database_name(name: str) -> str:
-    """Return ``name`` if it is a valid database folder name, else raise LayoutError."""
+    """Return ``name`` if it is a valid database folder name, else raise ConfigError.
+
+    For names that enter from outside (flags, payloads); the layout checks its folders itself.
+    """
     if not DATABASE_NAME.match(name):
-        raise LayoutError(
-            f"{name!r} is not a valid database name",
-            database=None,
-            hint="use lower-case letters, digits and underscores, starting with a letter "
-            "or underscore, at most 63 characters",
-        )
+        raise ConfigError(f"{name!r} is not a valid database name", hint=f"use {DATABASE_NAME_RULE}")
     return name
+
+
+@dataclass(frozen=True)
+class _File:
+    """One listed file named as a migration."""
+
+    database: str
+    version: int
+    description: str
+    direction: str
+    entry: Entry
 
 
 def parse_layout(entries: Iterable[Entry], *, origin: str) -> list[MigrationRef]:
@@ -84,63 +94,15 @@ def parse_layout(entries: Iterable[Entry], *, origin: str) -> list[MigrationRef]
     versions, down files without an up file) before anything is applied. ``origin``
     names the source in messages (a folder path or ``s3://bucket/prefix``).
     """
+    files: list[_File] = []
     problems: list[str] = []
-    ups: dict[tuple[str, int], list[tuple[str, str, str | None]]] = {}
-    downs: dict[tuple[str, int], list[str]] = {}
     for entry in entries:
-        parts = entry.key.split("/")
-        if any(part.startswith(".") for part in parts):
-            continue
-        folder_problem = _folder_problem(entry.key, parts)
-        if folder_problem:
-            problems.append(folder_problem)
-            continue
-        if entry.key.endswith("/") or not _is_candidate(parts[-1]):
-            continue
-        if len(parts) != 2:
-            problems.append(
-                f"{entry.key}: a migration file must sit directly in a database folder (<database>/{EXAMPLE_NAME})"
-            )
-            continue
-        database, name = parts
-        if not DATABASE_NAME.match(database):
-            problems.append(
-                f"{entry.key}: folder {database!r} is not a valid database name (lower-case "
-                "letters, digits and underscores, starting with a letter or underscore, at most 63)"
-            )
-            continue
-        match = FILE_NAME.match(name)
-        if not match:
-            problems.append(f"{entry.key}: {_name_problem(name)}")
-            continue
-        digits = match["version"].lstrip("0")
-        if len(digits) > MAX_VERSION_DIGITS:
-            problems.append(
-                f"{entry.key}: version has {len(digits)} digits; the history keeps at most {MAX_VERSION_DIGITS}"
-            )
-            continue
-        slot = (database, int(match["version"]))
-        if match["direction"] == "up":
-            ups.setdefault(slot, []).append((entry.key, match["description"], entry.etag))
-        else:
-            downs.setdefault(slot, []).append(entry.key)
-
-    refs: list[MigrationRef] = []
-    for (database, version), files in ups.items():
-        down_files = downs.get((database, version), [])
-        if len(files) > 1:
-            names = ", ".join(sorted(key for key, _, _ in files))
-            problems.append(f"{database}: version {version} is used by several files ({names})")
-            continue
-        if len(down_files) > 1:
-            problems.append(f"{database}: version {version} has several down files ({', '.join(sorted(down_files))})")
-            continue
-        key, description, etag = files[0]
-        refs.append(MigrationRef(database, version, description, key, down_files[0] if down_files else None, etag))
-    for (database, version), down_files in downs.items():
-        if (database, version) not in ups:
-            problems.append(f"{down_files[0]}: down file without an up file for version {version}")
-
+        found = _classify(entry)
+        if isinstance(found, str):
+            problems.append(found)
+        elif found is not None:
+            files.append(found)
+    refs = _pair(files, problems)
     if problems:
         problems.sort()
         shown = "; ".join(problems[:20]) + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")
@@ -150,6 +112,55 @@ def parse_layout(entries: Iterable[Entry], *, origin: str) -> list[MigrationRef]
             problems=problems,
         )
     return sorted(refs)
+
+
+def _classify(entry: Entry) -> _File | str | None:
+    """The migration file an entry names, the problem with its name, or None for what the layout ignores."""
+    parts = entry.key.split("/")
+    if any(part.startswith(".") for part in parts):
+        return None
+    problem = _folder_problem(entry.key, parts)
+    if problem or entry.key.endswith("/") or not _is_candidate(parts[-1]):
+        return problem  # None: not meant as a migration
+    if len(parts) != 2:
+        return f"{entry.key}: a migration file must sit directly in a database folder (<database>/{EXAMPLE_NAME})"
+    return _named(entry, *parts)
+
+
+def _named(entry: Entry, database: str, name: str) -> _File | str:
+    """The migration file ``<database>/<name>`` is, or what is wrong with its name."""
+    if not DATABASE_NAME.match(database):
+        return f"{entry.key}: folder {database!r} is not a valid database name ({DATABASE_NAME_RULE})"
+    match = FILE_NAME.match(name)
+    if not match:
+        return f"{entry.key}: {_name_problem(name)}"
+    digits = match["version"].lstrip("0")
+    if len(digits) > MAX_VERSION_DIGITS:
+        return f"{entry.key}: version has {len(digits)} digits; the history keeps at most {MAX_VERSION_DIGITS}"
+    return _File(database, int(match["version"]), match["description"], match["direction"], entry)
+
+
+def _pair(files: Iterable[_File], problems: list[str]) -> list[MigrationRef]:
+    """Each version's up file with its optional down file; what does not pair up goes to ``problems``."""
+    slots: dict[tuple[str, int], list[_File]] = {}
+    for file in files:
+        slots.setdefault((file.database, file.version), []).append(file)
+    refs: list[MigrationRef] = []
+    for (database, version), group in slots.items():
+        ups = [file for file in group if file.direction == "up"]
+        downs = [file.entry.key for file in group if file.direction == "down"]
+        if len(ups) > 1:
+            names = ", ".join(sorted(file.entry.key for file in ups))
+            problems.append(f"{database}: version {version} is used by several files ({names})")
+        elif not ups:
+            problems.append(f"{downs[0]}: down file without an up file for version {version}")
+        elif len(downs) > 1:
+            problems.append(f"{database}: version {version} has several down files ({', '.join(sorted(downs))})")
+        else:
+            up = ups[0]
+            down = downs[0] if downs else None
+            refs.append(MigrationRef(database, version, up.description, up.entry.key, down, up.entry.etag))
+    return refs
 
 
 def _is_candidate(name: str) -> bool:

@@ -98,6 +98,7 @@ class DatabasePlan:
             "current_version": self.current_version,
             "applied": [row.version for row in self.applied if row.status not in UNFINISHED],
             "pending": [ref.version for ref in self.pending],
+            "pending_files": [ref.key for ref in self.pending],
             "changed": [ref.version for ref, _, _ in self.changed],
             "different": [
                 {"version": ref.version, "history_file": row.file, "source_file": ref.key}

@@ -1,17 +1,14 @@
 """Migrations in an S3 bucket, under an optional key prefix: the Lambda's source.
 
-The only engine module that talks to AWS (through botocore, which boto3 is built on).
-The client has short timeouts and one retry, so a function that cannot reach S3 (a VPC
-with no S3 gateway endpoint) fails in seconds with that diagnosis instead of hanging until the Lambda times out.
-Standard AWS configuration applies (region, credentials, ``AWS_ENDPOINT_URL_S3``).
+The only engine module that talks to AWS, through a client the edge makes (the
+function's has short timeouts and one retry, so a function that cannot reach S3 fails in
+seconds with that diagnosis instead of hanging until the Lambda times out).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import botocore.session
-from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -21,62 +18,53 @@ from botocore.exceptions import (
     SSLError,
 )
 
-from .errors import ConfigError, SourceError
+from .errors import SourceError
 from .model import Entry, MigrationRef, parse_layout
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["CLIENT_CONFIG", "UNREACHABLE_HINT", "S3Source", "aws_client", "fast_client_config", "normalize_prefix"]
-
-CONNECT_TIMEOUT_S = 3
-READ_TIMEOUT_S = 3
-MAX_ATTEMPTS = 2  # the first call and one retry
+__all__ = ["UNREACHABLE_HINT", "S3Source", "normalize_prefix"]
 
 UNREACHABLE_HINT = (
     "the function cannot reach S3: a Lambda in a VPC needs an S3 gateway endpoint "
     "(com.amazonaws.<region>.s3) on the route tables of its subnets, or a NAT; check the "
     "route tables and the endpoint's policy"
 )
-
-
-def aws_client(service: str) -> Any:
-    """A client with the fast-failing settings, from botocore directly: boto3 would also load
-    s3transfer, about 100 ms of the function's cold start for nothing it uses. Timestamps
-    stay text: nothing here reads them, and parsing every LastModified of a 1,000-key
-    listing page costs about 100 ms."""
-    session = botocore.session.get_session()
-    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
-    return session.create_client(service, config=fast_client_config())
-
-
-def fast_client_config() -> Config:
-    """Client settings that fail within seconds: worst case about 2 x 3 s plus one back-off."""
-    return Config(
-        connect_timeout=CONNECT_TIMEOUT_S,
-        read_timeout=READ_TIMEOUT_S,
-        retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
-    )
-
-
-CLIENT_CONFIG = fast_client_config()
+# What S3 answers, by error code: the message and the fix ({what}: the bucket or key).
+MISSING_KEY = (
+    "{what} does not exist (it was listed; was it deleted during the run?)",
+    "upload the file again or run again",
+)
+DENIED = (
+    "access to {what} was denied ({code})",
+    "grant the function's role {grant} (and kms:Decrypt if the bucket uses a KMS key); "
+    "check the bucket policy and the S3 endpoint's policy",
+)
+ANSWERS: dict[str, tuple[str, str | None]] = {
+    "NoSuchBucket": (
+        "bucket {bucket!r} does not exist (or is in another account)",
+        "set MIGRATIONS_BUCKET to the bucket that holds the migrations",
+    ),
+    **dict.fromkeys(("NoSuchKey", "404", "NotFound"), MISSING_KEY),
+    **dict.fromkeys(("AccessDenied", "403", "Forbidden", "AllAccessDisabled"), DENIED),
+}
 
 
 class S3Source:
     """Migration files stored as ``s3://<bucket>/<prefix><database>/<file>``.
 
-    Keys in the returned refs are relative to the prefix (the same keys as in the
-    repository's ``migrations/`` folder); ``read()`` takes such a key. ETags are kept
-    without their quotes. ``client`` defaults to a boto3 S3 client with short timeouts.
+    ``prefix`` is empty or ends in ``/`` (``normalize_prefix``: the edge normalizes it
+    once, where it reads it). Keys in the returned refs are relative to the prefix (the
+    same keys as in the repository's ``migrations/`` folder); ``read()`` takes such a
+    key. ETags are kept without their quotes.
     """
 
-    def __init__(self, bucket: str, prefix: str = "", client: S3Client | None = None) -> None:
-        if not bucket:
-            raise ConfigError("no bucket given for the S3 migration source", hint="set MIGRATIONS_BUCKET")
+    def __init__(self, bucket: str, prefix: str, client: S3Client) -> None:
         self.bucket = bucket
-        self.prefix = normalize_prefix(prefix)
-        self.origin = f"s3://{bucket}/{self.prefix}"
-        self._client: S3Client = client or aws_client("s3")
+        self.prefix = prefix
+        self.origin = f"s3://{bucket}/{prefix}"
+        self._client = client
 
     def list(self) -> list[MigrationRef]:
         entries: list[Entry] = []
@@ -100,57 +88,38 @@ class S3Source:
         return body
 
     def _error(self, exc: BotoCoreError | ClientError, *, action: str, key: str | None = None) -> SourceError:
-        what = f"{self.origin}{key}" if key else self.origin
-        if isinstance(exc, SSLError):
-            return SourceError(
-                f"cannot {action} {what}: the TLS handshake with S3 failed: {exc}",
-                file=key,
-                hint="check AWS_CA_BUNDLE and any TLS-intercepting proxy between the function and S3",
-            )
-        if isinstance(exc, ConnectionError | HTTPClientError):
-            return SourceError(
-                f"cannot {action} {what}: S3 did not answer ({type(exc).__name__}) after "
-                f"{MAX_ATTEMPTS} attempts with a {CONNECT_TIMEOUT_S} s connect and {READ_TIMEOUT_S} s read timeout",
-                file=key,
-                hint=UNREACHABLE_HINT,
-                unreachable=True,
-            )
-        if isinstance(exc, NoCredentialsError):
-            return SourceError(
-                f"cannot {action} {what}: no AWS credentials",
-                file=key,
-                hint="run with an IAM role (the function's execution role) or set AWS credentials",
-            )
+        what = self.origin + (key or "")
         if not isinstance(exc, ClientError):
-            return SourceError(f"cannot {action} {what}: {exc}", file=key)
+            message, hint = self._unanswered(exc)
+            unreachable = isinstance(exc, ConnectionError | HTTPClientError) and not isinstance(exc, SSLError)
+            details: dict[str, Any] = {"unreachable": True} if unreachable else {}
+            return SourceError(f"cannot {action} {what}: {message}", file=key, hint=hint, **details)
         error: dict[str, Any] = dict(exc.response.get("Error", {}))
         code = str(error.get("Code", "Unknown"))
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code == "NoSuchBucket":
-            return SourceError(
-                f"bucket {self.bucket!r} does not exist (or is in another account)",
-                hint="set MIGRATIONS_BUCKET to the bucket that holds the migrations",
-            )
-        if code in ("NoSuchKey", "404", "NotFound"):
-            return SourceError(
-                f"{what} does not exist (it was listed; was it deleted during the run?)",
-                file=key,
-                hint="upload the file again or run again",
-            )
-        if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled") or status == 403:
-            grant = (
-                f"s3:ListBucket on arn:aws:s3:::{self.bucket}"
-                if action == "list"
-                else f"s3:GetObject on arn:aws:s3:::{self.bucket}/{self.prefix}*"
-            )
-            return SourceError(
-                f"access to {what} was denied ({code})",
-                file=key,
-                hint=f"grant the function's role {grant} (and kms:Decrypt if the bucket uses a KMS key); "
-                "check the bucket policy and the S3 endpoint's policy",
-            )
-        message = str(error.get("Message", "")) or str(exc)
-        return SourceError(f"cannot {action} {what}: S3 answered {code}: {message}", file=key)
+        forbidden = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 403
+        if code not in ANSWERS and not forbidden:
+            message = str(error.get("Message", "")) or str(exc)
+            return SourceError(f"cannot {action} {what}: S3 answered {code}: {message}", file=key)
+        message, hint = ANSWERS.get(code, DENIED)
+        grant = f"s3:ListBucket on arn:aws:s3:::{self.bucket}"
+        if action == "read":
+            grant = f"s3:GetObject on arn:aws:s3:::{self.bucket}/{self.prefix}*"
+        facts = {"what": what, "code": code, "bucket": self.bucket, "grant": grant}
+        return SourceError(message.format(**facts), file=key, hint=hint and hint.format(**facts))
+
+    def _unanswered(self, exc: BotoCoreError) -> tuple[str, str | None]:
+        """What a transport failure means, and its fix."""
+        if isinstance(exc, SSLError):
+            hint = "check AWS_CA_BUNDLE and any TLS-intercepting proxy between the function and S3"
+            return f"the TLS handshake with S3 failed: {exc}", hint
+        if isinstance(exc, ConnectionError | HTTPClientError):
+            config: Any = self._client.meta.config  # the stubs name none of its settings
+            attempts = (config.retries or {}).get("total_max_attempts", "several")
+            limits = f"a {config.connect_timeout} s connect and {config.read_timeout} s read timeout"
+            return f"S3 did not answer ({type(exc).__name__}) after {attempts} attempts with {limits}", UNREACHABLE_HINT
+        if isinstance(exc, NoCredentialsError):
+            return "no AWS credentials", "run with an IAM role (the function's execution role) or set AWS credentials"
+        return str(exc), None
 
 
 def normalize_prefix(prefix: str) -> str:

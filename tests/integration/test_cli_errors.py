@@ -128,6 +128,14 @@ def test_new_with_a_bad_database_name_is_a_usage_error(tmp_path: Path) -> None:
     assert "'ProjectDB' is not a valid database name" in done.stderr
 
 
+@pytest.mark.parametrize("command", ["up", "plan", "status", "repair"])
+@pytest.mark.parametrize("name", ["ProjectDB", "x;drop", "a" * 64])
+def test_a_bad_database_flag_is_a_usage_error_before_anything_connects(folder: Path, command: str, name: str) -> None:
+    done = run(command, "--database", "projectdb", "--database", name, "--dir", str(folder))
+    assert done.returncode == 2
+    assert f"{name!r} is not a valid database name" in done.stderr  # said before "no database URL"
+
+
 def test_up_on_an_empty_migrations_folder_is_an_error_naming_it(tmp_path: Path) -> None:
     (tmp_path / "migrations").mkdir()
     done = run("up", "--dir", str(tmp_path / "migrations"), url="postgresql://u:pw@127.0.0.1/{database}")

@@ -20,8 +20,8 @@ import psycopg2
 import pytest
 
 from dbmigrate.cli import main as cli_main
+from dbmigrate.cli_remote import remote_plan
 from dbmigrate.errors import ConfigError, DeadlineError, MigrationError, SourceError, SqlError
-from dbmigrate.remote import remote_plan
 from dbmigrate.sources import LocalSource
 from environment import VARIABLES
 from events import DEPLOYED_SKIP

@@ -13,9 +13,10 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_clients import CLIENT_CONFIG, aws_client
 
 from dbmigrate.errors import SourceError
-from dbmigrate.s3source import CLIENT_CONFIG, S3Source
+from dbmigrate.s3source import S3Source
 from local.aws import LocalAws
 from tests.integration.aws import REGION
 
@@ -34,11 +35,10 @@ def client(endpoint: str) -> Any:
     )
 
 
-@pytest.mark.parametrize("prefix", ["migrations", "migrations/", "/migrations/"])
-def test_prefix_may_be_written_with_or_without_slashes(aws: LocalAws, prefix: str) -> None:
+def test_the_prefix_is_a_folder_not_a_start_of_keys(aws: LocalAws) -> None:
     aws.bucket(BUCKET)
     aws.upload(BUCKET, {"migrations/projectdb/1_a.up.sql": "SELECT 1;", "migrations-old/projectdb/2_b.up.sql": "x"})
-    source = S3Source(BUCKET, prefix)
+    source = S3Source(BUCKET, "migrations/", aws_client("s3"))
     assert source.origin == f"s3://{BUCKET}/migrations/"
     assert [ref.key for ref in source.list()] == ["projectdb/1_a.up.sql"]
 
@@ -46,14 +46,14 @@ def test_prefix_may_be_written_with_or_without_slashes(aws: LocalAws, prefix: st
 def test_no_prefix_means_the_bucket_root(aws: LocalAws) -> None:
     aws.bucket(BUCKET)
     aws.upload(BUCKET, {"projectdb/1_a.up.sql": "SELECT 1;"})
-    source = S3Source(BUCKET)
+    source = S3Source(BUCKET, "", aws_client("s3"))
     assert source.origin == f"s3://{BUCKET}/"
     assert source.read(source.list()[0].key) == b"SELECT 1;"
 
 
 def test_a_missing_bucket_is_named_with_the_setting_to_fix(aws: LocalAws) -> None:
     with pytest.raises(SourceError) as caught:
-        S3Source("no-such-bucket-here").list()
+        S3Source("no-such-bucket-here", "", aws_client("s3")).list()
     assert "bucket 'no-such-bucket-here' does not exist" in str(caught.value)
     assert "MIGRATIONS_BUCKET" in str(caught.value)
 
@@ -91,7 +91,7 @@ def denying_endpoint() -> Iterator[str]:
 
 def test_access_denied_on_listing_names_the_permission_to_grant(denying_endpoint: str) -> None:
     with pytest.raises(SourceError) as caught:
-        S3Source(BUCKET, "migrations", client=client(denying_endpoint)).list()
+        S3Source(BUCKET, "migrations/", client(denying_endpoint)).list()
     message = str(caught.value)
     assert f"access to s3://{BUCKET}/migrations/ was denied (AccessDenied)" in message
     assert f"s3:ListBucket on arn:aws:s3:::{BUCKET}" in message
@@ -99,14 +99,14 @@ def test_access_denied_on_listing_names_the_permission_to_grant(denying_endpoint
 
 def test_access_denied_on_reading_names_the_key_and_the_permission(denying_endpoint: str) -> None:
     with pytest.raises(SourceError) as caught:
-        S3Source(BUCKET, "migrations", client=client(denying_endpoint)).read("projectdb/1_a.up.sql")
+        S3Source(BUCKET, "migrations/", client(denying_endpoint)).read("projectdb/1_a.up.sql")
     assert caught.value.file == "projectdb/1_a.up.sql"
     assert f"s3:GetObject on arn:aws:s3:::{BUCKET}/migrations/*" in str(caught.value)
 
 
 def test_unreachable_s3_fails_saying_the_vpc_needs_a_gateway_endpoint(refusing_endpoint: str) -> None:
     # test_handler.py times both an endpoint that refuses and one that never answers.
-    source = S3Source(BUCKET, "migrations", client=client(refusing_endpoint))
+    source = S3Source(BUCKET, "migrations/", client(refusing_endpoint))
     started = time.monotonic()
     with pytest.raises(SourceError) as caught:
         source.list()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
+from aws_clients import aws_client
 
 from dbmigrate.errors import LayoutError, SourceError
 from dbmigrate.model import MigrationRef
@@ -68,7 +69,7 @@ class BucketStore:
 
     def source(self) -> MigrationSource:
         # The default client: it reaches moto through AWS_ENDPOINT_URL, as a local replay does.
-        return S3Source(BUCKET, PREFIX.rstrip("/"))
+        return S3Source(BUCKET, PREFIX, aws_client("s3"))
 
 
 @pytest.fixture(params=["folder", "s3"])

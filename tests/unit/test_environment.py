@@ -61,6 +61,14 @@ def test_every_variable_the_stack_sets_is_read() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("written", "prefix"),
+    [("migrations", "migrations/"), ("/migrations/", "migrations/"), ("a/b", "a/b/"), ("/", ""), ("", "")],
+)
+def test_the_prefix_may_be_written_with_or_without_slashes_and_is_read_as_a_folder(written: str, prefix: str) -> None:
+    assert env(MIGRATIONS_PREFIX=written).prefix == prefix
+
+
 def test_empty_variables_count_as_unset() -> None:
     assert env(MIGRATIONS_PREFIX="", STATEMENT_TIMEOUT_S=" ").statement_timeout_s is None
 

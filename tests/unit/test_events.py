@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from dbmigrate.errors import ConfigError
-from events import DEPLOYED_SKIP, RunRequest, is_deploy_principal, parse_event
+from events import DEPLOYED_SKIP, DownRequest, Request, RunRequest, Skip, is_deploy_principal, parse_event
 
 EVENTS = Path(__file__).parent.parent / "events"
 BUCKET = "acme-dbmigrate-migrations"
@@ -23,8 +23,22 @@ def load(name: str) -> dict[str, Any]:
     return event
 
 
-def parse(event: object, *, bucket: str = BUCKET, prefix: str = PREFIX) -> RunRequest:
-    return parse_event(event, bucket=bucket, prefix=prefix, root_database="postgres")
+def parse(event: object, *, bucket: str = BUCKET, prefix: str = PREFIX, deploy_principal: str | None = None) -> Request:
+    return parse_event(event, bucket=bucket, prefix=prefix, root_database="postgres", deploy_principal=deploy_principal)
+
+
+def run(event: object, **where: Any) -> RunRequest:
+    """The run an event asks for (failing the test if it asks for another kind of request)."""
+    request = parse(event, **where)
+    assert isinstance(request, RunRequest), request
+    return request
+
+
+def skip(event: object, **where: Any) -> Skip:
+    """What an event that starts no run says about itself."""
+    request = parse(event, **where)
+    assert isinstance(request, Skip), request
+    return request
 
 
 def s3_event(*keys: str, bucket: str = BUCKET, name: str = "ObjectCreated:Put") -> dict[str, Any]:
@@ -60,12 +74,12 @@ def in_sns(event: dict[str, Any]) -> dict[str, Any]:
 def test_direct_payload_names_the_action_and_databases(
     fixture: str, action: str, databases: tuple[str, ...] | None
 ) -> None:
-    request = parse(load(fixture))
+    request = run(load(fixture))
     assert (request.action, request.databases, request.trigger) == (action, databases, "invoke")
 
 
 def test_repeated_database_names_are_asked_once_in_the_given_order() -> None:
-    request = parse({"action": "plan", "databases": ["b_db", "a_db", "b_db"]})
+    request = run({"action": "plan", "databases": ["b_db", "a_db", "b_db"]})
     assert request.databases == ("b_db", "a_db")
 
 
@@ -84,7 +98,12 @@ def test_repeated_database_names_are_asked_once_in_the_given_order() -> None:
         ({"action": "migrate", "databases": "projectdb"}, "databases must be a non-empty list"),
         ({"action": "migrate", "databases": []}, "databases must be a non-empty list"),
         ({"action": "migrate", "databases": [1]}, "databases must be a non-empty list"),
-        ({"action": "migrate", "databases": ["Project-DB"]}, "not a database name: 'Project-DB'"),
+        ({"action": "migrate", "databases": ["Project-DB"]}, "'Project-DB' is not a valid database name"),
+        ({"action": "status", "databases": ["ok", "x;drop"]}, "'x;drop' is not a valid database name"),
+        ({"action": "down", "database": "Project", "to": 1}, "'Project' is not a valid database name"),
+        ({"action": "migrate", "manifest": []}, "a manifest goes with the plan action"),
+        ({"action": "plan", "manifest": {"file": "a"}}, "the manifest must be a list"),
+        ({"action": "plan", "manifest": [{"file": "db/1_a.up.sql", "sha256": "x"}]}, "a manifest entry is not"),
         ({"action": "migrate", "content_hash": 5}, "content_hash must be a string"),
         ({"action": "migrate", "tf": {"action": "read"}}, "the tf envelope has action 'read'"),
         ({"action": "migrate", "tf": "create"}, "the tf envelope has action None"),
@@ -98,8 +117,9 @@ def test_malformed_payload_is_a_config_error_that_says_what_is_wrong(payload: ob
 
 
 def test_down_is_asked_for_by_database_and_target_version() -> None:
-    request = parse({"action": "down", "database": "projectdb", "to": 202401010100})
-    assert (request.action, request.databases, request.down_to) == ("down", ("projectdb",), 202401010100)
+    assert parse({"action": "down", "database": "projectdb", "to": 202401010100}) == DownRequest(
+        "projectdb", 202401010100
+    )
 
 
 @pytest.mark.parametrize("event", [None, [], "migrate", 42])
@@ -115,19 +135,17 @@ def test_an_event_that_is_not_an_object_is_refused(event: object) -> None:
     ("fixture", "trigger"), [("terraform_create.json", "create"), ("terraform_update.json", "update")]
 )
 def test_terraform_create_and_update_run_the_payload_action(fixture: str, trigger: str) -> None:
-    request = parse(load(fixture))
+    request = run(load(fixture))
     assert (request.action, request.databases, request.trigger) == ("migrate", None, f"terraform:{trigger}")
 
 
 def test_terraform_envelope_without_an_action_migrates() -> None:
-    request = parse({"tf": {"action": "create", "prev_input": None}})
+    request = run({"tf": {"action": "create", "prev_input": None}})
     assert request.action == "migrate"
 
 
 def test_terraform_delete_does_nothing_and_says_why() -> None:
-    request = parse(load("terraform_delete.json"))
-    assert request.action is None
-    assert request.skipped_result() == {
+    assert skip(load("terraform_delete.json")).result() == {
         "action": None,
         "trigger": "terraform:delete",
         "skipped": "terraform destroy: migrations are never undone",
@@ -136,25 +154,25 @@ def test_terraform_delete_does_nothing_and_says_why() -> None:
 
 
 def test_terraform_delete_is_accepted_even_if_the_previous_payload_was_odd() -> None:
-    assert parse({"action": "plan", "tf": {"action": "delete", "prev_input": {"x": 1}}}).action is None
+    assert isinstance(parse({"action": "plan", "tf": {"action": "delete", "prev_input": {"x": 1}}}), Skip)
 
 
 # -- S3 notifications, direct and in SNS ------------------------------------------------------
 
 
 def test_s3_upload_migrates_its_database_after_the_root_database() -> None:
-    request = parse(load("s3_put.json"))
+    request = run(load("s3_put.json"))
     assert (request.action, request.databases, request.trigger) == ("migrate", ("postgres", "projectdb"), "s3")
 
 
 def test_sns_wrapped_upload_is_read_from_the_message_string() -> None:
-    request = parse(load("sns_s3_put.json"))
+    request = run(load("sns_s3_put.json"))
     assert (request.action, request.databases, request.trigger) == ("migrate", ("postgres", "projectdb"), "sns")
 
 
 def test_several_records_make_one_run_over_every_affected_database(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="events")
-    request = parse(load("s3_several_records.json"))
+    request = run(load("s3_several_records.json"))
     assert request.action == "migrate"
     assert request.databases == ("postgres", "projectdb", "reportsdb")
     assert request.ignored_keys == ("migrations/README.md", "other-team/notes.sql")
@@ -165,25 +183,23 @@ def test_several_records_make_one_run_over_every_affected_database(caplog: pytes
 def test_several_sns_records_are_merged_into_one_run() -> None:
     first = in_sns(s3_event("migrations/projectdb/1_a.up.sql"))
     second = in_sns(s3_event("migrations/reportsdb/2_b.up.sql"))
-    request = parse({"Records": first["Records"] + second["Records"]})
+    request = run({"Records": first["Records"] + second["Records"]})
     assert request.databases == ("postgres", "projectdb", "reportsdb")
 
 
 def test_keys_are_url_decoded_before_matching_the_prefix() -> None:
     event = s3_event("db+migrations/reportsdb/202401020810_cr%C3%A9er_totaux.up.sql")
-    request = parse(event, prefix="db migrations")
+    request = run(event, prefix="db migrations/")
     assert request.databases == ("postgres", "reportsdb")
 
 
 def test_root_database_upload_runs_the_root_database_once() -> None:
-    assert parse(s3_event("migrations/postgres/1_create_db.up.sql")).databases == ("postgres",)
+    assert run(s3_event("migrations/postgres/1_create_db.up.sql")).databases == ("postgres",)
 
 
 @pytest.mark.parametrize("fixture", ["s3_test_event.json", "sns_s3_test_event.json"])
 def test_s3_test_event_does_nothing(fixture: str) -> None:
-    request = parse(load(fixture))
-    assert request.action is None
-    assert request.skipped == "s3:TestEvent"
+    assert skip(load(fixture)).reason == "s3:TestEvent"
 
 
 @pytest.mark.parametrize(
@@ -198,15 +214,13 @@ def test_s3_test_event_does_nothing(fixture: str) -> None:
     ],
 )
 def test_objects_outside_the_layout_or_prefix_are_skipped(key: str) -> None:
-    request = parse(s3_event(key))
-    assert request.action is None
+    request = skip(s3_event(key))
     assert request.ignored_keys == (key,)
-    assert request.skipped == "no migration file in the event"
+    assert request.reason == "no migration file in the event"
 
 
 def test_removed_objects_do_not_start_a_run() -> None:
-    request = parse(load("s3_delete.json"))
-    assert request.action is None
+    request = skip(load("s3_delete.json"))
     assert request.ignored_keys == ("migrations/projectdb/202401020900_add_widgets.up.sql",)
 
 
@@ -214,12 +228,12 @@ def test_removed_objects_do_not_start_a_run() -> None:
     "key", ["migrations/1_stray.up.sql", "migrations/Project/1_a.up.sql", "migrations/a/b/1_c.up.sql"]
 )
 def test_misnamed_sql_upload_runs_everything_so_the_engine_names_the_file(key: str) -> None:
-    request = parse(s3_event(key))
+    request = run(s3_event(key))
     assert (request.action, request.databases) == ("migrate", None)
 
 
 def test_misnamed_file_in_a_database_folder_runs_that_database() -> None:
-    assert parse(s3_event("migrations/projectdb/add_widgets.sql")).databases == ("postgres", "projectdb")
+    assert run(s3_event("migrations/projectdb/add_widgets.sql")).databases == ("postgres", "projectdb")
 
 
 def test_records_for_another_bucket_are_refused_naming_both_buckets() -> None:
@@ -287,11 +301,8 @@ def by(event: dict[str, Any], principal_id: str) -> dict[str, Any]:
     ids=["caller-user-id", "with-aws-prefix", "role-id-every-session"],
 )
 def test_an_upload_by_the_deploying_principal_starts_no_run(deploy_principal: str) -> None:
-    request = parse_event(
-        load("sns_s3_put_by_deploy_role.json"), bucket=BUCKET, prefix=PREFIX, deploy_principal=deploy_principal
-    )
-    assert request.action is None
-    assert request.skipped == DEPLOYED_SKIP
+    request = skip(load("sns_s3_put_by_deploy_role.json"), deploy_principal=deploy_principal)
+    assert request.reason == DEPLOYED_SKIP
     assert request.ignored_keys == ("migrations/projectdb/202401020900_add_widgets.up.sql",)
 
 
@@ -307,20 +318,19 @@ def test_an_upload_by_the_deploying_principal_starts_no_run(deploy_principal: st
 )
 def test_an_upload_by_anyone_else_runs_at_once(principal_id: str) -> None:
     event = in_sns(by(s3_event("migrations/projectdb/1_a.up.sql"), principal_id))
-    request = parse_event(event, bucket=BUCKET, prefix=PREFIX, deploy_principal=f"{DEPLOY_ROLE}:GitHubActions")
+    request = run(event, deploy_principal=f"{DEPLOY_ROLE}:GitHubActions")
     assert (request.action, request.databases) == ("migrate", ("postgres", "projectdb"))
 
 
 def test_without_a_deploy_principal_every_upload_runs() -> None:
-    request = parse_event(load("sns_s3_put_by_deploy_role.json"), bucket=BUCKET, prefix=PREFIX, deploy_principal="")
-    assert request.action == "migrate"
+    assert run(load("sns_s3_put_by_deploy_role.json"), deploy_principal=None).action == "migrate"
 
 
 def test_a_mixed_event_runs_only_the_databases_others_uploaded_to() -> None:
     deployed = by(s3_event("migrations/reportsdb/2_b.up.sql"), f"AWS:{DEPLOY_ROLE}:GitHubActions")
     uploaded = by(s3_event("migrations/projectdb/1_a.up.sql"), "AWS:AIDAJDPLRKLG7UEXAMPLE")
     event = {"Records": deployed["Records"] + uploaded["Records"]}
-    request = parse_event(event, bucket=BUCKET, prefix=PREFIX, deploy_principal=DEPLOY_ROLE)
+    request = run(event, deploy_principal=DEPLOY_ROLE)
     assert request.databases == ("postgres", "projectdb")
     assert request.ignored_keys == ("migrations/reportsdb/2_b.up.sql",)
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from dbmigrate.cli_remote import RemotePlanError, read_response
 from dbmigrate.errors import ConfigError
-from dbmigrate.remote import RemotePlanError, read_response
 
 
 def response(body: object, *, function_error: str | None = None) -> dict[str, object]:
