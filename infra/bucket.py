@@ -76,7 +76,7 @@ class MigrationsBucket(Construct):
     Attributes: ``name``, ``arn``, ``policy`` (write the objects after it).
     """
 
-    def __init__(  # noqa: PLR0913, RUF100  a cdktf construct: (scope, id), then keyword-only props, as the provider's resources take theirs
+    def __init__(  # noqa: PLR0913  a cdktf construct: (scope, id), then keyword-only props, as the provider's resources take theirs
         self, scope: Construct, id: str, *, name: str, kms_key_arn: str, prefix: str, writers: Sequence[str]
     ) -> None:
         super().__init__(scope, id)
@@ -155,7 +155,7 @@ class MigrationObjects(Construct):
     Attributes: ``objects`` (for ordering) and ``files``.
     """
 
-    def __init__(  # noqa: PLR0913, RUF100  a cdktf construct: (scope, id), then keyword-only props, as the provider's resources take theirs
+    def __init__(  # noqa: PLR0913  a cdktf construct: (scope, id), then keyword-only props, as the provider's resources take theirs
         self,
         scope: Construct,
         id: str,

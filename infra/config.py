@@ -301,31 +301,48 @@ def _coerce(source: str, value: Any, hint: Any) -> Any:
         if value is None:
             return None
     origin = typing.get_origin(hint)
+    kind = "tuple" if origin is tuple else "mapping" if Mapping in (origin, hint) else hint
     try:
-        if hint is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in {"true", "false", "1", "0", "yes", "no"}:
-                return value.lower() in {"true", "1", "yes"}
-            raise ValueError("expected true or false")
-        if hint is float:
-            if isinstance(value, bool):
-                raise ValueError("expected a number")
-            return float(value)
-        if hint is int:
-            if isinstance(value, bool):
-                raise ValueError("expected a whole number")
-            return int(value)
-        if hint is Path:
-            return Path(value)
-        if origin is tuple:
-            items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(str(item).strip() for item in items if str(item).strip())
-        if origin is Mapping or hint is Mapping:
-            if isinstance(value, str):
-                pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
-                return {key.strip(): val.strip() for key, val in pairs}
-            return {str(key): str(val) for key, val in dict(value).items()}
-        return str(value)
+        return _READERS.get(kind, str)(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: cannot read {value!r}: {exc}") from exc
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {"true", "false", "1", "0", "yes", "no"}:
+        return value.lower() in {"true", "1", "yes"}
+    raise ValueError("expected true or false")
+
+
+def _number_of(kind: type[Any], expected: str) -> Any:
+    def read(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"expected {expected}")
+        return kind(value)
+
+    return read
+
+
+def _items(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def _pairs(value: Any) -> dict[str, str]:
+    if isinstance(value, str):
+        pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+        return {key.strip(): val.strip() for key, val in pairs}
+    return {str(key): str(val) for key, val in dict(value).items()}
+
+
+# How a context or environment value becomes each kind of field (anything else: a string).
+_READERS: dict[Any, Any] = {
+    bool: _boolean,
+    float: _number_of(float, "a number"),
+    int: _number_of(int, "a whole number"),
+    Path: Path,
+    "tuple": _items,
+    "mapping": _pairs,
+}

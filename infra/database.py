@@ -62,7 +62,7 @@ class Database(Construct):
     Attributes: ``host``, ``port``, ``secret_arn``, ``security_group_id``.
     """
 
-    def __init__(  # noqa: PLR0913, RUF100  a cdktf construct: (scope, id), then keyword-only props, as the provider's resources take theirs
+    def __init__(  # noqa: PLR0913  a cdktf construct: (scope, id), then keyword-only props, as the provider's resources take theirs
         self,
         scope: Construct,
         id: str,

@@ -59,7 +59,7 @@ class FunctionSettings:
     server's certificate and host name (``verify-full``) instead of only requiring TLS."""
 
 
-def function_environment(
+def function_environment(  # noqa: PLR0913  keyword-only: one per variable source, named at the call
     *,
     bucket: str,
     prefix: str,
@@ -116,7 +116,7 @@ class MigrationFunction(Construct):
     ``security_group_id``, ``dead_letter_queue_arn``, ``alarm_name``.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  a cdktf construct: (scope, id), then keyword-only props, as the provider's resources take theirs
         self,
         scope: Construct,
         id: str,

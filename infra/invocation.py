@@ -43,7 +43,7 @@ class MigrationInvocation(Construct):
     Attributes: ``result`` (the function's JSON result).
     """
 
-    def __init__(  # noqa: PLR0913, RUF100  a cdktf construct: (scope, id), then keyword-only props, as the provider's resources take theirs
+    def __init__(  # noqa: PLR0913  a cdktf construct: (scope, id), then keyword-only props, as the provider's resources take theirs
         self,
         scope: Construct,
         id: str,

@@ -46,7 +46,7 @@ class Network(Construct):
     endpoints; the rules of the endpoints' security group).
     """
 
-    def __init__(  # noqa: PLR0913, RUF100  a cdktf construct: (scope, id), then keyword-only props, as the provider's resources take theirs
+    def __init__(  # noqa: PLR0913  a cdktf construct: (scope, id), then keyword-only props, as the provider's resources take theirs
         self,
         scope: Construct,
         id: str,

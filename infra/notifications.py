@@ -25,7 +25,7 @@ class UploadNotifications(Construct):
     Attributes: ``topic_arn``.
     """
 
-    def __init__(  # noqa: PLR0913, RUF100  a cdktf construct: (scope, id), then keyword-only props, as the provider's resources take theirs
+    def __init__(  # noqa: PLR0913  a cdktf construct: (scope, id), then keyword-only props, as the provider's resources take theirs
         self,
         scope: Construct,
         id: str,

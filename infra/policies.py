@@ -66,7 +66,7 @@ def assume_role(service: str, *, account_id: str | None = None) -> str:
     return document(statement)
 
 
-def function_permissions(  # noqa: PLR0913, RUF100  keyword-only: one per resource the statements grant on, named at the call
+def function_permissions(  # noqa: PLR0913  keyword-only: one per resource the statements grant on, named at the call
     *,
     bucket_arn: str,
     prefix: str,

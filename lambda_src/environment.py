@@ -153,7 +153,7 @@ def explain_tls_failure(exc: DatabaseConnectError, env: FunctionEnv) -> Database
     )
 
 
-def _number(
+def _number(  # noqa: PLR0913  keyword-only bounds beside the variable's name, kind and default
     env: Mapping[str, str],
     name: str,
     kind: type[Any],

@@ -95,7 +95,7 @@ class PackageImage:
 class LocalFunction:
     """One warm instance of the function, started from a prepared package image."""
 
-    def __init__(  # noqa: PLR0913, RUF100  mirrors Lambda's function configuration (Handler, Environment, Timeout, FunctionName, MemorySize)
+    def __init__(  # noqa: PLR0913  mirrors Lambda's function configuration (Handler, Environment, Timeout, FunctionName, MemorySize)
         self,
         image: PackageImage,
         *,

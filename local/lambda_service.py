@@ -117,7 +117,7 @@ class LocalLambda:
     exhausts). ``dead_letter_url`` is the SQS queue failed asynchronous events go to.
     """
 
-    def __init__(  # noqa: PLR0913, RUF100  mirrors Lambda's function settings (FunctionName, ReservedConcurrentExecutions, DeadLetterConfig)
+    def __init__(  # noqa: PLR0913  mirrors Lambda's function settings (FunctionName, ReservedConcurrentExecutions, DeadLetterConfig)
         self,
         start_instance: Callable[[], LocalFunction],
         *,

@@ -28,7 +28,7 @@ def spell_neutral(name: str) -> str:
 class MigrationError(Exception):
     """Base of every error the engine raises on purpose."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  the fields every error may name, all keyword-only
         self,
         message: str,
         *,

@@ -72,7 +72,7 @@ def set_reserved_concurrency(stack: SynthesizedStack, reserved: int | None) -> N
 
 
 @pytest.fixture
-def deployed(  # noqa: PLR0913, RUF100  pytest passes each fixture and parameter by name
+def deployed(  # noqa: PLR0913  pytest passes each fixture and parameter by name
     stack: SynthesizedStack,
     pg: EmbeddedPostgres,
     local_aws: LocalAws,

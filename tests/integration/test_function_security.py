@@ -172,7 +172,7 @@ def test_verify_full_with_the_wrong_ca_fails_fast_naming_tls_verification(
     ("bundle", "expected"),
     [("missing.pem", "no CA certificates can be read"), ("not-pem.txt", "no CA certificates can be read")],
 )
-def test_a_missing_or_unreadable_ca_bundle_is_a_config_error_before_connecting(  # noqa: PLR0913, RUF100  pytest passes each fixture and parameter by name
+def test_a_missing_or_unreadable_ca_bundle_is_a_config_error_before_connecting(  # noqa: PLR0913  pytest passes each fixture and parameter by name
     deployed: LocalAws,
     pg: EmbeddedPostgres,
     monkeypatch: pytest.MonkeyPatch,

@@ -129,7 +129,7 @@ def lock_held_by_function(pg: EmbeddedPostgres, main_database: str) -> Iterator[
 
 
 @pytest.mark.parametrize("how", ["flag", "environment"])
-def test_the_cli_takes_the_functions_lock_when_given_its_root_database(  # noqa: PLR0913, RUF100  pytest passes each fixture and parameter by name
+def test_the_cli_takes_the_functions_lock_when_given_its_root_database(  # noqa: PLR0913  pytest passes each fixture and parameter by name
     pg: EmbeddedPostgres,
     cli: Callable[..., CliResult],
     write_migrations: Write,

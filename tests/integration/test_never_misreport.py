@@ -46,7 +46,7 @@ def rows(pg: EmbeddedPostgres, sql: str) -> list[tuple[object, ...]]:
         ("CREATE INDEX CONCURRENTLY first_a ON first (a);\nCREATE TABLE half ();\x00\nCREATE TABLE rest ();", 2, 22),
     ],
 )
-def test_a_nul_byte_is_refused_before_anything_of_the_file_or_the_next_is_sent(  # noqa: PLR0913, RUF100  pytest passes each fixture and parameter by name
+def test_a_nul_byte_is_refused_before_anything_of_the_file_or_the_next_is_sent(  # noqa: PLR0913  pytest passes each fixture and parameter by name
     pg: EmbeddedPostgres, cli: Cli, write_migrations: Write, body: str, line: int, column: int
 ) -> None:
     root = write_migrations(

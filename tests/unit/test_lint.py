@@ -53,7 +53,7 @@ def findings(tmp_path: Path, sql: str, config: LintConfig | None = None) -> list
         ("SELECT 1;\n\\connect other", "unsupported", "error", 2, "psql meta-command \\connect"),
     ],
 )
-def test_each_rule_names_the_file_line_and_the_safe_way(  # noqa: PLR0913, RUF100  pytest passes each fixture and parameter by name
+def test_each_rule_names_the_file_line_and_the_safe_way(  # noqa: PLR0913  pytest passes each fixture and parameter by name
     tmp_path: Path, sql: str, rule: str, severity: str, line: int, message: str
 ) -> None:
     (finding,) = findings(tmp_path, sql)
