@@ -37,7 +37,7 @@ def main() -> int:
     from infra.stack import synthesize  # noqa: PLC0415
 
     outdir = Path(os.environ.get("CDKTF_OUTDIR") or ROOT / "cdktf.out")
-    stack_file = synthesize(config, package=package.path, outdir=outdir)
+    stack_file = synthesize(config, package=package, outdir=outdir)
     print(f"synthesized {stack_file} (package sha256 {package.sha256})")
     return 0
 

@@ -7,7 +7,7 @@
         database=DatabaseTarget(host=db.address, port=5432, secret_arn=secret_arn,
                                 security_group_id=db_sg.id),
         migrations_dir=Path(__file__).parent / "migrations",
-        package=Path(__file__).parent / "build" / "lambda.zip",
+        package=build_package(),  # infra.packaging: the zip, its sha256 and its entries
     ))
 
 Given the network and the database, it adds the bucket and one object per migration
@@ -22,9 +22,6 @@ Manager (an interface endpoint or NAT).
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +36,7 @@ from .function import FunctionSettings, MigrationFunction, function_environment
 from .invocation import MigrationInvocation, RunMode, content_hash
 from .names import name_problems
 from .notifications import UploadNotifications
+from .packaging import BuildResult
 
 __all__ = ["DatabaseMigrations", "DatabaseMigrationsProps", "DatabaseTarget"]
 
@@ -70,7 +68,7 @@ class DatabaseMigrationsProps:
     subnet_ids: Sequence[str]
     database: DatabaseTarget
     migrations_dir: Path
-    package: Path
+    package: BuildResult
     prefix: str = "migrations/"
     run_mode: RunMode = "every-apply"
     function: FunctionSettings = field(default_factory=FunctionSettings)
@@ -117,14 +115,14 @@ class DatabaseMigrations(Construct):
         own_key = None if props.kms_key_arn else EncryptionKey(self, "key", name=props.name, account=account)
         key_arn = own_key.arn if own_key else str(props.kms_key_arn)
         files = migration_files(props.migrations_dir)
-        if props.function.ca_bundle and props.function.ca_bundle not in _entries(props.package):
+        if props.function.ca_bundle and props.function.ca_bundle not in props.package.entries:
             raise ConfigError(
-                f"the package {props.package} has no {props.function.ca_bundle}: build it with the CA bundle "
+                f"the package {props.package.path} has no {props.function.ca_bundle}: build it with the CA bundle "
                 "(build_package(ca_bundle=...); the stack's db_ca_bundle setting)"
             )
-        package_sha256 = hashlib.sha256(props.package.read_bytes()).hexdigest()
+        package_sha256 = props.package.sha256
         package = TerraformAsset(
-            self, "package", path=str(props.package), type=AssetType.FILE, asset_hash=package_sha256[:32]
+            self, "package", path=str(props.package.path), type=AssetType.FILE, asset_hash=package_sha256[:32]
         )
 
         bucket = MigrationsBucket(
@@ -143,7 +141,7 @@ class DatabaseMigrations(Construct):
             "function",
             name=props.name,
             package_path=package.path,
-            package_hash=base64.b64encode(bytes.fromhex(package_sha256)).decode("ascii"),
+            package_hash=props.package.source_code_hash,
             vpc_id=props.vpc_id,
             subnet_ids=props.subnet_ids,
             environment=function_environment(
@@ -209,8 +207,3 @@ class DatabaseMigrations(Construct):
         self.alarm_name = function.alarm_name
         self.invocation_result = invocation.result
         self.files = files
-
-
-def _entries(package: Path) -> set[str]:
-    with zipfile.ZipFile(package) as archive:
-        return set(archive.namelist())

@@ -22,7 +22,7 @@ from .database_migrations import DatabaseMigrations, DatabaseMigrationsProps, Da
 from .encryption import Account, EncryptionKey
 from .function import FunctionSettings
 from .network import Network
-from .packaging import CA_BUNDLE_ENTRY
+from .packaging import CA_BUNDLE_ENTRY, BuildResult
 
 __all__ = ["MigrationsStack", "synthesize"]
 
@@ -30,7 +30,7 @@ __all__ = ["MigrationsStack", "synthesize"]
 class MigrationsStack(TerraformStack):
     """Everything ``main.py`` deploys, from one StackConfig and one built package."""
 
-    def __init__(self, scope: Construct, id: str, *, config: StackConfig, package: Path) -> None:
+    def __init__(self, scope: Construct, id: str, *, config: StackConfig, package: BuildResult) -> None:
         super().__init__(scope, id)
         AwsProvider(
             self,
@@ -168,7 +168,7 @@ class MigrationsStack(TerraformStack):
             TerraformOutput(self, "db_host", value=target.host, description="The database endpoint")
 
 
-def synthesize(config: StackConfig, *, package: Path, outdir: Path) -> Path:
+def synthesize(config: StackConfig, *, package: BuildResult, outdir: Path) -> Path:
     """Synthesize the stack into ``outdir``; returns the stack's ``cdk.tf.json``."""
     app = App(outdir=str(outdir), stack_traces=False)
     MigrationsStack(app, config.name, config=config, package=package)

@@ -76,7 +76,7 @@ def synths(
     for variant, config in (("default", stack_config), ("byo", replace(stack_config, **BYO))):
         outdir = tmp_path_factory.mktemp(f"synth-{variant}")
         started = time.monotonic()
-        stack_file = synthesize(config, package=package.path, outdir=outdir)
+        stack_file = synthesize(config, package=package, outdir=outdir)
         seconds = time.monotonic() - started
         results[variant] = Synth(json.loads(stack_file.read_text(encoding="utf-8")), stack_file.parent, seconds)
     yield results
@@ -93,7 +93,7 @@ def synthesize_with(
 
     def run(**settings: Any) -> dict[str, Any]:
         outdir = tmp_path_factory.mktemp("synth-with")
-        stack_file = synthesize(replace(stack_config, **settings), package=package.path, outdir=outdir)
+        stack_file = synthesize(replace(stack_config, **settings), package=package, outdir=outdir)
         found: dict[str, Any] = json.loads(stack_file.read_text(encoding="utf-8"))
         return found
 

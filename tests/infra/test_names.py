@@ -11,6 +11,7 @@ import pytest
 from infra.config import ConfigError, StackConfig
 from infra.database_migrations import DatabaseMigrationsProps, DatabaseTarget
 from infra.names import NAME_RULES, NameRule, derived_names, name_problems, postgres_family
+from infra.packaging import BuildResult
 
 from .conftest import BYO, Synth, SynthesizeWith
 
@@ -139,7 +140,7 @@ def test_the_construct_refuses_a_name_too_long_for_its_bucket(tmp_path: Path) ->
             subnet_ids=["subnet-1"],
             database=DatabaseTarget(host="db", secret_arn="arn:secret", security_group_id="sg-1"),
             migrations_dir=tmp_path,
-            package=tmp_path / "lambda.zip",
+            package=BuildResult(tmp_path / "lambda.zip", "0" * 64, 0, ()),
         )
 
 

@@ -69,7 +69,7 @@ def secure_package(secure_config: StackConfig, tmp_path_factory: pytest.TempPath
 
 @pytest.fixture(scope="session")
 def secure(secure_config: StackConfig, secure_package: BuildResult, tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    stack_file = synthesize(secure_config, package=secure_package.path, outdir=tmp_path_factory.mktemp("synth-secure"))
+    stack_file = synthesize(secure_config, package=secure_package, outdir=tmp_path_factory.mktemp("synth-secure"))
     return Synth(json.loads(stack_file.read_text(encoding="utf-8")), stack_file.parent, 0.0)
 
 

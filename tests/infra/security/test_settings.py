@@ -104,7 +104,7 @@ def test_a_stack_asking_for_a_ca_bundle_refuses_a_package_without_one(
     secure_config: StackConfig, package: BuildResult, tmp_path: Path
 ) -> None:
     with pytest.raises(ConfigError, match=f"has no {CA_BUNDLE_ENTRY}"):
-        synthesize(secure_config, package=package.path, outdir=tmp_path)
+        synthesize(secure_config, package=package, outdir=tmp_path)
 
 
 @pytest.fixture
