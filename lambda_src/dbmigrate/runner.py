@@ -24,7 +24,7 @@ from .errors import ConfigError, DatabaseConnectError, DeadlineError, PrivilegeE
 from .history import DONE, HistoryRow, Status
 from .lifecycle import RunLifecycle
 from .lock import HeldLock
-from .model import DATABASE_NAME, MigrationRef
+from .model import MigrationRef
 from .plan import DatabasePlan, down_files, plan_database
 from .repair import RepairRequest
 from .report import DatabaseResult, RunReport, ms_since
@@ -173,11 +173,9 @@ class Runner:
         )
 
     def _targets(self, refs: Iterable[MigrationRef], requested: Sequence[str] | None) -> list[str]:
+        """Root first, then by name; names were checked where they entered (flags, payload, layout)."""
         root = self.settings.root_database
         names = set(requested) if requested else {ref.database for ref in refs}
-        for name in names:
-            if not DATABASE_NAME.match(name):
-                raise ConfigError(f"{name!r} is not a valid database name")
         return sorted(names, key=lambda name: (name != root, name))
 
     def _lock_wait(self) -> float:

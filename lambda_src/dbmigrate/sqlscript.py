@@ -407,7 +407,9 @@ def _relations(node: Any) -> set[str]:
     return found
 
 
-def _session_effect(name: str, node: dict[str, Any], configs: tuple[str, ...] | None = None) -> SessionEffect:
+def _session_effect(  # noqa: PLR0911  one answer per kind of statement, in the order they take precedence
+    name: str, node: dict[str, Any], configs: tuple[str, ...] | None = None
+) -> SessionEffect:
     """What a statement leaves in the session beyond its transaction (DO blocks: what they run).
 
     ``configs`` are the settings its set_config calls name (found here if not given).
@@ -470,7 +472,7 @@ def _leading_trivia(text: str) -> int:
     return i
 
 
-def _outside_transaction(name: str, node: dict[str, Any]) -> bool:
+def _outside_transaction(name: str, node: dict[str, Any]) -> bool:  # noqa: PLR0911  one answer per statement kind
     # CALL is among them: a procedure may COMMIT, which it can only do outside a block.
     if name in ALWAYS_OUTSIDE_TRANSACTION and name != "DoStmt":
         return True
