@@ -18,14 +18,14 @@ import psycopg2
 import psycopg2.errorcodes
 
 from .db import Connection
-from .errors import PartialMigrationError, SqlError
+from .errors import MigrationError, PartialMigrationError, SqlError
 from .history import Ledger
 from .leftovers import Leftover, check_advice, describe, fixes, left_behind, watch
 from .model import MigrationRef
 from .report import ms_since
-from .sqlscript import Mode, Script, SessionEffect, Statement, line_of
+from .sqlscript import Mode, Script, SessionEffect, Statement, analyze, line_of
 
-__all__ = ["AppliedFile", "decode", "run_file", "sha256"]
+__all__ = ["AppliedFile", "decode", "how_it_runs", "run_file", "sha256"]
 
 BLOCKERS_QUERY = """
 SELECT a.pid, a.application_name, a.state, date_trunc('second', a.xact_start), l.mode, l.relation::regclass::text
@@ -76,6 +76,14 @@ def decode(data: bytes, ref: MigrationRef) -> str:
             line=line_of(data[: exc.start].decode("utf-8", "replace"), exc.start),
             hint="save the file as UTF-8",
         ) from exc
+
+
+def how_it_runs(data: bytes, ref: MigrationRef) -> dict[str, Any]:
+    """For plan and status: how the file would run (``Script.to_dict()``), or the ``error`` that would stop it."""
+    try:
+        return analyze(decode(data, ref), database=ref.database, file=ref.key).to_dict()
+    except MigrationError as exc:
+        return {"mode": None, "declared": False, "reason": None, "error": exc.to_dict()}
 
 
 def run_file(conn: Connection, ref: MigrationRef, key: str, script: Script, ledger: Ledger) -> AppliedFile:
@@ -138,7 +146,7 @@ class _File:
         except psycopg2.Error as exc:
             _rollback(conn)
             needs_autocommit = exc.pgcode in NEEDS_AUTOCOMMIT or PENDING_TRIGGER_EVENTS in _server_message(exc)
-            if script.statements and needs_autocommit and not script.wrapped:
+            if script.statements and needs_autocommit and not script.declared:
                 raise _NeedsAutocommitError(_server_message(exc)) from exc
             line = _position_line(exc, script.body, len(prefix))
             if line is None and len(script.statements) == 1:
@@ -186,10 +194,10 @@ def _rolled_back(conn: Connection, script: Script, needs_autocommit: bool) -> st
             "the connection was lost before the server answered: the file and its history row commit "
             "together, so `dbmigrate status` shows whether it was applied"
         )
-    if script.wrapped and needs_autocommit:
+    if script.declared and needs_autocommit:
         return (
-            "the file wraps itself in BEGIN ... COMMIT, so it ran as that one transaction, which was rolled "
-            "back: nothing of it was applied (split the file where the server needs a commit)"
+            f"the file {script.promise}, so it ran as that one transaction, which was rolled back: nothing of it was "
+            "applied (split the file where the server needs a commit)"
         )
     return "the file's transaction was rolled back: nothing of it was applied"
 

@@ -3,7 +3,8 @@
 ``dbmigrate plan --function NAME`` sends the local folder's manifest (names and
 sha256) to the function's ``plan`` action. The function compares it with each
 database's history, inside the VPC, and answers with the pending versions and any
-drift. This is the CLI side: one synchronous Lambda invoke.
+drift; how each pending file would run is read here, from the same files. This is
+the CLI side: one synchronous Lambda invoke.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .apply import how_it_runs
 from .errors import ConfigError, MigrationError
 from .manifest import manifest_of
 from .sources import MigrationSource
@@ -30,7 +32,22 @@ def remote_plan(source: MigrationSource, invoke: Invoker, databases: Sequence[st
     payload: dict[str, Any] = {"action": "plan", "manifest": manifest_of(source, databases)}
     if databases:
         payload["databases"] = list(databases)
-    return invoke(payload)
+    result = invoke(payload)
+    _read_pending_here(result, source)
+    return result
+
+
+def _read_pending_here(result: dict[str, Any], source: MigrationSource) -> None:
+    """The function saw checksums only: how each pending file would run is read from the files here."""
+    refs = {ref.key: ref for ref in source.list()}
+    for database in result.get("databases", []):
+        for entry in database.get("pending_files", []):
+            ref = refs.get(str(entry.get("file"))) if isinstance(entry, dict) else None
+            if ref is None or entry.get("mode") is not None or "error" in entry:
+                continue
+            entry.update(how_it_runs(source.read(ref.key), ref))
+            if "error" in entry:
+                result.setdefault("problems", []).append(entry["error"])
 
 
 def lambda_invoker(function_name: str, client: Any = None) -> Invoker:

@@ -45,8 +45,8 @@ def _plan(result: Document, out: TextIO) -> None:
     for database in result["databases"]:
         pending = database["pending"]
         print(f"{database['name']}: {len(pending)} pending (current {_version(database['current_version'])})", file=out)
-        for name in database.get("pending_files", pending):  # a function deployed before pending_files: versions
-            print(f"  + {name}", file=out)
+        for entry in database.get("pending_files", pending):  # a function deployed before pending_files: versions
+            print(f"  + {_pending_line(entry)}", file=out)
         for kind in ("changed", "missing", "out_of_order"):
             if database.get(kind):
                 print(f"  {kind.replace('_', ' ')}: {database[kind]}", file=out)
@@ -60,10 +60,23 @@ def _status(result: Document, out: TextIO) -> None:
         name = database["name"]
         rows += [(name, str(row["version"]), row["file"], *_history_cells(row)) for row in database.get("history", [])]
         rows += [
-            (name, str(version), file, "pending", "", "", "")
-            for version, file in zip(database["pending"], database.get("pending_files", []), strict=False)
+            (name, str(entry["version"]), entry["file"], "pending", "", "", "")
+            for entry in database.get("pending_files", [])
         ]
     _table(rows, out)
+
+
+def _pending_line(entry: Document | int) -> str:
+    """A pending file and how it would run: one transaction, or statement by statement and why."""
+    if not isinstance(entry, dict):
+        return str(entry)
+    if entry.get("error"):
+        return f"{entry['file']}  (would fail: {entry['error']['message']})"
+    if entry["mode"] == "transaction":
+        return f"{entry['file']}  (one transaction{', as the file says' if entry['declared'] else ''})"
+    if entry["mode"] == "autocommit":
+        return f"{entry['file']}  (statement by statement: {entry['reason']})"
+    return f"{entry['file']}  ({entry['reason']})"
 
 
 def _history_cells(row: Document) -> tuple[str, str, str, str]:

@@ -21,7 +21,10 @@ from .errors import (
 from .history import DONE, UNFINISHED, HistoryRow, Status
 from .model import MigrationRef
 
-__all__ = ["DatabasePlan", "down_files", "plan_database"]
+__all__ = ["NOT_READ", "DatabasePlan", "down_files", "plan_database"]
+
+# A pending file whose body was not read (a manifest carries checksums only).
+NOT_READ: Mapping[str, Any] = {"mode": None, "declared": False, "reason": "not read (the manifest has checksums only)"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class DatabasePlan:
     unfinished: tuple[HistoryRow, ...] = ()
     exists: bool = True
     notes: tuple[str, ...] = field(default=())
+    modes: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    """How each pending file would run (``Script.to_dict()``, or its ``error``), by version; read by plan and status."""
 
     @property
     def current_version(self) -> int | None:
@@ -98,7 +103,10 @@ class DatabasePlan:
             "current_version": self.current_version,
             "applied": [row.version for row in self.applied if row.status not in UNFINISHED],
             "pending": [ref.version for ref in self.pending],
-            "pending_files": [ref.key for ref in self.pending],
+            "pending_files": [
+                {"version": ref.version, "file": ref.key, **self.modes.get(ref.version, NOT_READ)}
+                for ref in self.pending
+            ],
             "changed": [ref.version for ref, _, _ in self.changed],
             "different": [
                 {"version": ref.version, "history_file": row.file, "source_file": ref.key}

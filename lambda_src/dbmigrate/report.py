@@ -45,7 +45,7 @@ class DatabaseResult:
             "duration_ms": self.duration_ms,
         }
         if action == "plan":
-            data.update((name, state[name]) for name in DRIFT if name in state)
+            data.update((name, state[name]) for name in ("pending_files", *DRIFT) if name in state)
         if self.reverted:
             data["reverted"] = self.reverted
         if self.to_undo is not None:

@@ -15,10 +15,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from .apply import AppliedFile, sha256
+from .apply import AppliedFile, how_it_runs, sha256
 from .config import Settings
 from .errors import ConfigError, DatabaseConnectError, DeadlineError, PrivilegeError
 from .history import DONE, HistoryRow, Status
@@ -275,12 +276,20 @@ class Runner:
         for database in self._targets(refs, databases):
             db_started = time.monotonic()
             plan, cannot_write = self._look(database, _of(refs, database))
+            plan = replace(plan, modes=self._how_pending(plan.pending))
+            problems += [mode["error"] for mode in plan.modes.values() if "error" in mode]
             refusal = plan.refusal(allow_out_of_order=self.settings.allow_out_of_order)
             problems += [problem.to_dict() for problem in (cannot_write, refusal) if problem]
             pending = [ref.version for ref in plan.pending]
             results.append(DatabaseResult(database, plan.current_version, [], pending, ms_since(db_started), plan))
         warnings = [] if refs or databases else [f"no migrations found at {self.source.origin}"]
         return RunReport(action, self.source.origin, results, ms_since(started), problems=problems, warnings=warnings)
+
+    def _how_pending(self, pending: Sequence[MigrationRef]) -> dict[int, dict[str, Any]]:
+        """How each pending file would run, read and parsed as a migrate would (not from a manifest)."""
+        if isinstance(self.source, ChecksumSource):
+            return {}
+        return {ref.version: how_it_runs(self.source.read(ref.key), ref) for ref in pending}
 
     def _look(self, database: str, refs: list[MigrationRef]) -> tuple[DatabasePlan, PrivilegeError | None]:
         """The plan of one database, and why a migrate could not write its history (or None).

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from .directive import NO_DIRECTIVE, Directive, read_directive
 from .errors import SqlError, UnsupportedSqlError
 from .plpgsql import do_block_effects
 from .sendable import (
@@ -111,7 +112,8 @@ class Script:
     ``changes_role`` that the file runs SET ROLE (the history row is written as the
     session user). ``reason`` says why a file runs in autocommit. ``wrapped``: the file
     wraps itself in BEGIN ... COMMIT, a promise of one transaction that is kept or the
-    file refused (it never falls back to running statement by statement).
+    file refused. ``directive``: what its ``-- dbmigrate: transaction=...`` line said.
+    A file that said how it runs (``declared``) never falls back to another mode.
     """
 
     statements: tuple[Statement, ...]
@@ -121,10 +123,29 @@ class Script:
     changes_role: bool = False
     reason: str | None = None
     wrapped: bool = False
+    directive: Directive = NO_DIRECTIVE
 
     @property
     def is_empty(self) -> bool:
         return not self.statements
+
+    @property
+    def declared(self) -> bool:
+        """The file said how it runs (a directive, or its own BEGIN ... COMMIT): no runtime fallback."""
+        return self.wrapped or self.directive.transaction is not None
+
+    @property
+    def promise(self) -> str:
+        """How a file that ``declared`` one transaction asked for it, as its errors say."""
+        return asked_for_one(self.directive)
+
+    def to_dict(self) -> dict[str, Any]:
+        """How the file will run, for plan: its mode, whether the file said so, and why."""
+        return {"mode": self.mode.value, "declared": self.declared, "reason": self.reason}
+
+
+def asked_for_one(directive: Directive) -> str:
+    return f"says {directive.describe()}" if directive.transaction else "wraps itself in BEGIN ... COMMIT"
 
 
 # Statements PostgreSQL refuses inside a transaction block, keyed by parse-tree node.
@@ -167,17 +188,24 @@ def analyze(sql: str, *, database: str, file: str, keep_trees: bool = False) -> 
     sql, statements = _read(sql, database=database, file=file, keep_trees=keep_trees)
     for statement in statements:
         refuse_encoding_change(statement, database=database, file=file)
+    spans = [(s.offset, s.offset + s.length) for s in statements]
+    directive = read_directive(sql, spans, database=database, file=file)
     body, statements, wrapped = _unwrap_transaction(sql, statements, database=database, file=file)
+    one_transaction = wrapped or directive.transaction is True
 
     outside = [s for s in statements if not s.transactional and not (wrapped and _may_call_in_wrapper(s))]
     reason = None
-    if outside and wrapped:
-        _refuse_broken_wrapper(outside[0], database=database, file=file)
-    if outside:
+    if wrapped and directive.transaction is False:
+        _refuse_contradiction(directive, database=database, file=file)
+    if outside and one_transaction:
+        _refuse_broken_promise(outside[0], directive, database=database, file=file)
+    if directive.transaction is False:
+        reason = f"the file says {directive.describe()}"
+    elif outside:
         reason = f"{_describe(outside[0])} (line {outside[0].line}) cannot run inside a transaction block"
-    elif any(s.adds_enum_value for s in statements[:-1]) and not wrapped:
+    elif any(s.adds_enum_value for s in statements[:-1]) and not one_transaction:
         # A new enum value cannot be used in the transaction that added it. A file
-        # that wraps itself in BEGIN ... COMMIT asked for one transaction: it gets it.
+        # that asked for one transaction (BEGIN ... COMMIT, transaction=true) gets it.
         reason = "a new enum value is added and may be used by the statements after it"
     effects = {s.session_effect for s in statements}
     effect = max(effects, key=_EFFECT_ORDER.index, default=SessionEffect.NONE)
@@ -189,6 +217,7 @@ def analyze(sql: str, *, database: str, file: str, keep_trees: bool = False) -> 
         changes_role=any(s.changes_role for s in statements),
         reason=reason,
         wrapped=wrapped,
+        directive=directive,
     )
 
 
@@ -252,16 +281,30 @@ def _may_call_in_wrapper(statement: Statement) -> bool:
     return statement.node == "DoStmt" and not do_block_effects(statement.tree).commits
 
 
-def _refuse_broken_wrapper(statement: Statement, *, database: str, file: str) -> None:
+def _refuse_broken_promise(statement: Statement, directive: Directive, *, database: str, file: str) -> None:
+    """The file asked for one transaction (BEGIN ... COMMIT or transaction=true) and holds a statement that cannot."""
+    asks = asked_for_one(directive)
+    undo = "remove the directive" if directive.transaction else "remove the file's BEGIN/COMMIT"
     raise UnsupportedSqlError(
-        f"the file wraps itself in BEGIN ... COMMIT but {_describe(statement)} (line {statement.line}) cannot run "
-        "inside a transaction block: the file cannot be applied as the one transaction it asks for",
+        f"the file {asks} but {_describe(statement)} (line {statement.line}) cannot run inside a transaction "
+        "block: the file cannot be applied as the one transaction it asks for",
         database=database,
         file=file,
         line=statement.line,
         statement=statement.text[:200],
-        hint="move that statement into a file of its own without BEGIN/COMMIT (it runs in autocommit there), "
-        "or remove the file's BEGIN/COMMIT to run it statement by statement; nothing of this file was run",
+        hint="move that statement into a file of its own (it runs in autocommit there), "
+        f"or {undo} to run it statement by statement; nothing of this file was run",
+    )
+
+
+def _refuse_contradiction(directive: Directive, *, database: str, file: str) -> None:
+    raise UnsupportedSqlError(
+        f"the file says {directive.describe()} but wraps itself in BEGIN ... COMMIT, which asks for one transaction",
+        database=database,
+        file=file,
+        line=directive.line,
+        hint="keep one of the two: remove the directive (one transaction) or the BEGIN/COMMIT (statement by "
+        "statement); nothing of this file was run",
     )
 
 

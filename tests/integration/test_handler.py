@@ -484,6 +484,8 @@ def test_remote_plan_lists_what_would_be_applied_before_anything_is_uploaded(
     result = remote(function, tmp_path, {**BASE, **new})
     assert result["action"] == "plan" and result["problems"] == []
     assert by_name(result)["projectdb"]["pending"] == [202401020900]
+    [pending] = by_name(result)["projectdb"]["pending_files"]
+    assert pending["mode"] == "transaction", "read by the CLI: the function saw the checksum only"
     assert "widgets" not in tables(pg, "projectdb")
     listed = function.aws.s3.list_objects_v2(Bucket=BUCKET, Prefix=PREFIX)["Contents"]
     assert not any(item["Key"].endswith("add_widgets.up.sql") for item in listed)
@@ -525,6 +527,24 @@ def test_remote_plan_from_the_command_line_exits_1_on_drift(
     printed = json.loads(capsys.readouterr().out)
     assert [problem["error"] for problem in printed["problems"]] == ["ChecksumMismatchError"]
     assert invoked == ["acme-dbmigrate", "acme-dbmigrate"]
+
+
+def test_remote_plan_says_how_pending_files_run_and_names_a_broken_one(
+    function: Function, pg: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    function.invoke("invoke_migrate.json")
+    new = {
+        "projectdb/202401020900_index.up.sql": "CREATE INDEX CONCURRENTLY users_i ON users (id);\n",
+        "projectdb/202401021000_split.up.sql": "-- dbmigrate: transaction=false\nCREATE TABLE s ();\n",
+        "projectdb/202401021100_broken.up.sql": "CREATE TABLE (;\n",
+    }
+    result = remote(function, tmp_path, {**BASE, **new})
+    modes = {entry["file"]: entry for entry in by_name(result)["projectdb"]["pending_files"]}
+    assert modes["projectdb/202401020900_index.up.sql"]["mode"] == "autocommit"
+    assert modes["projectdb/202401021000_split.up.sql"]["declared"] is True
+    broken = modes["projectdb/202401021100_broken.up.sql"]
+    assert broken["mode"] is None and broken["error"]["error"] == "SqlError" and broken["error"]["line"] == 1
+    assert [problem["error"] for problem in result["problems"]] == ["SqlError"]
 
 
 def test_a_manifest_with_another_action_or_a_bad_entry_is_refused(function: Function) -> None:

@@ -33,7 +33,7 @@ def test_status_lists_history_rows_then_pending_files_with_unfinished_progress()
         "name": "appdb",
         "history": [HISTORY_ROW, partial],
         "pending": [3],
-        "pending_files": ["appdb/3_x.up.sql"],
+        "pending_files": [{"version": 3, "file": "appdb/3_x.up.sql", "mode": "transaction", "declared": False}],
     }
     out, _ = printed({"action": "status", "databases": [database], "problems": []})
     lines = [line.split() for line in out.splitlines()]
@@ -54,16 +54,37 @@ def test_status_lists_history_rows_then_pending_files_with_unfinished_progress()
 
 
 def test_a_local_and_a_remote_plan_print_alike_and_name_their_drift() -> None:
-    database = {"name": "projectdb", "current_version": 1, "pending": [2], "pending_files": ["projectdb/2_b.up.sql"]}
+    pending = {"version": 2, "file": "projectdb/2_b.up.sql", "mode": "transaction", "declared": False, "reason": None}
+    database = {"name": "projectdb", "current_version": 1, "pending": [2], "pending_files": [pending]}
     database |= {"changed": [1], "missing": [], "out_of_order": [], "notes": ["adopts schema_migrations"]}
     problem = {"error": "ChecksumMismatchError", "message": "projectdb/1_a.up.sql: changed"}
     out, _ = printed({"action": "plan", "databases": [database], "problems": [problem]})
     assert out.splitlines() == [
         "projectdb: 1 pending (current 1)",
-        "  + projectdb/2_b.up.sql",
+        "  + projectdb/2_b.up.sql  (one transaction)",
         "  changed: [1]",
         "  note: adopts schema_migrations",
         "problem: projectdb/1_a.up.sql: changed",
+    ]
+
+
+def test_a_plan_says_how_each_pending_file_runs_and_what_would_stop_it() -> None:
+    manifest = "not read (the manifest has checksums only)"
+    files = [
+        {"file": "db/1_a.up.sql", "mode": "transaction", "declared": True, "reason": None},
+        {"file": "db/2_b.up.sql", "mode": "autocommit", "declared": False, "reason": "CONCURRENTLY (line 3)"},
+        {"file": "db/3_c.up.sql", "mode": "autocommit", "declared": True, "reason": "the file says transaction=false"},
+        {"file": "db/4_d.up.sql", "mode": None, "declared": False, "reason": manifest},
+        {"file": "db/5_e.up.sql", "mode": None, "declared": False, "error": {"message": "syntax error"}},
+    ]
+    database = {"name": "db", "current_version": None, "pending": [1, 2, 3, 4, 5], "pending_files": files}
+    out, _ = printed({"action": "plan", "databases": [database], "problems": []})
+    assert out.splitlines()[1:] == [
+        "  + db/1_a.up.sql  (one transaction, as the file says)",
+        "  + db/2_b.up.sql  (statement by statement: CONCURRENTLY (line 3))",
+        "  + db/3_c.up.sql  (statement by statement: the file says transaction=false)",
+        "  + db/4_d.up.sql  (not read (the manifest has checksums only))",
+        "  + db/5_e.up.sql  (would fail: syntax error)",
     ]
 
 
