@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -19,13 +20,13 @@ import psycopg2.errorcodes
 
 from .db import Connection
 from .errors import MigrationError, PartialMigrationError, SqlError
-from .history import Ledger
+from .history import History, Ledger
 from .leftovers import Leftover, check_advice, describe, fixes, left_behind, watch
 from .model import MigrationRef
 from .report import ms_since
 from .sqlscript import Mode, Script, SessionEffect, Statement, analyze, line_of
 
-__all__ = ["AppliedFile", "decode", "how_it_runs", "run_file", "sha256"]
+__all__ = ["AppliedFile", "Prepared", "decode", "how_it_runs", "run_as_one", "run_file", "run_together", "sha256"]
 
 BLOCKERS_QUERY = """
 SELECT a.pid, a.application_name, a.state, date_trunc('second', a.xact_start), l.mode, l.relation::regclass::text
@@ -37,7 +38,28 @@ ORDER BY a.xact_start NULLS LAST
 LIMIT 5
 """
 
-TRANSACTION_PREFIX = "BEGIN;\n"
+# Each file's transaction begins by noting when the file started, for the duration in its
+# history row. Among files sent together, all but the last commit without waiting for the
+# disk (ASYNCHRONOUS): the last one's commit flushes them all (a commit waits for all WAL
+# before its own), so what a round trip returns as applied is on disk.
+FILE_START = "SELECT set_config('dbmigrate.file_started', clock_timestamp()::text, true);\n"
+TRANSACTION_PREFIX = "BEGIN;\n" + FILE_START
+ASYNCHRONOUS = "SET LOCAL synchronous_commit = off;\n"
+# After a file that changed its session, within the all-or-nothing transaction (where
+# DISCARD ALL cannot run): what the next file must not see. A role set by the file is
+# reset by its history row's SET LOCAL ROLE NONE, for the rest of the transaction.
+SESSION_RESET = "RESET ALL;\nDISCARD TEMP;\nDEALLOCATE ALL;\nCLOSE ALL;\nUNLISTEN *;\n"
+SYNTAX_ERROR = "42601"
+# Files sent together in a run with a time budget: each after the first starts only while
+# the budget allows (the client cannot check between them), else its transaction stops
+# with this SQLSTATE before the file, and the run stops there as at any file boundary.
+DEADLINE_SQLSTATE = "DMDL1"
+DEADLINE_CHECK = (
+    "DO $dbmigrate$ BEGIN IF clock_timestamp() > statement_timestamp() + interval '{seconds:.3f} seconds' THEN "
+    "RAISE EXCEPTION 'dbmigrate: the time budget does not allow another file' USING ERRCODE = '"
+    + DEADLINE_SQLSTATE
+    + "'; END IF; END $dbmigrate$;\n"
+)
 # Errors not worth re-running a file for to find the failing statement: the server
 # was waiting on something, or the connection is gone.
 NO_DIAGNOSTIC_RERUN = ("57014", "55P03", "40P01", "40001", "57P01", "57P02", "57P03")
@@ -57,6 +79,10 @@ class AppliedFile:
     statements: int
     duration_ms: int
     reconnect: bool = False
+
+    def measured(self) -> dict[str, Any]:
+        """How it ran, for the ``file_done`` event."""
+        return {"mode": self.mode.value, "duration_ms": self.duration_ms}
 
 
 def sha256(data: bytes) -> str:
@@ -86,25 +112,175 @@ def how_it_runs(data: bytes, ref: MigrationRef) -> dict[str, Any]:
         return {"mode": None, "declared": False, "reason": None, "error": exc.to_dict()}
 
 
-def run_file(conn: Connection, ref: MigrationRef, key: str, script: Script, ledger: Ledger) -> AppliedFile:
-    """Run one file (``key``, of migration ``ref``) on ``conn``, its records kept by ``ledger``.
+@dataclass(frozen=True)
+class Prepared:
+    """A file read and parsed, ready to run: ``key`` of migration ``ref``, its records kept by ``ledger``."""
+
+    ref: MigrationRef
+    key: str
+    script: Script
+    ledger: Ledger
+    size: int
+
+    @property
+    def travels_together(self) -> bool:
+        """One transaction that leaves nothing in the session: it may share a round trip with the next file."""
+        script = self.script
+        plain = script.session_effect is SessionEffect.NONE and not script.changes_role
+        return plain and script.mode is Mode.TRANSACTION
+
+
+def run_file(conn: Connection, file: Prepared) -> AppliedFile:
+    """Run one file on ``conn``.
 
     Raises SqlError (nothing took effect) or PartialMigrationError (recorded as far as it got).
     """
     started = time.monotonic()
+    ref, key, script, ledger = file.ref, file.key, file.script, file.ledger
     _read_as_parsed(conn)
     if script.mode is Mode.TRANSACTION:
         try:
             _File(conn, ref, key, script).in_transaction(ledger.in_transaction())
         except _NeedsAutocommitError as retry:
-            script = replace(script, mode=Mode.AUTOCOMMIT, reason=f"in one transaction: {retry.message}")
+            return _fall_back(conn, file, retry, started)
     if script.mode is Mode.AUTOCOMMIT:
         _Autocommit(conn, ref, key, script, ledger).run(started)
+    return _after(conn, file, script.mode, started)
+
+
+def run_together(
+    conn: Connection,
+    files: Sequence[Prepared],
+    history: History,
+    on_applied: Callable[[AppliedFile], None],
+    *,
+    start_within_s: float | None = None,
+) -> int:
+    """Send transactional ``files`` in one round trip, each its own transaction with its history row.
+
+    Returns how many of them were applied, in order, each also given to ``on_applied``:
+    all of them; or up to a file the server would not run in one transaction, run again
+    statement by statement; or up to the first file the time budget did not let start
+    (``start_within_s``: seconds from now). The caller goes on after them. A file that
+    fails raises its own error, as if it had been sent alone: the files before it stay
+    committed (the ``history`` says which), made durable before anything is reported,
+    and nothing after it ran.
+    """
+    started = time.monotonic()
+    _read_as_parsed(conn)
+    texts, offsets, position = [], [], 0
+    for index, file in enumerate(files):
+        budget = start_within_s if index else None  # the caller checked the time before the first
+        text, offset = _File(conn, file.ref, file.key, file.script).transaction(
+            file.ledger.in_transaction(), asynchronous=index < len(files) - 1, start_within_s=budget
+        )
+        texts.append(text)
+        offsets.append(position + offset)
+        position += len(text) + 1
+    try:
+        with conn.cursor() as cur:
+            cur.execute("\n".join(texts))
+    except psycopg2.Error as exc:
+        _rollback(conn)
+        if conn.closed:
+            raise
+        if exc.pgcode == SYNTAX_ERROR:  # the server parses the whole text before running any of it
+            return _one_by_one(conn, files, on_applied)
+        return _stopped_among(conn, files, offsets, history, exc, on_applied)
+    share = ms_since(started) // len(files)
+    for file in files:
+        on_applied(AppliedFile(file.ref, Mode.TRANSACTION, len(file.script.statements), share))
+    return len(files)
+
+
+def run_as_one(conn: Connection, files: Sequence[Prepared], on_applied: Callable[[AppliedFile], None]) -> bool:
+    """Every file in one transaction (each with its history row): all applied, or none and the database as before.
+
+    Returns whether the session must be replaced (a file changed what only a new session sees).
+    """
+    started = time.monotonic()
+    sent: list[str] = []
+    with conn.cursor() as cur:
+        cur.execute("BEGIN")
+    for file in files:
+        step = _File(conn, file.ref, file.key, file.script)
+        text, offset = step.within(file.ledger.in_transaction())
+        try:
+            _read_as_parsed(conn)
+            with conn.cursor() as cur:
+                cur.execute(text)
+        except psycopg2.Error as exc:
+            _rollback(conn)
+            raise step.failed(exc, offset, run_before=sent) from exc
+        sent.append(text)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("COMMIT")
+    except psycopg2.Error as exc:  # deferred constraints are checked here
+        _rollback(conn)
+        raise _File(conn, files[-1].ref, files[-1].key, files[-1].script).sql_error(
+            exc, None, f"the run's one transaction could not commit: nothing was applied to {files[-1].ref.database}"
+        ) from exc
+    share = ms_since(started) // len(files)
+    for file in files:
+        on_applied(AppliedFile(file.ref, Mode.TRANSACTION, len(file.script.statements), share))
+    effects = {file.script.session_effect for file in files}
+    if SessionEffect.DISCARD in effects:
+        with conn.cursor() as cur:
+            cur.execute("DISCARD ALL")
+    return SessionEffect.RECONNECT in effects
+
+
+def _stopped_among(  # noqa: PLR0913  what run_together sent, where each body began, and what came back
+    conn: Connection,
+    files: Sequence[Prepared],
+    offsets: Sequence[int],
+    history: History,
+    exc: psycopg2.Error,
+    on_applied: Callable[[AppliedFile], None],
+) -> int:
+    """Files sent together stopped at one of them: those before it are applied (made durable), it raises its
+    error, or falls back to statement by statement, or (the time budget) had not started."""
+    done = history.committed([file.ref.version for file in files])
+    failed = next((index for index, file in enumerate(files) if file.ref.version not in done), None)
+    if failed is None:  # every file committed: the error came after them all
+        raise exc
+    if failed:
+        history.make_durable(files[failed - 1].ref.version)
+    for file in files[:failed]:
+        on_applied(AppliedFile(file.ref, Mode.TRANSACTION, len(file.script.statements), 0))
+    if exc.pgcode == DEADLINE_SQLSTATE:
+        return failed
+    file = files[failed]
+    error = _File(conn, file.ref, file.key, file.script).failed(exc, offsets[failed])
+    if isinstance(error, SqlError):
+        raise error from exc
+    on_applied(_fall_back(conn, file, error, time.monotonic()))
+    return failed + 1
+
+
+def _one_by_one(conn: Connection, files: Sequence[Prepared], on_applied: Callable[[AppliedFile], None]) -> int:
+    for file in files:
+        on_applied(run_file(conn, file))
+    return len(files)
+
+
+def _fall_back(conn: Connection, file: Prepared, retry: _NeedsAutocommitError, started: float) -> AppliedFile:
+    """The server would not run the file's statements in one transaction: run them one by one."""
+    script = replace(file.script, mode=Mode.AUTOCOMMIT, reason=f"in one transaction: {retry.message}")
+    file.ledger.ran_as(Mode.AUTOCOMMIT.value)
+    _Autocommit(conn, file.ref, file.key, script, file.ledger).run(started)
+    return _after(conn, replace(file, script=script), Mode.AUTOCOMMIT, started)
+
+
+def _after(conn: Connection, file: Prepared, mode: Mode, started: float) -> AppliedFile:
+    """What a file leaves in its session is cleaned; the outcome, and whether a new session is needed."""
+    script = file.script
     if script.session_effect is SessionEffect.DISCARD:
         with conn.cursor() as cur:
             cur.execute("DISCARD ALL")
     reconnect = script.session_effect is SessionEffect.RECONNECT
-    return AppliedFile(ref, script.mode, len(script.statements), ms_since(started), reconnect)
+    return AppliedFile(file.ref, mode, len(script.statements), ms_since(started), reconnect)
 
 
 class _NeedsAutocommitError(Exception):
@@ -135,28 +311,59 @@ class _File:
     key: str
     script: Script
 
+    def transaction(
+        self, record: str, *, asynchronous: bool = False, start_within_s: float | None = None
+    ) -> tuple[str, int]:
+        """The file and ``record`` as one transaction's text, and where the file's body starts in it.
+
+        ``asynchronous``: its commit does not wait for the disk (a later commit must). With
+        ``start_within_s`` the transaction stops before the file (DEADLINE_SQLSTATE) once
+        that many seconds have passed since the server received the query string.
+        """
+        head = TRANSACTION_PREFIX + (ASYNCHRONOUS if asynchronous else "")
+        if start_within_s is not None:
+            head += DEADLINE_CHECK.format(seconds=max(0.0, start_within_s))
+        # Cached sequence values are dropped, as a new psql session would not have them.
+        return f"{head}{self.script.body}\n;\n{record};\nDISCARD SEQUENCES;\nCOMMIT;", len(head)
+
+    def within(self, record: str) -> tuple[str, int]:
+        """The file and ``record`` as one step of the all-or-nothing transaction, and where the body starts."""
+        reset = SESSION_RESET if self.script.session_effect is not SessionEffect.NONE else ""
+        return f"{FILE_START}{self.script.body}\n;\n{record};\nDISCARD SEQUENCES;\n{reset}", len(FILE_START)
+
     def in_transaction(self, record: str) -> None:
         """The file and ``record`` in one transaction, in one round trip."""
-        # Cached sequence values are dropped, as a new psql session would not have them.
-        conn, script, prefix = self.conn, self.script, TRANSACTION_PREFIX
-        query = f"{prefix}{script.body}\n;\n{record};\nDISCARD SEQUENCES;\nCOMMIT;"
+        text, offset = self.transaction(record)
         try:
-            with conn.cursor() as cur:
-                cur.execute(query)
+            with self.conn.cursor() as cur:
+                cur.execute(text)
         except psycopg2.Error as exc:
-            _rollback(conn)
-            needs_autocommit = exc.pgcode in NEEDS_AUTOCOMMIT or PENDING_TRIGGER_EVENTS in _server_message(exc)
-            if script.statements and needs_autocommit and not script.declared:
-                raise _NeedsAutocommitError(_server_message(exc)) from exc
-            line = _position_line(exc, script.body, len(prefix))
-            if line is None and len(script.statements) == 1:
-                line = script.statements[0].line
-            elif line is None and exc.pgcode not in NO_DIAGNOSTIC_RERUN and not conn.closed:
-                line = _locate_failure(conn, script)
-            error = self.sql_error(exc, line, _rolled_back(conn, script, needs_autocommit))
-            if conn.closed:
-                error.details["connection_lost"] = True
-            raise error from exc
+            _rollback(self.conn)
+            raise self.failed(exc, offset) from exc
+
+    def failed(
+        self, exc: psycopg2.Error, offset: int, *, run_before: Sequence[str] | None = None
+    ) -> SqlError | _NeedsAutocommitError:
+        """The file's transaction failed (and was rolled back); its body began at ``offset`` of the query.
+
+        ``run_before``: the texts of the files before it in the same all-or-nothing transaction.
+        """
+        conn, script = self.conn, self.script
+        needs_autocommit = exc.pgcode in NEEDS_AUTOCOMMIT or PENDING_TRIGGER_EVENTS in _server_message(exc)
+        if script.statements and needs_autocommit and not script.declared and run_before is None:
+            return _NeedsAutocommitError(_server_message(exc))
+        line = _position_line(exc, script.body, offset)
+        if line is None and len(script.statements) == 1:
+            line = script.statements[0].line
+        elif line is None and exc.pgcode not in NO_DIAGNOSTIC_RERUN and not conn.closed:
+            line = _locate_failure(conn, script, run_before or ())
+        outcome = _rolled_back(conn, script, needs_autocommit)
+        if run_before is not None and not conn.closed:
+            outcome = f"the run's one transaction (all or nothing) was rolled back: {self.ref.database} is as before"
+        error = self.sql_error(exc, line, outcome)
+        if conn.closed:
+            error.details["connection_lost"] = True
+        return error
 
     def sql_error(self, exc: psycopg2.Error, line: int | None, outcome: str) -> SqlError:
         """The server refused the file; ``outcome`` says what that left."""
@@ -309,12 +516,14 @@ def _ran(statements: tuple[Statement, ...]) -> str:
     return f"statements 1-{len(statements)} (lines {statements[0].line}-{statements[-1].line})"
 
 
-def _locate_failure(conn: Connection, script: Script) -> int | None:
-    """Re-run the statements one by one in a rolled-back transaction to find the failing one."""
+def _locate_failure(conn: Connection, script: Script, setup: Sequence[str] = ()) -> int | None:
+    """Re-run the statements one by one in a rolled-back transaction (after ``setup``) to find the failing one."""
     try:
         with conn.cursor() as cur:
             cur.execute("BEGIN")
             try:
+                for text in setup:
+                    cur.execute(text)
                 for statement in script.statements:
                     try:
                         cur.execute(statement.text)

@@ -73,6 +73,11 @@ class Options:
         2.0, "how often the server checks that a run executing a statement is still there (PostgreSQL 14+; 0: never)"
     )
     allow_out_of_order: bool = _option(False, "apply files older than the newest applied one")
+    all_or_nothing: bool = _option(
+        False,
+        "apply each database's pending files in one transaction: a failure leaves it as before the run "
+        "(refused up front when a file cannot run in a transaction)",
+    )
 
     def __post_init__(self) -> None:
         for option in options():

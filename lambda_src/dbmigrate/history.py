@@ -77,7 +77,11 @@ COLUMNS = tuple(field.name for field in fields(HistoryRow))
 # The columns an INSERT sets (applied_at and db_user take their defaults); duration_ms
 # last, as the server may measure it.
 INSERTED = (*(name for name in COLUMNS if name not in ("applied_at", "duration_ms")), "duration_ms")
-MEASURED_DURATION = "(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::bigint"
+# From the start of the file's own transaction (apply.TRANSACTION_PREFIX notes it): several
+# files may share one query string, whose statement_timestamp() is the same for all of them.
+MEASURED_DURATION = (
+    "(extract(epoch FROM clock_timestamp() - current_setting('dbmigrate.file_started')::timestamptz) * 1000)::bigint"
+)
 
 TABLE_DDL = """
 CREATE SCHEMA IF NOT EXISTS {{schema}};
@@ -122,6 +126,24 @@ class History:
         except psycopg2.errors.UndefinedTable:
             return None
         return [replace(HistoryRow(*values), version=int(values[0]), status=Status(values[4])) for values in rows]
+
+    def committed(self, versions: Sequence[int]) -> set[int]:
+        """Which of ``versions`` have a row (after files sent together failed: which committed)."""
+        query = sql.SQL("SELECT version FROM {table} WHERE version = ANY(%s)").format(table=self.table)
+        with self._conn.cursor() as cur:
+            cur.execute(query, ([Decimal(version) for version in versions],))
+            return {int(version) for (version,) in cur.fetchall()}
+
+    def make_durable(self, version: int) -> None:
+        """Wait until every commit so far is on disk (and on a synchronous standby).
+
+        A commit waits for the disk only if its transaction wrote something (a read-only
+        one or a bare txid_current() does not): this one rewrites the row of ``version``
+        unchanged, a real write, with the session's synchronous_commit (on).
+        """
+        query = sql.SQL("UPDATE {table} SET version = version WHERE version = %s").format(table=self.table)
+        with self._conn.cursor() as cur:
+            cur.execute(query, (Decimal(version),))
 
     def create(self, rows: Sequence[HistoryRow]) -> None:
         """Create the schema and table with their first rows (adopted history), in one transaction."""
@@ -197,6 +219,11 @@ class Ledger:
         return reset + (
             self._history.insert_sql(after, measured=True) if after else self._history.delete_sql(self._row.version)
         )
+
+    def ran_as(self, mode: str) -> None:
+        """The file runs in another mode than it was read for (the server refused one transaction)."""
+        if self._after is not None:
+            self._after = self._row = replace(self._after, mode=mode)
 
     def note(self, text: str) -> str:
         """``text`` (what to check if the run dies) as the record's note while a statement runs."""

@@ -15,11 +15,10 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg2
 
-from .apply import AppliedFile
 from .config import Settings
 from .db import Connection, connect, connection_lost_cause, run_session_settings, why_lost
 from .errors import ConnectionLostError, MigrationError, SqlError, StoppedError
@@ -29,6 +28,8 @@ from .model import MigrationRef
 from .session import DatabaseSession
 
 __all__ = ["RunLifecycle"]
+
+Outcome = TypeVar("Outcome")
 
 # SQLSTATEs that mean the session is gone: admin shutdown, crash shutdown, starting up,
 # idle session timeout.
@@ -124,9 +125,12 @@ class RunLifecycle:
             self._lock.verify(before=key)
 
     def run_file(
-        self, session: DatabaseSession, run: Callable[[], AppliedFile], ref: MigrationRef, key: str, done: list[int]
-    ) -> AppliedFile:
-        """``run()`` (one file on ``session``), with a lost connection or a stop request named as what it is."""
+        self, session: DatabaseSession, run: Callable[[], Outcome], ref: MigrationRef, key: str, done: list[int]
+    ) -> Outcome:
+        """``run()`` (files from ``key`` on, on ``session``), a lost connection or a stop request named as what it is.
+
+        ``done`` is the run's list of versions done, which ``run()`` may extend as files commit.
+        """
         self._busy = session
         try:
             return run()
@@ -136,7 +140,7 @@ class RunLifecycle:
             raise self._lost(ref, key, exc) from exc
         except MigrationError as exc:
             if self._stop:
-                raise self._stopped(ref, key, exc.message, done, **exc.details) from exc
+                raise self._stopped(ref, exc.file or key, exc.message, done, **exc.details) from exc
             cause = exc.__cause__
             if not isinstance(cause, psycopg2.Error) or not (session.closed or cause.pgcode in SESSION_GONE):
                 raise

@@ -204,7 +204,10 @@ class Runner:
             refusal = plan.refusal(allow_out_of_order=self.settings.allow_out_of_order)
             if refusal:
                 raise refusal
-            applied = self._run_files(session, [(ref, ref.key) for ref in plan.pending], session.apply)
+            if self.settings.all_or_nothing and plan.pending:
+                applied = self._apply_as_one(session, list(plan.pending))
+            else:
+                applied = self._apply_files(session, list(plan.pending))
         known = [*applied] if plan.current_version is None else [*applied, plan.current_version]
         return DatabaseResult(database, max(known, default=None), applied, [], ms_since(started), plan)
 
@@ -219,13 +222,50 @@ class Runner:
         for index, (ref, key) in enumerate(files, start=1):
             self._check_time(ref, files[index - 1 :], done)
             self._run.before_file(ref, key, done)
-            event = {"database": ref.database, "file": key, "version": ref.version, "index": index, "total": len(files)}
+            event = _file_event(ref, key, index, len(files))
             self.on_event({"event": "file_start", **event})
             outcome = self._run.run_file(session, partial(step, ref), ref, key, done)
             done.append(ref.version)
-            self.on_event(
-                {"event": "file_done", **event, "mode": outcome.mode.value, "duration_ms": outcome.duration_ms}
-            )
+            self.on_event({"event": "file_done", **event, **outcome.measured()})
+        return done
+
+    def _apply_files(self, session: DatabaseSession, refs: list[MigrationRef]) -> list[int]:
+        """Apply each file in order, consecutive plain transactional ones sent together; the versions done."""
+        done: list[int] = []
+        total = len(refs)
+        while len(done) < total:
+            first = refs[len(done)]
+            self._check_time(first, [(ref, ref.key) for ref in refs[len(done) :]], done)
+            self._run.before_file(first, first.key, done)
+            group = session.together(refs[len(done) :])
+            for index, ref in enumerate(group, start=len(done) + 1):
+                self.on_event({"event": "file_start", **_file_event(ref, ref.key, index, total)})
+
+            def applied(outcome: AppliedFile) -> None:
+                done.append(outcome.ref.version)
+                event = _file_event(outcome.ref, outcome.ref.key, len(done), total)
+                self.on_event({"event": "file_done", **event, **outcome.measured()})
+
+            budget = None if self.time_left is None else self.time_left() - self.settings.min_time_left_s
+            send = partial(session.apply_together, group, applied, start_within_s=budget)
+            self._run.run_file(session, send, first, first.key, done)
+        return done
+
+    def _apply_as_one(self, session: DatabaseSession, refs: list[MigrationRef]) -> list[int]:
+        """Every file in one transaction: all their versions, or an error and none."""
+        done: list[int] = []
+        first = refs[0]
+        self._check_time(first, [(ref, ref.key) for ref in refs], done)
+        self._run.before_file(first, first.key, done)
+        for index, ref in enumerate(refs, start=1):
+            self.on_event({"event": "file_start", **_file_event(ref, ref.key, index, len(refs))})
+
+        def applied(outcome: AppliedFile) -> None:
+            done.append(outcome.ref.version)
+            event = _file_event(outcome.ref, outcome.ref.key, len(done), len(refs))
+            self.on_event({"event": "file_done", **event, **outcome.measured()})
+
+        self._run.run_file(session, partial(session.apply_as_one, refs, applied), first, first.key, done)
         return done
 
     def _check_time(self, ref: MigrationRef, remaining: Sequence[tuple[MigrationRef, str]], applied: list[int]) -> None:
@@ -304,6 +344,10 @@ class Runner:
             if not exc.details.get("missing_database"):
                 raise
             return plan_database(database, refs, [], {}, exists=False), None
+
+
+def _file_event(ref: MigrationRef, key: str, index: int, total: int) -> dict[str, Any]:
+    return {"database": ref.database, "file": key, "version": ref.version, "index": index, "total": total}
 
 
 def _of(refs: Iterable[MigrationRef], database: str) -> list[MigrationRef]:

@@ -17,15 +17,20 @@ import psycopg2
 import psycopg2.errors
 
 from .access import check_access
-from .apply import AppliedFile, decode, run_file, sha256
+from .apply import AppliedFile, Prepared, decode, run_as_one, run_file, run_together, sha256
 from .db import Connection
-from .errors import PrivilegeError
+from .errors import ConfigError, MigrationError, PrivilegeError
 from .history import History, HistoryRow, Ledger, Status
 from .legacy import adopt
 from .model import MigrationRef
-from .sqlscript import analyze
+from .sqlscript import Mode, analyze
 
 __all__ = ["DatabaseSession"]
+
+# Files sent in one round trip, at most: a bound on the text held and on what a deadline
+# check (before each round trip) can overrun.
+MAX_TOGETHER = 100
+MAX_TOGETHER_BYTES = 1024 * 1024
 
 
 class DatabaseSession:
@@ -51,6 +56,7 @@ class DatabaseSession:
         self._conn = connect()
         self._history = History(self._conn, schema)
         self._rows: dict[int, HistoryRow] = {}
+        self._prepared: dict[str, Prepared] = {}
 
     @property
     def connection(self) -> Connection:
@@ -141,14 +147,83 @@ class DatabaseSession:
         """Run ``ref``'s down file; its history row goes with it (or records how far it got)."""
         return self._step(ref, ref.down_key or ref.key, before=self._rows[ref.version])
 
-    def _step(self, ref: MigrationRef, key: str, *, before: HistoryRow | None) -> AppliedFile:
+    def together(self, refs: Sequence[MigrationRef]) -> list[MigrationRef]:
+        """The first of ``refs`` and those after it that may travel with it in one round trip."""
+        group: list[MigrationRef] = []
+        size = 0
+        for ref in refs[:MAX_TOGETHER]:
+            try:
+                file = self._prepare(ref, ref.key, before=None)
+            except MigrationError:
+                if not group:
+                    raise
+                break  # the files before it run first; its error comes when it is reached
+            size += file.size
+            if group and (not file.travels_together or size > MAX_TOGETHER_BYTES):
+                break
+            group.append(ref)
+            if not file.travels_together:
+                break
+        return group
+
+    def apply_together(
+        self,
+        refs: Sequence[MigrationRef],
+        on_applied: Callable[[AppliedFile], None],
+        *,
+        start_within_s: float | None = None,
+    ) -> int:
+        """Apply ``refs`` (from ``together``) in order; returns how many were applied (see run_together)."""
+        files = [self._take(ref, ref.key, before=None) for ref in refs]
+        if len(files) == 1:
+            on_applied(self._run(files[0]))
+            return 1
+        return run_together(self._conn, files, self._history, on_applied, start_within_s=start_within_s)
+
+    def _prepare(self, ref: MigrationRef, key: str, *, before: HistoryRow | None) -> Prepared:
+        """``key`` of ``ref`` read, parsed and given its ledger (kept until it runs: ``together`` reads ahead)."""
+        if key in self._prepared:
+            return self._prepared[key]
         data = self._read(key)
         script = analyze(decode(data, ref), database=ref.database, file=key)
         total = len(script.statements)
         row = self.row(ref, data, status=Status.APPLIED, mode=script.mode.value)
         after = None if before else replace(row, statements_done=total, statements_total=total)
         ledger = Ledger(self._history, before=before, after=after, key=key, as_session_user=script.changes_role)
-        outcome = run_file(self._conn, ref, key, script, ledger)
+        self._prepared[key] = Prepared(ref, key, script, ledger, len(data))
+        return self._prepared[key]
+
+    def apply_as_one(self, refs: Sequence[MigrationRef], on_applied: Callable[[AppliedFile], None]) -> int:
+        """Apply ``refs`` in one transaction: all, or none (every file is read and checked first)."""
+        files = [self._take(ref, ref.key, before=None) for ref in refs]
+        apart = [file for file in files if file.script.mode is not Mode.TRANSACTION]
+        if apart:
+            raise ConfigError(
+                f"all or nothing: {len(apart)} pending file(s) cannot run in one transaction: "
+                + "; ".join(f"{file.key}: {file.script.reason}" for file in apart),
+                database=self.database,
+                file=apart[0].key,
+                hint="apply the files up to them without {all_or_nothing} first, or move the statements that "
+                "need their own transactions into files applied on their own; nothing was applied",
+                settings=("all_or_nothing",),
+                files=[file.key for file in apart],
+            )
+        if run_as_one(self._conn, files, on_applied):
+            self._conn.close()
+            self._conn = self._connect()
+            self._history = History(self._conn, self.schema)
+        return len(files)
+
+    def _take(self, ref: MigrationRef, key: str, *, before: HistoryRow | None) -> Prepared:
+        file = self._prepare(ref, key, before=before)
+        del self._prepared[key]
+        return file
+
+    def _step(self, ref: MigrationRef, key: str, *, before: HistoryRow | None) -> AppliedFile:
+        return self._run(self._take(ref, key, before=before))
+
+    def _run(self, file: Prepared) -> AppliedFile:
+        outcome = run_file(self._conn, file)
         if outcome.reconnect:  # the file changed what only a new session sees
             self._conn.close()
             self._conn = self._connect()

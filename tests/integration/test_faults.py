@@ -49,10 +49,20 @@ def unfinished(pg: EmbeddedPostgres) -> list[tuple[object, ...]]:
 
 
 # -- a run killed mid-file --------------------------------------------------------------
+# File 2 after the slow file 1: sent in the same round trip (the server runs the text it
+# was sent to its end, the dead client notwithstanding), or in its own (it sets a session
+# setting, so it travels alone): the dead run then committed file 1 only.
+AFTER_THE_KILL = {
+    "sent-together": (NEXT, []),
+    "sent-alone": ({"appdb/2_b.up.sql": "SET search_path = public;\nCREATE TABLE b ();"}, [2]),
+}
+
+
+@pytest.mark.parametrize(("after", "rerun_applies"), list(AFTER_THE_KILL.values()), ids=list(AFTER_THE_KILL))
 def test_rerun_after_a_kill_waits_for_the_dead_runs_transaction_and_continues_after_it(
-    pg: EmbeddedPostgres, write_migrations: Write
+    pg: EmbeddedPostgres, write_migrations: Write, after: Files, rerun_applies: list[int]
 ) -> None:
-    root = write_migrations(transactional(4))
+    root = write_migrations({**transactional(4), **after})
     first = start_cli(pg, root, "--dead-client-check", "0")  # the server does not notice the dead client
     pid = wait_until_running(pg, "pg_sleep(4)")
     first.send_signal(signal.SIGKILL)
@@ -62,8 +72,8 @@ def test_rerun_after_a_kill_waits_for_the_dead_runs_transaction_and_continues_af
 
     assert rerun.code == 0, rerun.out + rerun.err
     report = rerun.json()
-    # The dead run's transaction committed file 1 with its record: the rerun saw it and did only file 2.
-    assert [d["applied"] for d in report["databases"]] == [[], [2]]
+    # The dead run's transactions committed what it had sent, with their records: the rerun did the rest.
+    assert [d["applied"] for d in report["databases"]] == [[], rerun_applies]
     assert report["lock_waited_s"] > 1
     assert not backend_alive(pg, pid)
     assert history(pg, "appdb") == [(1, "applied"), (2, "applied")]

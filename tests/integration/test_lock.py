@@ -130,17 +130,25 @@ def test_lock_connection_is_never_inside_a_transaction_during_a_run(
     assert history(pg, "appdb") == [(1, "applied"), (2, "applied")]
 
 
+@pytest.mark.parametrize(
+    "second",
+    [
+        pytest.param("CREATE TABLE t2 ();\nSELECT pg_sleep(2.5);", id="sent-together"),
+        pytest.param("SET search_path = public;\nCREATE TABLE t2 ();\nSELECT pg_sleep(2.5);", id="sent-alone"),
+    ],
+)
 def test_run_stops_before_a_file_when_the_time_left_is_short_and_says_what_is_left(
-    pg: EmbeddedPostgres, write_migrations: Write
+    pg: EmbeddedPostgres, write_migrations: Write, second: str
 ) -> None:
-    root = write_migrations(
-        {"postgres/1_create_appdb.up.sql": "CREATE DATABASE appdb;"}
-        | {f"appdb/{v}_t{v}.up.sql": f"CREATE TABLE t{v} ();" for v in range(1, 5)}
-    )
-    budget = iter([600.0, 600.0, 600.0, 600.0, 10.0])  # lock wait, root file, appdb 1, appdb 2, appdb 3
+    """2 s of budget beyond the reserve; file 2 takes 2.5 s: file 3 does not start, sent with it or not."""
+    files = {f"appdb/{v}_t{v}.up.sql": f"CREATE TABLE t{v} ();" for v in range(1, 5)} | {"appdb/2_t2.up.sql": second}
+    root = write_migrations({"postgres/1_create_appdb.up.sql": "CREATE DATABASE appdb;"} | files)
+    ends = time.monotonic() + 32.0
 
     runner = Runner(
-        LocalSource(root), Settings(url_template=pg.url(), min_time_left_s=30), time_left=lambda: next(budget)
+        LocalSource(root),
+        Settings(url_template=pg.url(), min_time_left_s=30),
+        time_left=lambda: ends - time.monotonic(),
     )
     with pytest.raises(DeadlineError) as caught:
         runner.migrate()

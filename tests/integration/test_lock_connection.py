@@ -66,7 +66,8 @@ def test_a_role_idle_session_timeout_does_not_end_the_lock_or_the_run(
 def test_a_lost_lock_is_found_before_the_next_file_and_nothing_more_starts(
     pg: EmbeddedPostgres, write_migrations: Write
 ) -> None:
-    root = write_migrations(SLOW_THEN_MORE)
+    """File 2 sets a session setting, so it travels alone: the lock is checked before it is sent."""
+    root = write_migrations({**SLOW_THEN_MORE, "appdb/2_b.up.sql": "SET search_path = public;\nCREATE TABLE b ();"})
 
     def on_event(event: dict[str, object]) -> None:
         if event["event"] == "file_start" and event["file"] == "appdb/1_slow.up.sql":
@@ -81,6 +82,23 @@ def test_a_lost_lock_is_found_before_the_next_file_and_nothing_more_starts(
     assert error.details["cleanup_errors"]  # the failed unlock is attached, not raised instead
     assert history(pg, "appdb") == [(1, "applied")]
     assert tables(pg, "appdb") == ["a"]
+
+
+def test_files_already_sent_with_the_file_that_lost_the_lock_finish_and_the_loss_is_a_warning(
+    pg: EmbeddedPostgres, write_migrations: Write
+) -> None:
+    """Sent together, file 2 runs after the lock is lost: a run that took the lock meanwhile cannot apply it
+    again, as each file's history row (the primary key is the version) commits with it; the loss is named."""
+    root = write_migrations(SLOW_THEN_MORE)
+
+    def on_event(event: dict[str, object]) -> None:
+        if event["event"] == "file_start" and event["file"] == "appdb/1_slow.up.sql":
+            terminate_lock_session(pg)
+
+    report = Runner(LocalSource(root), Settings(pg.url()), on_event=on_event).migrate()
+    assert [d.applied for d in report.databases] == [[1], [1, 2]]
+    assert "releasing the migration lock failed" in report.to_dict()["warnings"][0]
+    assert history(pg, "appdb") == [(1, "applied"), (2, "applied")]
 
 
 def test_a_failed_unlock_after_the_work_is_a_warning_and_the_run_succeeds(

@@ -103,9 +103,10 @@ def test_repair_of_a_version_without_history_is_a_usage_error(
         {"postgres/1_create_appdb.up.sql": "CREATE DATABASE appdb;", "appdb/1_t.up.sql": "CREATE TABLE t ();"}
     )
     assert cli("up", "--dir", str(root)).code == 0
-    result = cli("repair", "--dir", str(root), "--database", "appdb", "--accept-checksum", "7")
-    assert result.code == 2
-    assert "version 7 has no history record" in result.err
+    result = cli("repair", "--dir", str(root), "--database", "appdb", "--accept-checksum", "7", "--json")
+    error = result.error(2)
+    assert (error["error"], error["database"]) == ("ConfigError", "appdb")
+    assert "version 7 has no history record" in error["message"]
 
 
 def test_a_run_killed_inside_an_autocommit_file_blocks_until_repair_then_the_next_run_continues(
