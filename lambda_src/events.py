@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 from urllib.parse import unquote_plus
 
+from fleet_target import TargetRequest, parse_target
+
 from dbmigrate.errors import ConfigError, LayoutError
 from dbmigrate.manifest import parse_manifest
 from dbmigrate.model import DATABASE_NAME, ROOT_DATABASE, Entry, parse_layout, validate_database_name
@@ -35,7 +37,7 @@ log = logging.getLogger(__name__)
 
 Action = Literal["migrate", "plan", "status"]
 ACTIONS: tuple[Action, ...] = ("migrate", "plan", "status")
-PAYLOAD_FIELDS = frozenset({"action", "databases", "tf", "content_hash", "database", "to", "manifest"})
+PAYLOAD_FIELDS = frozenset({"action", "databases", "tf", "content_hash", "database", "to", "manifest", "target"})
 DOWN_EXAMPLE = '{"action": "down", "database": "projectdb", "to": 202401010100}'
 TF_ACTIONS = ("create", "update", "delete")
 PAYLOAD_EXAMPLE = '{"action": "migrate", "databases": ["projectdb"]}'
@@ -98,7 +100,7 @@ class Skip:
         return {"action": None, "trigger": self.trigger, "skipped": self.reason, "databases": []}
 
 
-Request = RunRequest | DownRequest | Skip
+Request = RunRequest | DownRequest | TargetRequest | Skip
 
 
 def parse_event(
@@ -138,6 +140,8 @@ def _from_payload(payload: Mapping[str, Any]) -> Request:
             f"unknown field(s) in the payload: {', '.join(unknown)}",
             hint=f"use only {', '.join(sorted(PAYLOAD_FIELDS))}, e.g. {PAYLOAD_EXAMPLE}",
         )
+    if "target" in payload:  # one target of a fleet, from its state machine
+        return parse_target(payload)
     trigger = "invoke"
     if "tf" in payload:
         tf_action = _terraform_action(payload["tf"])

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aws_clients
+from fleet_target import TargetRequest
 from settled import SettledSource
 
 from dbmigrate.dburl import Masker
@@ -45,6 +46,8 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         log.info("run requested", extra=request.log_fields())
         if isinstance(request, Skip):
             return request.result()
+        if isinstance(request, TargetRequest):
+            return _run_target(request, env, context, masker)
         if isinstance(request, DownRequest) and not env.allow_down:
             raise ConfigError(
                 "down through the function is disabled (ALLOW_DOWN is not true)",
@@ -72,6 +75,30 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     result: dict[str, Any] = report.to_dict()
     log.info("run finished", extra={"result": result})
     return result
+
+
+def _run_target(request: TargetRequest, env: FunctionEnv, context: Any, masker: Masker) -> dict[str, Any]:
+    """One fleet target: its answer, a migration error in it rather than raised (see fleet_target)."""
+    applied: dict[str, list[int]] = {}
+
+    def on_event(progress: dict[str, Any]) -> None:
+        log.info(progress.get("event", "progress"), extra={"progress": progress, "target": request.name})
+        if progress.get("event") == "file_done":
+            applied.setdefault(progress["database"], []).append(progress["version"])
+
+    function = getattr(context, "function_name", None)
+    error: MigrationError | None = None
+    try:
+        settings = build_settings(request.environment(env), applied_by=f"lambda:{function}" if function else "lambda")
+        masker.add(*settings.masker().secrets)
+        source = S3Source(env.bucket, env.prefix, aws_clients.aws_client("s3"))
+        Runner(source, settings, on_event=on_event, time_left=_time_left(context)).migrate(request.databases)
+    except MigrationError as exc:
+        error = masker.error(exc.name_settings(spell))
+        log.error("target %s failed: %s", request.name, error, extra={"error": error.to_dict()})
+    answer = request.answer(applied, error)
+    log.info("target finished", extra={"result": answer})
+    return answer
 
 
 def _run(runner: Runner, request: RunRequest | DownRequest) -> RunReport:

@@ -552,3 +552,104 @@ def test_a_manifest_with_another_action_or_a_bad_entry_is_refused(function: Func
         function.invoke({"action": "migrate", "manifest": []})
     with pytest.raises(ConfigError, match="a manifest entry is not"):
         function.invoke({"action": "plan", "manifest": [{"file": "projectdb/1_x.up.sql", "sha256": "short"}]})
+
+
+# -- one target of a fleet, as the fleet's state machine invokes it -------------------------------
+
+
+@pytest.fixture(scope="module")
+def second_server() -> Iterator[EmbeddedPostgres]:
+    """Another PostgreSQL server: a second target of the fleet."""
+    server = EmbeddedPostgres().start()
+    yield server
+    server.stop()
+
+
+def target(function: Function, server: EmbeddedPostgres, name: str, **fields: Any) -> dict[str, Any]:
+    """The payload for ``server`` as a target, its credentials in a secret of their own."""
+    secret = {"username": server.user, "password": server.password}
+    arn = function.aws.secretsmanager.create_secret(Name=f"fleet-{name}", SecretString=json.dumps(secret))["ARN"]
+    spec = {"name": name, "host": server.host, "port": server.port, "secret_arn": arn, **fields}
+    return {"action": "migrate", "target": spec}
+
+
+def test_a_fleet_target_migrates_its_own_server_and_answers_what_it_applied(
+    function: Function, pg: EmbeddedPostgres, second_server: EmbeddedPostgres
+) -> None:
+    query(second_server, "postgres", "DROP DATABASE IF EXISTS projectdb")
+    first = function.invoke(target(function, pg, "eu"))
+    second = function.invoke(target(function, second_server, "us"))
+    for answer, name in ((first, "eu"), (second, "us")):
+        assert answer == {
+            "target": name,
+            "done": True,
+            "applied": [
+                {"database": "postgres", "versions": ["202401010000"]},
+                {"database": "projectdb", "versions": ["202401010100"]},
+            ],
+            "error": None,
+        }
+    assert tables(second_server, "projectdb") == ["users"]
+    again = function.invoke(target(function, second_server, "us-again", databases=["projectdb"]))
+    assert (again["applied"], again["error"], again["done"]) == ([], None, True)
+
+
+def test_a_failing_target_answers_its_error_with_file_and_line_and_masks_the_password(
+    function: Function, pg: EmbeddedPostgres
+) -> None:
+    function.upload({"projectdb/202401020000_broken.up.sql": "CREATE TABLE ok ();\nSELECT * FROM nope;\n"})
+    answer = function.invoke(target(function, pg, "eu"))
+    assert answer["done"] is True
+    assert [entry["database"] for entry in answer["applied"]] == ["postgres", "projectdb"]
+    error = answer["error"]
+    assert (error["error"], error["file"], error["line"]) == ("SqlError", "projectdb/202401020000_broken.up.sql", 2)
+    assert pg.password not in json.dumps(answer)
+
+
+def test_a_target_whose_time_runs_short_answers_not_done_and_the_next_invocation_continues(
+    function: Function, pg: EmbeddedPostgres
+) -> None:
+    function.setenv(MIN_TIME_LEFT_S="30")
+    slow = {"projectdb/202401020000_slow.up.sql": "CREATE TABLE slow ();\nSELECT pg_sleep(2.5);\n"}
+    function.upload({**slow, "projectdb/202401030000_after.up.sql": "CREATE TABLE after ();\n"})
+    payload = target(function, pg, "eu")
+    short = function.invoke(payload, Context(timeout_s=32.0))  # 2 s beyond the reserve; the slow file takes 2.5
+    assert (short["done"], short["error"]) == (False, None)
+    assert short["applied"][-1] == {"database": "projectdb", "versions": ["202401010100", "202401020000"]}
+    rest = function.invoke(payload)
+    assert rest == {
+        "target": "eu",
+        "done": True,
+        "applied": [{"database": "projectdb", "versions": ["202401030000"]}],
+        "error": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"host": "db.internal; DROP"}, "host"),
+        ({"port": True}, "port"),
+        ({"port": 70000}, "port"),
+        ({"secret_arn": "arn:aws:s3:::bucket"}, "secret_arn"),
+        ({"name": ""}, "name"),
+        ({"databases": ["Bad-Name"]}, "database name"),
+        ({"tenant_group": {"name": "t", "match": "t_%"}}, "tenant groups"),
+        ({"password": "x"}, "unknown field"),
+    ],
+)
+def test_a_malformed_fleet_target_is_refused_naming_the_field(
+    function: Function, pg: EmbeddedPostgres, change: dict[str, Any], says: str
+) -> None:
+    payload = target(function, pg, "eu")
+    payload["target"] |= change
+    with pytest.raises(ConfigError) as refused:
+        function.invoke(payload)
+    assert says in str(refused.value)
+    assert query(pg, "postgres", "SELECT count(*) FROM pg_database WHERE datname = 'projectdb'") == [(0,)]
+
+
+def test_a_fleet_payload_with_other_fields_is_refused(function: Function, pg: EmbeddedPostgres) -> None:
+    payload = {**target(function, pg, "eu"), "databases": ["projectdb"]}
+    with pytest.raises(ConfigError, match="only action"):
+        function.invoke(payload)
