@@ -2,12 +2,15 @@
 
 The state machine invokes the function once per target with
 ``{"action": "migrate", "target": {"name", "host", "port", "secret_arn", "databases"}}``
-(``databases`` optional: every database of the layout) and reads the answer
-``{"target", "done", "applied": [{"database", "versions"}], "error"}``:
+(``databases`` optional: every database of the layout; or ``tenant_group``
+``{"name", "match"}``: the root database, then the layout's folder ``name`` on each
+database of the server whose name is LIKE ``match``, see dbmigrate/tenants.py) and reads
+the answer ``{"target", "done", "applied": [{"database", "versions"}], "error", "errors"}``:
 
 - a migration error is answered, not raised (``error``: the error document, with the
   function's names for its settings, credentials masked), so the state machine records
-  the target as failed and goes on with the others as its tolerance allows;
+  the target as failed and goes on with the others as its tolerance allows; a failing
+  tenant database does not stop the others (``errors``: one per failed tenant);
 - ``done`` is false when the run stopped at a file boundary because this invocation's
   time ran short: the state machine invokes again and the history says what is left;
 - ``applied``: what this invocation applied, per database, versions as strings (wider
@@ -21,12 +24,13 @@ bucket and every engine setting are the function's.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from dbmigrate.errors import ConfigError, DeadlineError, MigrationError
 from dbmigrate.model import validate_database_name
+from dbmigrate.tenants import TenantGroup
 
 if TYPE_CHECKING:
     from environment import FunctionEnv
@@ -52,6 +56,7 @@ class TargetRequest:
     port: int
     secret_arn: str
     databases: tuple[str, ...] | None = None
+    tenant_group: TenantGroup | None = None
     trigger: str = "fleet"
 
     def log_fields(self) -> dict[str, Any]:
@@ -62,17 +67,20 @@ class TargetRequest:
         """The function's environment, pointed at this target's server and secret."""
         return replace(env, secret_arn=self.secret_arn, database_url=None, db_host=self.host, db_port=self.port)
 
-    def answer(self, applied: Mapping[str, list[int]], error: MigrationError | None) -> dict[str, Any]:
-        """What the state machine reads of this invocation."""
+    def answer(self, applied: Mapping[str, list[int]], errors: Sequence[MigrationError]) -> dict[str, Any]:
+        """What the state machine reads of this invocation: ``error`` the first failure, ``errors`` all of them
+        (one per failed tenant database; the others were run)."""
+        failed = [error.to_dict() for error in errors if not isinstance(error, DeadlineError)]
         return {
             "target": self.name,
-            "done": not isinstance(error, DeadlineError),
+            "done": not any(isinstance(error, DeadlineError) for error in errors),
             "applied": [
                 {"database": database, "versions": [str(version) for version in versions]}
                 for database, versions in applied.items()
                 if versions
             ],
-            "error": None if error is None or isinstance(error, DeadlineError) else error.to_dict(),
+            "error": failed[0] if failed else None,
+            "errors": failed,
         }
 
 
@@ -89,11 +97,8 @@ def parse_target(payload: Mapping[str, Any]) -> TargetRequest:
     unknown = sorted(str(name) for name in target if name not in FIELDS)
     if unknown:
         raise ConfigError(f"unknown field(s) in the target: {', '.join(unknown)}", hint=f"use only {sorted(FIELDS)}")
-    if "tenant_group" in target:
-        raise ConfigError(
-            "tenant groups are not run by this version of the function",
-            hint="list the target's databases in its databases field",
-        )
+    if "tenant_group" in target and "databases" in target:
+        raise ConfigError("a fleet target lists databases or a tenant group, not both", hint=f"e.g. {EXAMPLE}")
     name, host, arn = (target.get(field) for field in ("name", "host", "secret_arn"))
     port = target.get("port", 5432)
     problems = [
@@ -104,7 +109,21 @@ def parse_target(payload: Mapping[str, Any]) -> TargetRequest:
     ]
     if problems:
         raise ConfigError(f"the fleet target is not valid: {'; '.join(problems)}", hint=f"e.g. {EXAMPLE}")
-    return TargetRequest(str(name), str(host), int(port), str(arn), _databases(target.get("databases")))
+    group = _tenant_group(target["tenant_group"]) if "tenant_group" in target else None
+    return TargetRequest(str(name), str(host), int(port), str(arn), _databases(target.get("databases")), group)
+
+
+def _tenant_group(value: object) -> TenantGroup:
+    if not isinstance(value, Mapping) or set(value) != {"name", "match"} or not all(map(_is_text, value.values())):
+        raise ConfigError(
+            "a tenant group is {name, match}: the layout's folder of tenant files and a LIKE pattern of databases",
+            hint='e.g. "tenant_group": {"name": "tenant", "match": "tenant_%"}',
+        )
+    return TenantGroup(value["name"], value["match"])
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
 
 
 def _is_port(value: object) -> bool:

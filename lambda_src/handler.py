@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aws_clients
 from fleet_target import TargetRequest
 from settled import SettledSource
 
+from dbmigrate.config import Settings
+from dbmigrate.db import connect
 from dbmigrate.dburl import Masker
-from dbmigrate.errors import ConfigError, DatabaseConnectError, MigrationError
+from dbmigrate.errors import ConfigError, DatabaseConnectError, DeadlineError, MigrationError
 from dbmigrate.manifest import ManifestSource
 from dbmigrate.runner import Runner, RunReport
 from dbmigrate.s3source import S3Source
 from dbmigrate.sources import MigrationSource
+from dbmigrate.tenants import TenantGroup, TenantSource, tenants_of
 from environment import FunctionEnv, build_settings, explain_tls_failure, spell
 from events import DownRequest, RunRequest, Skip, parse_event
 from jsonlog import configure_logging
@@ -87,18 +90,61 @@ def _run_target(request: TargetRequest, env: FunctionEnv, context: Any, masker: 
             applied.setdefault(progress["database"], []).append(progress["version"])
 
     function = getattr(context, "function_name", None)
-    error: MigrationError | None = None
+    failures: list[MigrationError] = []
     try:
         settings = build_settings(request.environment(env), applied_by=f"lambda:{function}" if function else "lambda")
         masker.add(*settings.masker().secrets)
         source = S3Source(env.bucket, env.prefix, aws_clients.aws_client("s3"))
-        Runner(source, settings, on_event=on_event, time_left=_time_left(context)).migrate(request.databases)
+
+        def run(files: MigrationSource, databases: Sequence[str] | None) -> None:
+            Runner(files, settings, on_event=on_event, time_left=_time_left(context)).migrate(databases)
+
+        if request.tenant_group is None:
+            run(source, request.databases)
+        else:
+            failures = _run_tenants(run, source, settings, request.tenant_group)
     except MigrationError as exc:
-        error = masker.error(exc.name_settings(spell))
-        log.error("target %s failed: %s", request.name, error, extra={"error": error.to_dict()})
-    answer = request.answer(applied, error)
+        failures = [exc]
+    errors = [masker.error(failure.name_settings(spell)) for failure in failures]
+    for error in errors:
+        stopped = isinstance(error, DeadlineError)  # to be continued by the next invocation
+        log.log(
+            logging.INFO if stopped else logging.ERROR,
+            "target %s %s: %s",
+            request.name,
+            "stopped" if stopped else "failed",
+            error,
+            extra={"error": error.to_dict()},
+        )
+    answer = request.answer(applied, errors)
     log.info("target finished", extra={"result": answer})
     return answer
+
+
+def _run_tenants(
+    run: Callable[[MigrationSource, Sequence[str] | None], None],
+    source: MigrationSource,
+    settings: Settings,
+    group: TenantGroup,
+) -> list[MigrationError]:
+    """The root database, then each tenant database found now, each on its own: the failures, in order."""
+    root = settings.root_database
+    run(source, [root])  # it may create tenants
+    conn = connect(settings, root)
+    try:
+        tenants = tenants_of(conn, group)
+    finally:
+        conn.close()
+    log.info("tenant group %s: %d database(s)", group.folder, len(tenants), extra={"tenants": tenants})
+    failures: list[MigrationError] = []
+    for tenant in tenants:
+        try:
+            run(TenantSource(source, group, [tenant], root_database=root), [tenant])
+        except DeadlineError:
+            raise
+        except MigrationError as exc:
+            failures.append(exc)
+    return failures
 
 
 def _run(runner: Runner, request: RunRequest | DownRequest) -> RunReport:

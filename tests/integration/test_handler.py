@@ -588,6 +588,7 @@ def test_a_fleet_target_migrates_its_own_server_and_answers_what_it_applied(
                 {"database": "projectdb", "versions": ["202401010100"]},
             ],
             "error": None,
+            "errors": [],
         }
     assert tables(second_server, "projectdb") == ["users"]
     again = function.invoke(target(function, second_server, "us-again", databases=["projectdb"]))
@@ -622,6 +623,7 @@ def test_a_target_whose_time_runs_short_answers_not_done_and_the_next_invocation
         "done": True,
         "applied": [{"database": "projectdb", "versions": ["202401030000"]}],
         "error": None,
+        "errors": [],
     }
 
 
@@ -634,7 +636,7 @@ def test_a_target_whose_time_runs_short_answers_not_done_and_the_next_invocation
         ({"secret_arn": "arn:aws:s3:::bucket"}, "secret_arn"),
         ({"name": ""}, "name"),
         ({"databases": ["Bad-Name"]}, "database name"),
-        ({"tenant_group": {"name": "t", "match": "t_%"}}, "tenant groups"),
+        ({"tenant_group": {"name": "t", "match": "t_%"}, "databases": ["projectdb"]}, "not both"),
         ({"password": "x"}, "unknown field"),
     ],
 )
@@ -653,3 +655,83 @@ def test_a_fleet_payload_with_other_fields_is_refused(function: Function, pg: Em
     payload = {**target(function, pg, "eu"), "databases": ["projectdb"]}
     with pytest.raises(ConfigError, match="only action"):
         function.invoke(payload)
+
+
+TENANT_FILES = {
+    "postgres/202401010001_tenants.up.sql": "".join(f"CREATE DATABASE tenant_{n};\n" for n in range(1, 6)),
+    "tenant/202402010000_accounts.up.sql": "CREATE TABLE accounts (id int PRIMARY KEY);\n",
+    "tenant/202402020000_plans.up.sql": "CREATE TABLE plans (id int PRIMARY KEY);\n",
+}
+GROUP = {"name": "tenant", "match": "tenant_%"}
+
+
+def test_a_tenant_group_gets_the_folder_on_every_matching_database_and_a_failing_one_stops_no_other(
+    function: Function, pg: EmbeddedPostgres
+) -> None:
+    function.upload(TENANT_FILES)
+    function.invoke(target(function, pg, "root-only", databases=["postgres"]))
+    query(pg, "tenant_3", "CREATE TABLE plans (id int)")  # tenant 3's second file will fail
+    payload = target(function, pg, "eu-tenants", tenant_group=GROUP)
+
+    answer = function.invoke(payload)
+    assert answer["done"] is True
+    assert [(e["database"], e["versions"]) for e in answer["applied"]] == [
+        (f"tenant_{n}", ["202402010000", "202402020000"] if n != 3 else ["202402010000"]) for n in range(1, 6)
+    ]
+    assert [(e["database"], e["file"]) for e in answer["errors"]] == [("tenant_3", "tenant/202402020000_plans.up.sql")]
+    assert answer["error"] == answer["errors"][0]
+    assert history(pg, "tenant_5") == [(202402010000, "applied"), (202402020000, "applied")]
+    assert query(pg, "tenant_5", "SELECT file FROM dbmigrate.history ORDER BY 1")[0] == (
+        "tenant/202402010000_accounts.up.sql",
+    )
+    assert query(pg, "postgres", "SELECT count(*) FROM pg_database WHERE datname = 'tenant'") == [(0,)]
+
+    query(pg, "tenant_3", "DROP TABLE plans")
+    query(pg, "postgres", "CREATE DATABASE tenant_6")  # a tenant created later gets every file
+    again = function.invoke(payload)
+    assert [(e["database"], e["versions"]) for e in again["applied"]] == [
+        ("tenant_3", ["202402020000"]),
+        ("tenant_6", ["202402010000", "202402020000"]),
+    ]
+    assert (again["error"], again["errors"]) == (None, [])
+
+
+def test_a_tenant_group_runs_the_root_first_so_the_tenants_it_creates_are_migrated_at_once(
+    function: Function, pg: EmbeddedPostgres
+) -> None:
+    function.upload(TENANT_FILES)
+    answer = function.invoke(target(function, pg, "eu-tenants", tenant_group=GROUP))
+    assert answer["applied"][0]["database"] == "postgres"
+    assert [e["database"] for e in answer["applied"][1:]] == [f"tenant_{n}" for n in range(1, 6)]
+    assert "projectdb" not in [e["database"] for e in answer["applied"]], "only the root and the group"
+
+
+@pytest.mark.parametrize(
+    ("group", "says"),
+    [
+        ({"name": "nofolder", "match": "tenant_%"}, "no folder nofolder/"),
+        ({"name": "tenant", "match": "tenant_%'; DROP"}, "LIKE pattern"),
+        ({"name": "Tenant", "match": "tenant_%"}, "database name"),
+        ({"name": "tenant"}, "{name, match}"),
+    ],
+)
+def test_a_bad_tenant_group_is_refused_or_answered_naming_it(
+    function: Function, pg: EmbeddedPostgres, group: dict[str, str], says: str
+) -> None:
+    function.upload(TENANT_FILES)
+    try:
+        answer = function.invoke(target(function, pg, "eu-tenants", tenant_group=group))
+    except ConfigError as refused:
+        assert says in str(refused)
+    else:
+        assert says in answer["error"]["message"]
+
+
+def test_a_tenant_whose_name_this_tool_cannot_migrate_is_named(function: Function, pg: EmbeddedPostgres) -> None:
+    function.upload(TENANT_FILES)
+    query(pg, "postgres", 'CREATE DATABASE "tenant_Odd"')
+    try:
+        answer = function.invoke(target(function, pg, "eu-tenants", tenant_group=GROUP))
+    finally:
+        query(pg, "postgres", 'DROP DATABASE "tenant_Odd"')
+    assert "['tenant_Odd'] match 'tenant_%'" in answer["error"]["message"]
