@@ -1,0 +1,521 @@
+"""The fleet's state machine as Amazon States Language: a pure function of the fleet's description.
+
+``fleet_definition(fleet, function_arn)`` returns the definition (a dict, JSONPath query
+language) of a STANDARD state machine that migrates every target of the fleet with the
+migration function, in stages:
+
+1. the **canary** (the first N targets, or the ones named): an inline Map; any failed canary
+   target fails the execution (``FleetCanaryFailed``) and no wave runs;
+2. the **waves**: the other targets, ``wave_size`` at a time (all of them in one wave when
+   ``None``), each wave an inline Map of at most ``max_concurrency`` targets at once. After each
+   wave the failed targets of all waves so far are counted against the tolerance, fixed here
+   from a count or a percentage of the wave targets; past it the execution fails
+   (``FleetToleranceExceeded``) and the later waves do not run. Within the tolerance, the
+   execution succeeds.
+
+moto's interpreter ignores a Map's ``ToleratedFailure*`` (tests/integration/
+test_stepfunctions_local.py), and AWS honours them only in a distributed Map, so failures are
+caught in each target's iteration and counted after the Map: the definition behaves the same
+on AWS and locally. Paths that may match nothing (a filter without a match, a wildcard over an
+empty list) are a ``States.Runtime`` error on the interpreter, so the definition only filters
+once it knows a failure exists, and never flattens lists that may be empty.
+
+The task's payload (the function's event), one per invocation::
+
+    {"action": "migrate", "target": {"name": "eu-tenants", "host": "...", "port": 5432,
+                                     "secret_arn": "arn:...", "databases": ["tenant_1", ...]}}
+
+``target`` is ``FleetTarget.payload()``: ``databases`` (the databases to migrate) or
+``tenant_group`` (``{"name": ..., "match": ...}``, databases found on the server), or neither
+(every database of the layout). The function's result (its answer), one per invocation::
+
+    {"target": "eu-tenants", "done": true,
+     "applied": [{"database": "tenant_1", "versions": ["202401010100", ...]}, ...],
+     "error": null}
+
+- ``done``: false when the run stopped at a file boundary because the invocation's time ran
+  short; the state machine invokes again with the same payload (the history says what is left),
+  at most ``max_invocations`` times.
+- ``applied``: what this invocation applied; versions as strings (they may be wider than the
+  64-bit integers a JSON number safely carries).
+- ``error``: null, or the first error that stopped the target (``MigrationError.to_dict()``:
+  ``error``, ``message``, ``database``, ``file``, ``line``, ...). A migration error is answered,
+  not raised: a raised error (or a timeout, or throttling past the retries) is caught and
+  reported too, but only with the error's name and cause.
+
+The execution's output, the fleet report::
+
+    {"status": "succeeded", "targets": 6, "failed": 1, "tolerated": 1,
+     "outcomes": [{"target": "eu-tenants", "stage": "canary", "status": "succeeded",
+                   "error": null, "invocations": 2, "runs": [<answer>, <answer>]}, ...]}
+
+A failed execution's cause is JSON: ``message`` (how many failed, the tolerance, the fix),
+``failed`` (the failed targets' outcomes, each with its error) and ``not_run`` (the targets of
+the stages that did not start).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from dbmigrate.errors import ConfigError
+
+__all__ = [
+    "FleetTarget",
+    "Retry",
+    "Rollout",
+    "Stage",
+    "TenantGroup",
+    "Tolerance",
+    "fleet_definition",
+    "stages",
+]
+
+TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+DATABASE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+MAX_INVOCATIONS = 50
+RETRIED_ERRORS = (
+    "Lambda.TooManyRequestsException",
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+)
+"""What Lambda answers when the call, not the migration, failed: worth another attempt."""
+FAILED = "failed"
+SUCCEEDED = "succeeded"
+FIX_FAILED = (
+    "Fix: read the error of each failed target, fix the migration file or the server it names, and start "
+    "the fleet again (applied files are never applied twice)"
+)
+
+State = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TenantGroup:
+    """Databases found on the target's server when it runs; passed to the function as given."""
+
+    name: str
+    match: str
+    """Which databases belong to the group (the function decides how it reads this)."""
+
+
+@dataclass(frozen=True)
+class FleetTarget:
+    """One unit of the fleet: a server, the secret the function connects with, and its databases."""
+
+    name: str
+    host: str
+    secret_arn: str
+    port: int = 5432
+    databases: tuple[str, ...] = ()
+    """The databases to migrate; empty with no ``tenant_group``: every database of the layout."""
+    tenant_group: TenantGroup | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """The ``target`` of the task's payload."""
+        target: dict[str, Any] = {
+            "name": self.name,
+            "host": self.host,
+            "port": self.port,
+            "secret_arn": self.secret_arn,
+        }
+        if self.databases:
+            target["databases"] = list(self.databases)
+        if self.tenant_group is not None:
+            target["tenant_group"] = {"name": self.tenant_group.name, "match": self.tenant_group.match}
+        return target
+
+    def problems(self) -> list[str]:
+        found = []
+        if not TARGET_NAME.fullmatch(self.name):
+            found.append(
+                f"fleet target name {self.name!r} must be 1-80 letters, digits and _.- (starting with a letter or "
+                "digit). Fix: rename the target"
+            )
+        if self.databases and self.tenant_group is not None:
+            found.append(f"fleet target {self.name!r} lists databases and a tenant group. Fix: give one of the two")
+        bad = [name for name in self.databases if not DATABASE.fullmatch(name)]
+        if bad:
+            found.append(f"fleet target {self.name!r}: database names {bad} do not match {DATABASE.pattern}")
+        return found
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How many failed wave targets the fleet tolerates: a ``count``, or a ``percent`` of the wave targets."""
+
+    count: int | None = None
+    percent: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.count is None) == (self.percent is None):
+            raise ConfigError("Tolerance: give a count or a percent, not both and not neither")
+        if self.count is not None and self.count < 0:
+            raise ConfigError(f"Tolerance: count {self.count} is negative. Fix: 0 or more")
+        if self.percent is not None and not 0 <= self.percent <= 100:
+            raise ConfigError(f"Tolerance: percent {self.percent} is outside 0-100")
+
+    def tolerated(self, targets: int) -> int:
+        """The failures tolerated among ``targets``: a percentage rounds down (10% of 9 is 0)."""
+        if self.count is not None:
+            return self.count
+        return int(Fraction(str(self.percent)) * targets // 100)
+
+    def describe(self, targets: int) -> str:
+        if self.count is not None:
+            return f"a count of {self.count}"
+        return f"{self.percent:g}% of {targets}"
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Retries of a call that Lambda refused or lost (throttling, service errors), with backoff."""
+
+    interval_s: int = 2
+    max_attempts: int = 6
+    backoff_rate: float = 2.0
+    max_delay_s: int = 60
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """How the fleet rolls out: canary first, then waves under a concurrency limit and a tolerance."""
+
+    canary: int | tuple[str, ...] = 1
+    """The first N targets, or the targets named; 0 or (): no canary stage."""
+    wave_size: int | None = None
+    """Targets per wave after the canary; ``None``: one wave of all of them."""
+    max_concurrency: int = 4
+    tolerance: Tolerance = field(default_factory=lambda: Tolerance(count=0))
+    max_invocations: int = 8
+    """Invocations of one target before it is reported unfinished (each continues where the last stopped)."""
+    retry: Retry = field(default_factory=Retry)
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1:
+            raise ConfigError(f"Rollout: max_concurrency {self.max_concurrency} must be at least 1")
+        if self.wave_size is not None and self.wave_size < 1:
+            raise ConfigError(f"Rollout: wave_size {self.wave_size} must be at least 1 (None: one wave)")
+        if not 1 <= self.max_invocations <= MAX_INVOCATIONS:
+            raise ConfigError(f"Rollout: max_invocations {self.max_invocations} must be 1-{MAX_INVOCATIONS}")
+        if isinstance(self.canary, int) and self.canary < 0:
+            raise ConfigError(f"Rollout: canary {self.canary} must be 0 or more")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One Map of the state machine: its key in the state data, its title, its targets."""
+
+    key: str
+    title: str
+    targets: tuple[FleetTarget, ...]
+
+    @property
+    def is_canary(self) -> bool:
+        return self.key == "canary"
+
+
+def stages(targets: Sequence[FleetTarget], rollout: Rollout) -> list[Stage]:
+    """The canary (when there is one) and the waves, in order; refuses a fleet that cannot run."""
+    problems = [problem for target in targets for problem in target.problems()]
+    names = [target.name for target in targets]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        problems.append(f"fleet target names {duplicates} are used twice. Fix: give each target its own name")
+    if not targets:
+        problems.append("the fleet has no targets. Fix: list at least one")
+    if isinstance(rollout.canary, int):
+        if rollout.canary > len(targets):
+            problems.append(f"canary of {rollout.canary} targets, but the fleet has {len(targets)}")
+        canary = list(targets[: rollout.canary])
+    else:
+        unknown = sorted(set(rollout.canary) - set(names))
+        if unknown:
+            problems.append(f"canary targets {unknown} are not in the fleet. Fix: name targets of the fleet")
+        canary = [target for target in targets if target.name in rollout.canary]
+    if problems:
+        raise ConfigError("fleet: " + "; ".join(problems))
+    rest = [target for target in targets if target not in canary]
+    size = rollout.wave_size or max(len(rest), 1)
+    waves = [tuple(rest[start : start + size]) for start in range(0, len(rest), size)]
+    found = [Stage("canary", "Canary", tuple(canary))] if canary else []
+    return found + [Stage(f"wave_{index}", f"Wave {index}", wave) for index, wave in enumerate(waves, 1)]
+
+
+def fleet_definition(targets: Sequence[FleetTarget], rollout: Rollout, *, function_arn: str) -> dict[str, Any]:
+    """The state machine's definition (see the module docstring for what it does and answers)."""
+    plan = stages(targets, rollout)
+    wave_targets = sum(len(stage.targets) for stage in plan if not stage.is_canary)
+    tolerated = rollout.tolerance.tolerated(wave_targets)
+    states: dict[str, State] = {
+        "Fleet": {
+            "Type": "Pass",
+            "Comment": "The targets of each stage, fixed when the state machine was synthesized",
+            "Parameters": {
+                "stages": {stage.key: [target.payload() for target in stage.targets] for stage in plan},
+                "outcomes": {},
+            },
+            "Next": plan[0].title,
+        }
+    }
+    for index, stage in enumerate(plan):
+        later = plan[index + 1 :]
+        after = later[0].title if later else "No failures"
+        states[stage.title] = stage_map(stage, rollout, function_arn, next_state=f"{stage.title} checked")
+        states |= checkpoint(
+            stage,
+            tolerated=0 if stage.is_canary else tolerated,
+            tolerance=rollout.tolerance.describe(wave_targets),
+            not_run=[target.name for stage in later for target in stage.targets],
+            next_state=after,
+            within=after if later else "Report",
+        )
+    states |= {
+        "No failures": {
+            "Type": "Pass",
+            "Result": {"count": 0, "failed": []},
+            "ResultPath": "$.check",
+            "Next": "Report",
+        },
+        "Report": {
+            "Type": "Pass",
+            "Parameters": {
+                "status": SUCCEEDED,
+                "targets": len(targets),
+                "failed.$": "$.check.count",
+                "tolerated": tolerated,
+                "outcomes.$": "$.outcomes[*][*]",
+            },
+            "End": True,
+        },
+    }
+    return {
+        "Comment": f"dbmigrate fleet: {len(targets)} targets in {len(plan)} stages",
+        "StartAt": "Fleet",
+        "States": states,
+    }
+
+
+def stage_map(stage: Stage, rollout: Rollout, function_arn: str, *, next_state: str) -> State:
+    """One stage: an inline Map over its targets, each iteration's outcome caught, never failing the Map."""
+    return {
+        "Type": "Map",
+        "ItemsPath": f"$.stages.{stage.key}",
+        "ItemSelector": {"target.$": "$$.Map.Item.Value", "stage": stage.key, "runs": []},
+        "MaxConcurrency": rollout.max_concurrency,
+        "ItemProcessor": {
+            "ProcessorConfig": {"Mode": "INLINE"},
+            "StartAt": f"{stage.title} invoke 1",
+            "States": iteration(stage.title, rollout, function_arn),
+        },
+        "ResultPath": f"$.outcomes.{stage.key}",
+        "Next": next_state,
+    }
+
+
+def iteration(title: str, rollout: Rollout, function_arn: str) -> dict[str, State]:
+    """One target: invoke, keep the answer, invoke again while it is not done (unrolled: the count is static).
+
+    Each invocation's answer is appended to ``$.runs`` by listing the earlier runs by index
+    (their number is known in each state), so no path ever flattens a list that may be empty.
+    """
+    states: dict[str, State] = {}
+    last = rollout.max_invocations
+    for number in range(1, last + 1):
+        earlier = [f"$.runs[{index}]" for index in range(number - 1)]
+        states[f"{title} invoke {number}"] = invoke(
+            function_arn, rollout.retry, next_state=f"{title} answer {number}", on_error=f"{title} raised"
+        )
+        states[f"{title} answer {number}"] = {
+            "Type": "Pass",
+            "Parameters": {
+                "target.$": "$.target",
+                "stage.$": "$.stage",
+                "last.$": "$.last.answer",
+                "runs.$": f"States.Array({', '.join([*earlier, '$.last.answer'])})",
+            },
+            "Next": f"{title} done {number}",
+        }
+        again = f"{title} invoke {number + 1}" if number < last else f"{title} unfinished"
+        states[f"{title} done {number}"] = answered(title, again=again)
+    return states | outcomes(title, rollout.max_invocations)
+
+
+def invoke(function_arn: str, retry: Retry, *, next_state: str, on_error: str) -> State:
+    """The ``lambda:invoke`` task: retried when Lambda refused the call, any other failure caught."""
+    return {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": function_arn, "Payload": {"action": "migrate", "target.$": "$.target"}},
+        "ResultSelector": {"answer.$": "$.Payload"},
+        "ResultPath": "$.last",
+        "Retry": [
+            {
+                "ErrorEquals": list(RETRIED_ERRORS),
+                "IntervalSeconds": retry.interval_s,
+                "MaxAttempts": retry.max_attempts,
+                "BackoffRate": retry.backoff_rate,
+                "MaxDelaySeconds": retry.max_delay_s,
+                "JitterStrategy": "FULL",
+            }
+        ],
+        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": on_error}],
+        "Next": next_state,
+    }
+
+
+def answered(title: str, *, again: str) -> State:
+    """Which outcome the last answer leads to: not the contract, an error, not done (again), done."""
+    done = "$.last.done"
+    return {
+        "Type": "Choice",
+        "Choices": [
+            {
+                "Not": {"And": [{"Variable": done, "IsPresent": True}, {"Variable": done, "IsBoolean": True}]},
+                "Next": f"{title} not answered",
+            },
+            {
+                "And": [
+                    {"Variable": "$.last.error", "IsPresent": True},
+                    {"Not": {"Variable": "$.last.error", "IsNull": True}},
+                ],
+                "Next": f"{title} failed",
+            },
+            {"Variable": done, "BooleanEquals": False, "Next": again},
+        ],
+        "Default": f"{title} succeeded",
+    }
+
+
+def outcomes(title: str, max_invocations: int) -> dict[str, State]:
+    """The iteration's last states: one outcome object each, ``status`` succeeded or failed."""
+
+    def outcome(status: str, error: Any, *, invocations: str = "States.ArrayLength($.runs)") -> State:
+        parameters = {"target.$": "$.target.name", "stage.$": "$.stage", "status": status}
+        parameters |= {"error.$": error} if isinstance(error, str) else {"error": error}
+        return {
+            "Type": "Pass",
+            "Parameters": {**parameters, "invocations.$": invocations, "runs.$": "$.runs"},
+            "End": True,
+        }
+
+    return {
+        f"{title} succeeded": outcome(SUCCEEDED, None),
+        f"{title} failed": outcome(FAILED, "$.last.error"),
+        f"{title} raised": outcome(
+            FAILED,
+            {"error.$": "$.failure.Error", "message.$": "$.failure.Cause"},
+            invocations="States.MathAdd(States.ArrayLength($.runs), 1)",
+        ),
+        f"{title} not answered": outcome(
+            FAILED,
+            {
+                "error": "FleetContractError",
+                "message": (
+                    "the function's answer has no boolean done: it does not answer the fleet's migrate payload. "
+                    "Fix: deploy a function that does (infra/fleet_definition.py describes the contract)"
+                ),
+            },
+        ),
+        f"{title} unfinished": outcome(
+            FAILED,
+            {
+                "error": "FleetUnfinishedError",
+                "message": (
+                    f"not done after {max_invocations} invocations. Fix: raise the rollout's max_invocations or "
+                    "the function's timeout; the next run continues where this one stopped"
+                ),
+            },
+        ),
+    }
+
+
+def _check_literal(text: str) -> None:
+    """An intrinsic function's string literal: quotes, braces and backslashes would need escapes."""
+    if set(text.replace("{}", "")) & set("'{}\\"):
+        raise ValueError(f"the message {text!r} holds a quote, brace or backslash: write it without")
+
+
+def checkpoint(  # noqa: PLR0913  keyword-only: what the stage's check compares and where it leads
+    stage: Stage,
+    *,
+    tolerated: int,
+    tolerance: str,
+    not_run: list[str],
+    next_state: str,
+    within: str,
+) -> dict[str, State]:
+    """After a stage: any failure so far? how many? past the tolerance, fail naming them and what did not run."""
+    title = stage.title
+    if stage.is_canary:
+        message = (
+            f"{{}} of {len(stage.targets)} canary targets failed; the waves did not run "
+            f"({len(not_run)} targets). {FIX_FAILED}"
+        )
+        error = "FleetCanaryFailed"
+    else:
+        message = (
+            f"{{}} wave targets failed, more than the {tolerated} tolerated ({tolerance}); "
+            f"{len(not_run)} targets did not run. {FIX_FAILED}"
+        )
+        error = "FleetToleranceExceeded"
+    _check_literal(message)
+    check = "$.check"
+    return {
+        f"{title} checked": {
+            "Type": "Pass",
+            "Parameters": {"statuses.$": "$.outcomes[*][*].status"},
+            "ResultPath": check,
+            "Next": f"{title} any failed",
+        },
+        f"{title} any failed": {
+            "Type": "Pass",
+            "Parameters": {"any.$": f"States.ArrayContains($.check.statuses, '{FAILED}')"},
+            "ResultPath": check,
+            "Next": f"{title} failures",
+        },
+        f"{title} failures": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.check.any", "BooleanEquals": True, "Next": f"{title} count failures"}],
+            "Default": next_state,
+        },
+        f"{title} count failures": {
+            "Type": "Pass",
+            "Parameters": {"failed.$": f"$.outcomes[*][?(@.status == '{FAILED}')]"},
+            "ResultPath": check,
+            "Next": f"{title} counted",
+        },
+        f"{title} counted": {
+            "Type": "Pass",
+            "Parameters": {"failed.$": "$.check.failed", "count.$": "States.ArrayLength($.check.failed)"},
+            "ResultPath": check,
+            "Next": f"{title} tolerated",
+        },
+        f"{title} tolerated": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.check.count", "NumericGreaterThan": tolerated, "Next": f"{title} stop"}],
+            "Default": within,
+        },
+        f"{title} stop": {
+            "Type": "Pass",
+            "Parameters": {
+                "message.$": f"States.Format('{message}', $.check.count)",
+                "failed.$": "$.check.failed",
+                "not_run": not_run,
+            },
+            "ResultPath": "$.stop",
+            "Next": f"{title} cause",
+        },
+        f"{title} cause": {
+            "Type": "Pass",
+            "Parameters": {"cause.$": "States.JsonToString($.stop)"},
+            "ResultPath": "$.stop",
+            "Next": f"{title} fleet failed",
+        },
+        f"{title} fleet failed": {"Type": "Fail", "Error": error, "CausePath": "$.stop.cause"},
+    }
