@@ -1,7 +1,7 @@
 """MigrationFleet: the Step Functions state machine that migrates a fleet of targets in stages.
 
     from infra.fleet import MigrationFleet, MigrationFleetProps
-    from infra.fleet_definition import FleetTarget, Rollout, Tolerance
+    from infra.fleet_plan import FleetTarget, Rollout, Tolerance
 
     fleet = MigrationFleet(stack, "fleet", MigrationFleetProps(
         name="shop",
@@ -41,7 +41,8 @@ from constructs import Construct
 from . import policies
 from .config import ConfigError
 from .encryption import Account
-from .fleet_definition import FleetTarget, Rollout, fleet_definition
+from .fleet_definition import fleet_definition
+from .fleet_plan import FleetTarget, Rollout
 from .names import name_problems
 
 __all__ = ["MigrationFleet", "MigrationFleetProps"]
