@@ -309,7 +309,7 @@ def checkpoint(  # noqa: PLR0913  keyword-only: what the stage's check compares 
     else:
         message = (
             f"{{}} wave targets failed, more than the {tolerated} tolerated ({tolerance}); "
-            f"{len(not_run)} targets did not run. {FIX_FAILED}"
+            f"targets not run: {len(not_run)}. {FIX_FAILED}"
         )
         error = "FleetToleranceExceeded"
     _check_literal(message)

@@ -17,6 +17,8 @@ from infra.config import ConfigError
 from infra.encryption import Account, EncryptionKey
 from infra.fleet import MigrationFleet, MigrationFleetProps
 from infra.fleet_definition import FleetTarget, Rollout, Tolerance, fleet_definition
+from local.aws import LocalAws
+from local.stepfunctions import LocalStepFunctions
 
 from .conftest import Synth
 from .iam_policies import Request, decide, resolve
@@ -73,6 +75,28 @@ def test_the_state_machine_is_standard_with_the_fleets_definition_and_its_role(f
     assert json.loads(machine["definition"]) == fleet_definition(TARGETS, ROLLOUT, function_arn=FUNCTION_ARN)
     policy_name, _ = only(fleet_stack, "aws_iam_role_policy")
     assert machine["depends_on"] == [f"aws_iam_role_policy.{policy_name}"]
+
+
+def test_the_synthesized_definition_runs_in_the_asl_interpreter_and_reports_every_target(
+    fleet_stack: dict[str, Any],
+) -> None:
+    _, machine = only(fleet_stack, "aws_sfn_state_machine")
+    seen: list[dict[str, Any]] = []
+
+    def function(name: str, event: Any) -> Any:
+        seen.append(event)
+        return {"target": event["target"]["name"], "done": True, "applied": [], "error": None}
+
+    with LocalAws("eu-west-1") as aws, LocalStepFunctions(aws.endpoint, aws.region, function) as sfn:
+        done = sfn.run(sfn.create_state_machine("shop-fleet", machine["definition"]), {})
+
+    assert done.succeeded, done.cause
+    assert [(outcome["target"], outcome["status"]) for outcome in done.output["outcomes"]] == [
+        ("eu", "succeeded"),
+        ("us", "succeeded"),
+        ("ap", "succeeded"),
+    ]
+    assert seen[0] == {"action": "migrate", "target": TARGETS[0].payload()}
 
 
 def test_it_logs_to_its_own_encrypted_log_group_with_execution_data_and_traces(fleet_stack: dict[str, Any]) -> None:

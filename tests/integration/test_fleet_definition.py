@@ -248,10 +248,29 @@ def test_failures_past_a_count_fail_the_fleet_naming_them_and_later_waves_do_not
     assert fleets.function.targets_called() == {"tenant_0", "tenant_1", "tenant_2", "tenant_3"}
     cause = cause_of(done)
     assert cause["message"].startswith(
-        "2 wave targets failed, more than the 1 tolerated (a count of 1); 3 targets did not run. Fix: "
+        "2 wave targets failed, more than the 1 tolerated (a count of 1); targets not run: 3. Fix: "
     )
     assert sorted(failed["target"] for failed in cause["failed"]) == ["tenant_1", "tenant_3"]
     assert cause["not_run"] == ["tenant_4", "tenant_5", "tenant_6"]
+
+
+def test_failures_add_up_across_waves_and_the_wave_that_passes_the_tolerance_stops_the_fleet(fleets: Fleets) -> None:
+    for name in ("tenant_1", "tenant_4"):
+        fleets.function.behaviours[name] = answers_error(name, {**ADD_WIDGETS_ERROR, "database": name})
+
+    done = fleets.run(tenants(7), rollout(canary=0, wave_size=3, tolerance=Tolerance(count=1)))
+
+    assert (done.status, done.error) == ("FAILED", "FleetToleranceExceeded")
+    assert fleets.function.targets_called() == {f"tenant_{index}" for index in range(6)}
+    cause = cause_of(done)
+    assert cause["message"].startswith(
+        "2 wave targets failed, more than the 1 tolerated (a count of 1); targets not run: 1. "
+    )
+    assert [(failed["target"], failed["stage"]) for failed in cause["failed"]] == [
+        ("tenant_1", "wave_1"),
+        ("tenant_4", "wave_2"),
+    ]
+    assert cause["not_run"] == ["tenant_6"]
 
 
 @pytest.mark.parametrize(
