@@ -26,7 +26,7 @@ __all__ = [
     "tag_problems",
 ]
 
-Part = Literal["migrations", "network", "database"]
+Part = Literal["migrations", "network", "database", "fleet"]
 """Which part of the stack creates the resource: the construct always, the others when the stack does."""
 
 TERRAFORM_SUFFIX = 26
@@ -64,6 +64,7 @@ SNS_TOPIC = NameKind(256, "SNS topic names", r"[A-Za-z0-9_-]+", LETTERS_DIGITS_D
 LOG_GROUP = NameKind(512, "CloudWatch log group names", r"[.\-_/#A-Za-z0-9]+", "hold only letters, digits and ._-/#")
 SECURITY_GROUP = NameKind(255, "EC2 security group names", r"(?!sg-).+", "not start with sg-")
 ALARM = NameKind(255, "CloudWatch alarm names", r"[^\x00-\x1f]+", "hold only printable characters")
+STATE_MACHINE = NameKind(80, "Step Functions state machine names", r"[A-Za-z0-9_-]+", LETTERS_DIGITS_DASHES)
 KMS_ALIAS = NameKind(
     256,
     "KMS alias names",
@@ -124,6 +125,10 @@ NAME_RULES: tuple[NameRule, ...] = (
     NameRule("the RDS upgrade log group name", "/aws/rds/instance/{name}-db/upgrade", LOG_GROUP, "database"),
     NameRule("the alarm topic name", "{name}-alarms", SNS_TOPIC, "migrations"),
     NameRule("the RDS monitoring role name", "{name}-rds-monitoring", IAM_ROLE, "database"),
+    NameRule("the fleet state machine name", "{name}-fleet", STATE_MACHINE, "fleet"),
+    NameRule("the fleet state machine's IAM role name", "{name}-fleet", IAM_ROLE, "fleet"),
+    # Step Functions' vended-logs prefix keeps CloudWatch Logs' resource policy within its size limit.
+    NameRule("the fleet's log group name", "/aws/vendedlogs/states/{name}-fleet", LOG_GROUP, "fleet"),
 )
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "WRITE_ACTIONS",
     "assume_role",
     "document",
+    "fleet_permissions",
     "function_permissions",
     "kms_key_policy",
     "log_delivery",
@@ -123,6 +124,46 @@ def function_permissions(  # noqa: PLR0913  keyword-only: one per resource the s
         },
     ]
     return document(*statements)
+
+
+# What a state machine's role needs to log to CloudWatch Logs, as the Step Functions guide lists
+# it ("IAM policies for logging to CloudWatch Logs"): log deliveries are not resources IAM can
+# name, so these are granted on "*". The log group is named by the logging configuration.
+STATE_MACHINE_LOG_DELIVERY = (
+    "logs:CreateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:DescribeLogGroups",
+    "logs:DescribeResourcePolicies",
+    "logs:GetLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:UpdateLogDelivery",
+)
+
+
+def fleet_permissions(*, function_arn: str) -> str:
+    """The fleet state machine's permissions: invoke the migration function (and its versions), deliver
+    its logs, send traces."""
+    return document(
+        {
+            "Sid": "InvokeMigrationFunction",
+            "Effect": "Allow",
+            "Action": "lambda:InvokeFunction",
+            "Resource": [function_arn, f"{function_arn}:*"],
+        },
+        {"Sid": "DeliverLogs", "Effect": "Allow", "Action": list(STATE_MACHINE_LOG_DELIVERY), "Resource": "*"},
+        {
+            "Sid": "Traces",
+            "Effect": "Allow",
+            "Action": [
+                "xray:GetSamplingRules",
+                "xray:GetSamplingTargets",
+                "xray:PutTelemetryRecords",
+                "xray:PutTraceSegments",
+            ],
+            "Resource": "*",
+        },
+    )
 
 
 def log_delivery(log_group_arn: str) -> str:

@@ -1,0 +1,130 @@
+"""MigrationFleet: the Step Functions state machine that migrates a fleet of targets in stages.
+
+    from infra.fleet import MigrationFleet, MigrationFleetProps
+    from infra.fleet_plan import FleetTarget, Rollout, Tolerance
+
+    fleet = MigrationFleet(stack, "fleet", MigrationFleetProps(
+        name="shop",
+        targets=[FleetTarget(name="eu", host=eu_db.address, secret_arn=eu_secret_arn, databases=("app",)),
+                 FleetTarget(name="us", host=us_db.address, secret_arn=us_secret_arn, databases=("app",))],
+        rollout=Rollout(canary=1, max_concurrency=4, tolerance=Tolerance(count=0)),
+        function_arn=migrations.function_arn,
+        kms_key_arn=key.arn,
+    ))
+
+It adds the state machine (STANDARD; its definition from ``infra.fleet_definition``), its role
+(it may invoke the migration function and its versions, deliver its logs, send traces, and
+nothing else), and its log group (retention, the stack's key). Logging is at ``ERROR`` by default
+with the execution data included (the targets' payloads and answers: hosts, secret ARNs,
+versions and errors, never a secret's value); tracing is on. The function must reach every
+target's server and may read every target's secret: that is the function's configuration, not
+this construct's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
+from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
+from cdktf_cdktf_provider_aws.sfn_state_machine import (
+    SfnStateMachine,
+    SfnStateMachineLoggingConfiguration,
+    SfnStateMachineTracingConfiguration,
+)
+from constructs import Construct
+
+from . import policies
+from .config import ConfigError
+from .encryption import Account
+from .fleet_definition import fleet_definition
+from .fleet_plan import FleetTarget, Rollout
+from .names import name_problems
+
+__all__ = ["MigrationFleet", "MigrationFleetProps"]
+
+LogLevel = Literal["ALL", "ERROR", "FATAL"]
+
+
+@dataclass(frozen=True)
+class MigrationFleetProps:
+    """What the fleet needs; see the module docstring for an example."""
+
+    name: str
+    targets: Sequence[FleetTarget]
+    function_arn: str
+    """The migration function (unqualified ARN); the role may invoke it and its versions and aliases."""
+    kms_key_arn: str
+    """The key that encrypts the log group (its policy must let CloudWatch Logs use it)."""
+    rollout: Rollout = field(default_factory=Rollout)
+    account: Account | None = None
+    log_retention_days: int = 365
+    log_level: LogLevel = "ERROR"
+    """``ALL`` logs every state of every target (cost grows with the fleet); ``ERROR`` the failures."""
+
+    def __post_init__(self) -> None:
+        problems = list(name_problems(self.name, parts=("fleet",)))
+        if self.log_level not in ("ALL", "ERROR", "FATAL"):
+            problems.append(f"log_level {self.log_level!r} must be ALL, ERROR or FATAL")
+        if problems:
+            raise ConfigError("MigrationFleetProps: " + "; ".join(problems))
+
+
+class MigrationFleet(Construct):
+    """The fleet's state machine, role and log group.
+
+    Attributes: ``state_machine_arn``, ``state_machine_name``, ``role_arn``, ``log_group_name``,
+    ``definition`` (the ASL document, as a dict).
+    """
+
+    def __init__(self, scope: Construct, id: str, props: MigrationFleetProps) -> None:
+        super().__init__(scope, id)
+        account = props.account or Account(self, "account")
+        name = f"{props.name}-fleet"
+        definition = fleet_definition(props.targets, props.rollout, function_arn=props.function_arn)
+
+        log_group = CloudwatchLogGroup(
+            self,
+            "logs",
+            name=f"/aws/vendedlogs/states/{name}",
+            retention_in_days=props.log_retention_days,
+            kms_key_id=props.kms_key_arn,
+        )
+        role = IamRole(
+            self,
+            "role",
+            name=name,
+            assume_role_policy=policies.assume_role("states.amazonaws.com", account_id=account.account_id),
+        )
+        role_policy = IamRolePolicy(
+            self,
+            "permissions",
+            role=role.id,
+            policy=policies.fleet_permissions(function_arn=props.function_arn),
+        )
+        state_machine = SfnStateMachine(
+            self,
+            "state-machine",
+            name=name,
+            type="STANDARD",
+            role_arn=role.arn,
+            definition=json.dumps(definition),
+            logging_configuration=SfnStateMachineLoggingConfiguration(
+                log_destination=f"{log_group.arn}:*",
+                include_execution_data=True,
+                level=props.log_level,
+            ),
+            tracing_configuration=SfnStateMachineTracingConfiguration(enabled=True),
+            # Step Functions checks the role's log delivery permissions when it creates the machine.
+            depends_on=[role_policy],
+        )
+
+        self.state_machine_arn = state_machine.arn
+        self.state_machine_name = state_machine.name
+        self.role_arn = role.arn
+        self.log_group_name = log_group.name
+        self.definition: dict[str, Any] = definition
