@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -26,10 +26,13 @@ from dbmigrate.sources import LocalSource
 from environment import VARIABLES
 from events import DEPLOYED_SKIP
 from handler import handler
+from infra.fleet_definition import FleetTarget, Rollout, Tolerance, fleet_definition
+from infra.fleet_definition import TenantGroup as FleetTenantGroup
 from jsonlog import JsonFormatter
 from local.aws import LocalAws
 from local.lambda_runtime import Context
 from local.postgres import EmbeddedPostgres
+from local.stepfunctions import LocalStepFunctions
 from tests.helpers import history, query, tables, write_files
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -735,3 +738,54 @@ def test_a_tenant_whose_name_this_tool_cannot_migrate_is_named(function: Functio
     finally:
         query(pg, "postgres", 'DROP DATABASE "tenant_Odd"')
     assert "['tenant_Odd'] match 'tenant_%'" in answer["error"]["message"]
+
+
+def test_the_fleet_state_machine_runs_the_real_function_on_two_servers_and_a_tenant_group(
+    function: Function, pg: EmbeddedPostgres, second_server: EmbeddedPostgres
+) -> None:
+    """The fleet's definition in moto's ASL interpreter, each lambda:invoke delivered to this handler."""
+    query(second_server, "postgres", "DROP DATABASE IF EXISTS projectdb")
+    function.upload(TENANT_FILES)
+    function.invoke(target(function, pg, "root-only", databases=["postgres"]))
+    query(pg, "tenant_4", "CREATE TABLE plans (id int)")  # tenant 4's second file will fail
+    specs = [
+        target(function, second_server, "us")["target"] | {"databases": ["postgres", "projectdb"]},
+        target(function, pg, "eu")["target"] | {"databases": ["projectdb"]},
+        target(function, pg, "eu-tenants")["target"],
+    ]
+    fleet = [
+        FleetTarget(spec["name"], spec["host"], spec["secret_arn"], spec["port"], tuple(spec.get("databases", ())))
+        for spec in specs
+    ]
+    fleet[2] = replace(fleet[2], tenant_group=FleetTenantGroup("tenant", "tenant_%"))
+    calls: list[str] = []
+
+    def invoke(name: str, event: Any) -> Any:
+        calls.append(event["target"]["name"])
+        return handler(event, Context(function_name=name))
+
+    rollout = Rollout(canary=1, max_concurrency=1, tolerance=Tolerance(count=1))
+    definition = fleet_definition(fleet, rollout, function_arn="arn:aws:lambda:us-east-1:123456789012:function:m")
+    with LocalStepFunctions(function.aws.endpoint, function.aws.region, invoke) as sfn:
+        done = sfn.run(sfn.create_state_machine("fleet", definition), {}, timeout_s=120)
+        assert done.status == "SUCCEEDED", (done.error, done.cause)
+        report = done.output
+        assert (report["failed"], report["tolerated"]) == (1, 1)
+        outcomes = {outcome["target"]: outcome for outcome in report["outcomes"]}
+        assert outcomes["us"]["stage"] == "canary" and outcomes["us"]["status"] == "succeeded"
+        assert outcomes["eu"]["status"] == "succeeded"
+        failed = outcomes["eu-tenants"]
+        assert failed["status"] == "failed"
+        assert (failed["error"]["database"], failed["error"]["file"]) == (
+            "tenant_4",
+            "tenant/202402020000_plans.up.sql",
+        )
+        assert history(pg, "tenant_5") == [(202402010000, "applied"), (202402020000, "applied")]
+        assert tables(second_server, "projectdb") == ["users"]
+
+        query(pg, "tenant_4", "DROP TABLE plans")
+        again = sfn.run(sfn.create_state_machine("fleet-again", definition), {}, timeout_s=120)
+        assert again.status == "SUCCEEDED" and again.output["failed"] == 0
+        runs = {o["target"]: [a for run in o["runs"] for a in run["applied"]] for o in again.output["outcomes"]}
+        assert runs == {"us": [], "eu": [], "eu-tenants": [{"database": "tenant_4", "versions": ["202402020000"]}]}
+    assert calls[0] == "us", "the canary first"
