@@ -10,6 +10,7 @@ no-op run that reads no body.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import threading
 import time
@@ -35,7 +36,8 @@ from local.postgres import EmbeddedPostgres
 from tests.helpers import history, query, write_files
 from tests.integration.proxy import BlackHoleProxy
 
-BUCKET = "acme-dbmigrate-migrations"
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+BUCKET = "acme-dbmigrate-migrations"  # the bucket of the event fixtures
 PREFIX = "migrations/"
 ROOT = {"postgres/1_create_projectdb.up.sql": "CREATE DATABASE projectdb;\n"}
 
@@ -119,6 +121,18 @@ def test_a_first_deploy_applies_many_files_in_order_though_their_reads_finish_ou
     }
     assert function.calls["GetObject"] == len(files)  # each file read once
     assert function.most_in_flight > 1  # read ahead, not file by file
+
+
+def test_an_upload_event_waits_for_the_bucket_to_settle_and_then_reads_ahead(
+    function: S3Calls, aws: LocalAws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPLOAD_SETTLE_S", "0.2")
+    aws.upload(BUCKET, {**ROOT, **numbered(60)}, PREFIX)
+    function.delay = lambda: 0.01
+    with (EVENTS / "s3_put.json").open() as fixture:  # an upload to projectdb: root first, then projectdb
+        result = handler(json.load(fixture), Context())
+    assert [database["applied"] for database in result["databases"]] == [[1], list(range(1, 61))]
+    assert function.most_in_flight > 1
 
 
 def test_a_no_op_run_on_many_files_lists_once_and_reads_no_body(
