@@ -135,6 +135,26 @@ def test_an_upload_event_waits_for_the_bucket_to_settle_and_then_reads_ahead(
     assert function.most_in_flight > 1
 
 
+def test_a_down_reads_its_down_files_ahead_and_runs_them_newest_first(
+    function: S3Calls, aws: LocalAws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    undo = "INSERT INTO applied (version) VALUES ({});\n"
+    downs = {f"projectdb/{v}_record_{v}.down.sql": undo.format(-v) for v in range(2, 41)}
+    aws.upload(BUCKET, {**ROOT, **numbered(40), **downs}, PREFIX)
+    monkeypatch.setenv("ALLOW_DOWN", "true")
+    handler({"action": "migrate"}, Context())
+    function.calls.clear()
+    function.most_in_flight = 0
+    function.delay = lambda: random.uniform(0, 0.02)
+    result = handler({"action": "down", "database": "projectdb", "to": 1}, Context())
+    assert result["databases"][0]["reverted"] == list(range(40, 1, -1))
+    order = query(pg, "projectdb", "SELECT version FROM applied WHERE version < 0 ORDER BY n")
+    assert [version for (version,) in order] == list(range(-40, -1))
+    assert history(pg, "projectdb") == [(1, "applied")]
+    assert function.calls["GetObject"] == len(downs)  # each down file read once, no up file
+    assert function.most_in_flight > 1
+
+
 def test_a_no_op_run_on_many_files_lists_once_and_reads_no_body(
     function: S3Calls, aws: LocalAws, pg: EmbeddedPostgres
 ) -> None:
