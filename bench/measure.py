@@ -27,7 +27,7 @@ __all__ = ["QueryLog", "Sample", "ToolFailedError", "count_queries", "fresh_data
 
 ADMIN_APP = "bench-admin"
 LOG_LINE = re.compile(
-    r"^\S+ \S+ \S+ \[\d+\] (?P<db>\S*) (?P<app>\S*) LOG:  (?P<what>statement|execute [^:]*): (?P<q>.*)"
+    r"^\S+ \S+ \S+ \[\d+\] (?P<db>\S*) (?P<app>.*?) LOG:  (?P<what>statement|execute [^:]*): (?P<q>.*)"
 )
 CONNECTION = re.compile(r"LOG:  connection authorized")
 

@@ -12,6 +12,8 @@ from typing import Any
 import botocore.session
 from botocore.config import Config
 
+from dbmigrate.prefetch import DEFAULT_WORKERS
+
 __all__ = ["CLIENT_CONFIG", "aws_client"]
 
 CONNECT_TIMEOUT_S = 3
@@ -22,8 +24,9 @@ CLIENT_CONFIG = Config(
     connect_timeout=CONNECT_TIMEOUT_S,
     read_timeout=READ_TIMEOUT_S,
     retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+    max_pool_connections=DEFAULT_WORKERS,
 )
-"""Worst case about 2 x 3 s plus one back-off."""
+"""Worst case about 2 x 3 s plus one back-off. One connection per file read ahead (dbmigrate.prefetch)."""
 
 
 def aws_client(service: str) -> Any:

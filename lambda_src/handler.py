@@ -137,9 +137,10 @@ def _run_tenants(
         conn.close()
     log.info("tenant group %s: %d database(s)", group.folder, len(tenants), extra={"tenants": tenants})
     failures: list[MigrationError] = []
+    group_source = TenantSource(source, group, tenants, root_database=root)
     for tenant in tenants:
         try:
-            run(TenantSource(source, group, [tenant], root_database=root), [tenant])
+            run(group_source, [tenant])
         except DeadlineError:
             raise
         except MigrationError as exc:

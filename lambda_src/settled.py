@@ -60,6 +60,15 @@ class SettledSource:
     def read(self, key: str) -> bytes:
         return self.source.read(key)
 
+    @property
+    def concurrent_reads(self) -> int:
+        """The wrapped source's, so that a bucket is still read ahead (``dbmigrate.prefetch``); 1 for a folder."""
+        return getattr(self.source, "concurrent_reads", 1)
+
+    def size(self, key: str) -> int | None:
+        size = getattr(self.source, "size", None)
+        return size(key) if size else None
+
 
 def _fingerprint(refs: list[MigrationRef]) -> list[tuple[str, str | None, str | None]]:
     return [(ref.key, ref.etag, ref.down_key) for ref in refs]

@@ -27,6 +27,7 @@ from .lifecycle import RunLifecycle
 from .lock import HeldLock
 from .model import MigrationRef
 from .plan import DatabasePlan, down_files, plan_database
+from .prefetch import ReadAhead
 from .repair import RepairRequest
 from .report import DatabaseResult, RunReport, ms_since
 from .session import DatabaseSession
@@ -111,10 +112,11 @@ class Runner:
         """
         started = time.monotonic()
         refs = _of(self.source.list(), database)
-        with self._exclusive(database, refs) as (lock, session, plan):
+        with ReadAhead(self.source) as reads, self._exclusive(database, refs, reads.read) as (lock, session, plan):
             files = down_files(plan, to_version, refs)
             to_undo = [{"version": ref.version, "file": ref.key, "down_file": key} for ref, key in files]
             self.on_event({"event": "down_plan", "database": database, "to": to_version, "undo": to_undo})
+            reads.ahead([] if dry_run else [key for _, key in files])
             reverted = [] if dry_run else self._run_files(session, files, session.revert)
         remaining = [row.version for row in plan.applied if row.version <= to_version]
         current = plan.current_version if dry_run else max(remaining, default=None)
@@ -187,23 +189,25 @@ class Runner:
 
     @contextmanager
     def _exclusive(
-        self, database: str, refs: list[MigrationRef]
+        self, database: str, refs: list[MigrationRef], read: Callable[[str], bytes] | None = None
     ) -> Iterator[tuple[HeldLock, DatabaseSession, DatabasePlan]]:
         """Under the run's lock: a session on ``database`` whose role may write the history, and its plan."""
-        with self._run.locked(self._lock_wait()) as lock, self._run.session(database, self.source.read) as session:
+        read = read or self.source.read
+        with self._run.locked(self._lock_wait()) as lock, self._run.session(database, read) as session:
             plan = self._examine(session, refs, create=True)
             session.refuse_unless_writable()
             yield lock, session, plan
 
     def _migrate_database(self, database: str, refs: list[MigrationRef]) -> DatabaseResult:
         started = time.monotonic()
-        with self._run.session(database, self.source.read) as session:
+        with ReadAhead(self.source) as reads, self._run.session(database, reads.read) as session:
             plan = self._examine(session, refs, create=True)
             if plan.pending:  # a no-op run costs no extra round trip
                 session.refuse_unless_writable()
             refusal = plan.refusal(allow_out_of_order=self.settings.allow_out_of_order)
             if refusal:
                 raise refusal
+            reads.ahead([ref.key for ref in plan.pending])
             if self.settings.all_or_nothing and plan.pending:
                 applied = self._apply_as_one(session, list(plan.pending))
             else:

@@ -58,6 +58,10 @@ class S3Source:
     once, where it reads it). Keys in the returned refs are relative to the prefix (the
     same keys as in the repository's ``migrations/`` folder); ``read()`` takes such a
     key. ETags are kept without their quotes.
+
+    Reads wait on the network, so the engine reads ahead (``prefetch.RemoteSource``):
+    ``concurrent_reads`` is the client's connection pool; ``size(key)`` is the size the
+    last listing gave.
     """
 
     def __init__(self, bucket: str, prefix: str, client: S3Client) -> None:
@@ -65,9 +69,13 @@ class S3Source:
         self.prefix = prefix
         self.origin = f"s3://{bucket}/{prefix}"
         self._client = client
+        config: Any = client.meta.config  # the stubs name none of its settings
+        self.concurrent_reads: int = config.max_pool_connections or 1
+        self._sizes: dict[str, int] = {}
 
     def list(self) -> list[MigrationRef]:
         entries: list[Entry] = []
+        sizes: dict[str, int] = {}
         try:
             paginator = self._client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
@@ -75,9 +83,15 @@ class S3Source:
                     key = item["Key"][len(self.prefix) :]
                     if key:
                         entries.append(Entry(key, _unquote(item.get("ETag"))))
+                        if "Size" in item:
+                            sizes[key] = item["Size"]
         except (BotoCoreError, ClientError) as exc:
             raise self._error(exc, action="list") from exc
+        self._sizes = sizes
         return parse_layout(entries, origin=self.origin)
+
+    def size(self, key: str) -> int | None:
+        return self._sizes.get(key)
 
     def read(self, key: str) -> bytes:
         try:

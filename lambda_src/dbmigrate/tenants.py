@@ -10,7 +10,9 @@ later matches at the next run, where every file of the group is pending for it.
 
 from __future__ import annotations
 
+import builtins
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .db import Connection
@@ -59,14 +61,21 @@ def tenants_of(conn: Connection, group: TenantGroup) -> list[str]:
 
 class TenantSource:
     """``source`` seen from one server's tenant group: the root database's files, then the group's
-    folder once per tenant database (keys stay the folder's, so each file is read from the one place)."""
+    folder once per tenant database (keys stay the folder's: each file is read once for all tenants)."""
 
     def __init__(self, source: MigrationSource, group: TenantGroup, tenants: list[str], *, root_database: str) -> None:
         self.origin = source.origin
         self._source, self._group, self._tenants, self._root = source, group, tenants, root_database
+        self._bodies: dict[str, bytes] = {}
+        self._refs: builtins.list[MigrationRef] | None = None
 
     def list(self) -> list[MigrationRef]:
-        refs = self._source.list()
+        """Listed once: each tenant of the run is a run of its own over the same listing."""
+        if self._refs is None:
+            self._refs = self._expand(self._source.list())
+        return self._refs
+
+    def _expand(self, refs: Sequence[MigrationRef]) -> builtins.list[MigrationRef]:
         files = [ref for ref in refs if ref.database == self._group.folder]
         if not files:
             raise ConfigError(
@@ -77,4 +86,16 @@ class TenantSource:
         return root + [replace(ref, database=tenant) for tenant in self._tenants for ref in files]
 
     def read(self, key: str) -> bytes:
-        return self._source.read(key)
+        """One read per file for every tenant: the tenants share the folder's files."""
+        if key not in self._bodies:
+            self._bodies[key] = self._source.read(key)
+        return self._bodies[key]
+
+    @property
+    def concurrent_reads(self) -> int:
+        """The wrapped source's, so that a bucket is still read ahead (``dbmigrate.prefetch``)."""
+        return int(getattr(self._source, "concurrent_reads", 1))
+
+    def size(self, key: str) -> int | None:
+        size = getattr(self._source, "size", None)
+        return size(key) if size else None

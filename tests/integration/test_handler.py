@@ -33,6 +33,7 @@ from local.aws import LocalAws
 from local.lambda_runtime import Context
 from local.postgres import EmbeddedPostgres
 from local.stepfunctions import LocalStepFunctions
+from tests.conftest import reset_cluster
 from tests.helpers import history, query, tables, write_files
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -561,11 +562,17 @@ def test_a_manifest_with_another_action_or_a_bad_entry_is_refused(function: Func
 
 
 @pytest.fixture(scope="module")
-def second_server() -> Iterator[EmbeddedPostgres]:
-    """Another PostgreSQL server: a second target of the fleet."""
+def second_server_running() -> Iterator[EmbeddedPostgres]:
     server = EmbeddedPostgres().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def second_server(second_server_running: EmbeddedPostgres) -> EmbeddedPostgres:
+    """Another PostgreSQL server, a second target of the fleet, as new for each test."""
+    reset_cluster(second_server_running)
+    return second_server_running
 
 
 def target(function: Function, server: EmbeddedPostgres, name: str, **fields: Any) -> dict[str, Any]:
@@ -579,7 +586,6 @@ def target(function: Function, server: EmbeddedPostgres, name: str, **fields: An
 def test_a_fleet_target_migrates_its_own_server_and_answers_what_it_applied(
     function: Function, pg: EmbeddedPostgres, second_server: EmbeddedPostgres
 ) -> None:
-    query(second_server, "postgres", "DROP DATABASE IF EXISTS projectdb")
     first = function.invoke(target(function, pg, "eu"))
     second = function.invoke(target(function, second_server, "us"))
     for answer, name in ((first, "eu"), (second, "us")):
@@ -744,7 +750,6 @@ def test_the_fleet_state_machine_runs_the_real_function_on_two_servers_and_a_ten
     function: Function, pg: EmbeddedPostgres, second_server: EmbeddedPostgres
 ) -> None:
     """The fleet's definition in moto's ASL interpreter, each lambda:invoke delivered to this handler."""
-    query(second_server, "postgres", "DROP DATABASE IF EXISTS projectdb")
     function.upload(TENANT_FILES)
     function.invoke(target(function, pg, "root-only", databases=["postgres"]))
     query(pg, "tenant_4", "CREATE TABLE plans (id int)")  # tenant 4's second file will fail
