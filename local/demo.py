@@ -6,7 +6,10 @@
    every object put makes an S3 event, as on AWS; the function skips the deploy's own;
 3. an out-of-band change: a new migration uploaded to the bucket by someone else, its
    S3 event delivered through SNS to the function, which applies it;
-4. a second deploy, which applies nothing.
+4. a second deploy, which applies nothing;
+5. a fleet (``local/fleet_demo.py``): three servers and twenty tenant databases migrated by
+   the fleet's state machine in moto's ASL interpreter, a canary first, a tenant that fails
+   on purpose while the others apply, and a rerun that applies only what is left.
 
 Exits non-zero, with the function's error, if any step fails. The function's own
 (JSON) logs go to ``build/local-deploy/function.log``.
@@ -25,6 +28,7 @@ from typing import Any, TextIO
 
 from local.aws import LocalAws
 from local.deploy import LocalDeploy
+from local.fleet_demo import run_fleet
 from local.function import FunctionError
 from local.postgres import EmbeddedPostgres
 from local.stack import SynthesizedStack, find_stack_file
@@ -116,6 +120,9 @@ def run(outdir: Path, out: TextIO, *, stack: SynthesizedStack | None = None) -> 
             demo.show("the S3 event's run", deploy.upload(key, NEW_MIGRATION.encode()).result)
             demo.show("deploy again: no object changed (none put); the replaced run applies nothing", deploy.apply())
             demo.delivery(deploy)
+            if not run_fleet(deploy, aws, demo.step, demo.say):
+                demo.say("\nthe fleet did not end as it should (see the reports above)")
+                return 1
         except FunctionError as exc:
             demo.say(f"\nthe migration function failed, so the apply fails:\n  {exc}\n(logs: {log_path})")
             return 1

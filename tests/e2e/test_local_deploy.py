@@ -157,3 +157,16 @@ def test_the_main_job_prints_each_step_and_succeeds(stack_file: Path, local_aws:
         "deploy again: no object changed (none put); the replaced run applies nothing",
     ):
         assert line in printed
+    fleet = printed[printed.index("step 1: every tenant's first file") :].splitlines()
+    rows = [line.split() for line in fleet if line.startswith("    ") and not line.strip().startswith("TARGET")]
+    steps = [rows[0:4], rows[4:8], rows[8:12]]  # three targets and the execution's line, per step
+    assert [row[:3] for row in steps[0][:3]] == [
+        ["eu", "canary", "succeeded"],
+        ["us", "wave_1", "succeeded"],
+        ["ap", "wave_1", "succeeded"],
+    ]
+    assert steps[0][1][3:7] == ["11", "file(s)", "on", "11"], "the root and ten tenants"
+    assert [row[2] for row in steps[1][:3]] == ["succeeded", "succeeded", "failed"]
+    assert "tenant_17" in steps[1][2] and steps[1][2][3] == "9", "the other nine tenants of ap applied it"
+    assert steps[1][3][:4] == ["execution", "succeeded:", "1", "failed,"]
+    assert [row[3] for row in steps[2][:3]] == ["-", "-", "1"], "the rerun: only tenant_17's file"
