@@ -35,7 +35,7 @@ BUCKET = "bench-migrations"
 PREFIX = "migrations/"
 IMPORT_RUNS = 7
 PACKAGE_TARGET_MB = 15
-IMPORT_TARGET_MS = 300
+IMPORT_TARGET_MS = 200  # issue 15; bench/startup.py measures it with its importtime
 # What the Lambda Python runtime provides beside the package (infra/packaging.py leaves them out).
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py")
 
@@ -56,8 +56,8 @@ def measure(
         root, python = runtime
         path = os.pathsep.join([str(root / "task"), str(root / "runtime")])
         label = f"cold import of handler from the unpacked zip, {Path(python).name}, median of {IMPORT_RUNS}"
-        # The zip ships no bytecode and /var/task is read-only: every cold start compiles.
-        numbers[f"{label}, as shipped (no bytecode)"] = _cold_import(python, path, bytecode=False)
+        # /var/task is read-only (-B): a cold start has the bytecode the zip ships, and compiles the rest.
+        numbers[f"{label}, as shipped"] = _cold_import(python, path, bytecode=False)
         numbers[f"{label}, with bytecode cached"] = _cold_import(python, path)
     if (source / "handler.py").is_file():
         label = f"cold import of handler from {source.name}/, python{sys.version.split()[0]} (median of {IMPORT_RUNS})"

@@ -26,6 +26,7 @@ from .sets import DATABASE
 __all__ = ["QueryLog", "Sample", "ToolFailedError", "count_queries", "fresh_database", "run_measured"]
 
 ADMIN_APP = "bench-admin"
+# The application name may hold spaces (ours: "dbmigrate-run <run id>").
 LOG_LINE = re.compile(
     r"^\S+ \S+ \S+ \[\d+\] (?P<db>\S*) (?P<app>.*?) LOG:  (?P<what>statement|execute [^:]*): (?P<q>.*)"
 )

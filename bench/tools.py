@@ -21,13 +21,26 @@ from local.postgres import EmbeddedPostgres
 
 from .sets import DATABASE, Layouts
 
-__all__ = ["BENCH", "OURS", "PSQL_FLOOR", "PSQL_PER_FILE", "Tool", "engine_snapshot", "find_tools"]
+__all__ = [
+    "BENCH",
+    "OURS",
+    "OURS_ALL_OR_NOTHING",
+    "OURS_TOOLS",
+    "PSQL_FLOOR",
+    "PSQL_PER_FILE",
+    "Tool",
+    "engine_snapshot",
+    "find_tools",
+]
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 PEERS_VENV = BENCH / ".venv-peers"
 DBMATE = BENCH / "node_modules" / "@dbmate" / "linux-x64" / "bin" / "dbmate"
 OURS, DBMATE_NAME, YOYO_NAME = "dbmigrate (ours)", "dbmate", "yoyo"
+ALL_OR_NOTHING_FLAG = "--all-or-nothing"
+OURS_ALL_OR_NOTHING = f"dbmigrate up {ALL_OR_NOTHING_FLAG} (ours)"
+OURS_TOOLS = (OURS, OURS_ALL_OR_NOTHING)
 PSQL_PER_FILE, PSQL_FLOOR = "psql -1 -f per file", "psql, one session (floor)"
 
 Commands = Callable[[Layouts, EmbeddedPostgres], list[list[str]]]
@@ -52,9 +65,14 @@ def find_tools(server: EmbeddedPostgres, engine: Path | None = None) -> tuple[li
     """
     missing: list[str] = []
     env = {**os.environ, "PGPASSWORD": server.password}
-    psql = str(server.bindir / "psql")
+    psql = str(server.client_bindir / "psql")  # the packaged server has no psql
     psql_version = _output([psql, "--version"]).split()[2]
     tools = [_ours(env, engine)]
+    all_or_nothing = _ours(env, engine, flags=(ALL_OR_NOTHING_FLAG,))
+    if _offers_flag(all_or_nothing.env, ALL_OR_NOTHING_FLAG):
+        tools.append(all_or_nothing)
+    else:
+        missing.append(f"{OURS_ALL_OR_NOTHING}: `dbmigrate up --help` does not list {ALL_OR_NOTHING_FLAG} (not yet)")
     dbmate = _dbmate(env)
     if dbmate:
         tools.append(dbmate)
@@ -85,8 +103,8 @@ def engine_snapshot(revision: str, work: Path) -> Path:
     return target / "lambda_src"
 
 
-def _ours(env: dict[str, str], engine: Path | None) -> Tool:
-    """Our CLI as ``python -m dbmigrate``: from the work tree, or from ``engine`` (a snapshot)."""
+def _ours(env: dict[str, str], engine: Path | None, *, flags: tuple[str, ...] = ()) -> Tool:
+    """Our CLI as ``python -m dbmigrate up [flags]``: from the work tree, or from ``engine`` (a snapshot)."""
     if engine is not None:
         env = {**env, "PYTHONPATH": str(engine)}
         revision = engine.parent.name.removeprefix("engine-")
@@ -96,12 +114,24 @@ def _ours(env: dict[str, str], engine: Path | None) -> Tool:
         changed = _output(["git", "-C", str(REPO), "status", "--porcelain", "lambda_src"]) not in ("", "?")
         label = f"work tree at {commit}" + (" + uncommitted changes" if changed else "")
     version = _output([sys.executable, "-c", "import importlib.metadata as m; print(m.version('dbmigrate'))"])
+    # Its bytecode, as an installed package has it (pip compiles at install): where
+    # PYTHONDONTWRITEBYTECODE is set, every run would otherwise compile the engine again.
+    package = (engine or REPO / "lambda_src") / "dbmigrate"
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True, stdout=subprocess.DEVNULL)
 
     def commands(layouts: Layouts, server: EmbeddedPostgres) -> list[list[str]]:
-        args = ["up", "--dir", str(layouts.ours), "--database-url", server.url(), "--database", DATABASE, "--json"]
-        return [[sys.executable, "-m", "dbmigrate", *args]]
+        args = ["--dir", str(layouts.ours), "--database-url", server.url(), "--database", DATABASE, "--json"]
+        return [[sys.executable, "-m", "dbmigrate", "up", *flags, *args]]
 
-    return Tool(OURS, f"{version} ({label})", commands, history=True, peer=False, env=env)
+    name = OURS_ALL_OR_NOTHING if ALL_OR_NOTHING_FLAG in flags else OURS
+    return Tool(name, f"{version} ({label})", commands, history=True, peer=False, env=env)
+
+
+def _offers_flag(env: dict[str, str], flag: str) -> bool:
+    """Whether this engine's ``dbmigrate up --help`` lists ``flag``."""
+    command = [sys.executable, "-m", "dbmigrate", "up", "--help"]
+    shown = subprocess.run(command, env=env, capture_output=True, text=True, check=False).stdout
+    return flag in shown.split()
 
 
 def _dbmate(env: dict[str, str]) -> Tool | None:

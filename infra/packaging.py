@@ -8,6 +8,13 @@ and architecture (not this machine's) at the versions and hashes pinned in
 timestamps and modes, and nothing that varies between installs is kept (``__pycache__``,
 ``RECORD``, console scripts), so two builds of the same sources have the same sha256.
 
+Every module also ships its bytecode, compiled by the runtime's Python version (found on
+this machine: pyenv's or on the PATH) in unchecked-hash mode: /var/task is read-only, so
+without it every cold start compiles every module it imports. The ``.pyc`` files hold no
+timestamp and no path of this machine, so they stay byte-reproducible for a given
+interpreter build; without that interpreter the zip ships no bytecode and the
+build says so.
+
 Downloaded wheels are kept in ``build/wheels/`` and the installed tree in
 ``build/site/``; a second build runs no pip at all.
 """
@@ -20,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,6 +49,7 @@ __all__ = [
     "Target",
     "build_package",
     "locked_requirements",
+    "target_python",
 ]
 
 log = logging.getLogger(__name__)
@@ -68,6 +77,14 @@ COMPRESS_LEVEL = 6  # zlib's default: level 9 takes five times as long for 1% le
 INSTALL_NOISE = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"})
 # Build inputs and type stubs that wheels ship beside their compiled modules; never imported.
 NOT_IMPORTED = frozenset({".c", ".h", ".pyx", ".pxd", ".pyi"})
+# Run by the target's Python: compile each (source, name in the zip, .pyc) read from stdin.
+# The name, not this machine's path, is recorded (the loader replaces it by where the file is).
+COMPILE_SCRIPT = """
+import json, py_compile, sys
+for source, name, target in json.load(sys.stdin):
+    py_compile.compile(source, cfile=target, dfile=name, doraise=True,
+                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+"""
 
 
 class PackagingError(MigrationError):
@@ -106,6 +123,11 @@ class Target:
     def extension_suffix(self) -> str:
         """The file suffix of a native module built for this target."""
         return f".cpython-{self.python_version.replace('.', '')}-{self.machine}-linux-gnu.so"
+
+    @property
+    def cache_tag(self) -> str:
+        """What the runtime's bytecode files are named with (``sys.implementation.cache_tag``)."""
+        return f"cpython-{self.python_version.replace('.', '')}"
 
     @property
     def slug(self) -> str:
@@ -191,7 +213,9 @@ def build_package(
     files = {**_dependency_files(site, target), **_source_files(source_dir)}
     if ca_bundle is not None:
         files[CA_BUNDLE_ENTRY] = _checked_ca_bundle(ca_bundle)
-    return _write_zip(files, output)
+    with tempfile.TemporaryDirectory() as bytecode_dir:
+        files.update(_bytecode(files, target, Path(bytecode_dir)))
+        return _write_zip(files, output)
 
 
 def _checked_ca_bundle(path: Path) -> Path:
@@ -327,6 +351,65 @@ def _source_files(source_dir: Path) -> dict[str, Path]:
     if "handler.py" not in files:
         log.warning("%s does not exist: the package has no Lambda entry point", source_dir / "handler.py")
     return files
+
+
+def _bytecode(files: Mapping[str, Path], target: Target, folder: Path) -> dict[str, Path]:
+    """The ``<dir>/__pycache__/<module>.<tag>.pyc`` entry of every ``.py`` entry, compiled into ``folder``.
+
+    Nothing (and a warning) when the target's Python is not on this machine.
+    """
+    python = target_python(target.python_version)
+    if python is None:
+        log.warning(
+            "no python%s on this machine: the package ships no bytecode, so each cold start compiles what it "
+            "imports and the zip differs from one built with it; install it (pyenv install %s) and build again",
+            target.python_version,
+            target.python_version,
+        )
+        return {}
+    jobs, entries = [], {}
+    for index, name in enumerate(sorted(name for name in files if name.endswith(".py"))):
+        folder_name, _, module = name.rpartition("/")
+        entry = f"{folder_name}/" if folder_name else ""
+        entry += f"__pycache__/{module.removesuffix('.py')}.{target.cache_tag}.pyc"
+        compiled = folder / f"{index}.pyc"
+        jobs.append((str(files[name]), name, str(compiled)))
+        entries[entry] = compiled
+    # A fixed hash seed, so that nothing marshalled can depend on it.
+    completed = subprocess.run(
+        [python, "-s", "-S", "-c", COMPILE_SCRIPT],
+        input=json.dumps(jobs),
+        env={"PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        detail = completed.stderr.strip().splitlines()[-3:]
+        raise PackagingError(f"compiling the package's modules with {python} failed: {' / '.join(detail)}")
+    return entries
+
+
+def target_python(version: str) -> str | None:
+    """An interpreter of Python ``version`` (e.g. ``3.12``): this one, pyenv's, or one on the PATH."""
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" == version:
+        return sys.executable
+    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    installed = sorted(
+        pyenv_root.glob(f"versions/{version}.*/bin/python{version}"),
+        key=lambda path: [int(part) if part.isdigit() else 0 for part in re.split(r"[.-]", path.parts[-3])],
+    )
+    on_path = shutil.which(f"python{version}")
+    for candidate in [*reversed(installed), *([Path(on_path)] if on_path else [])]:
+        probe = subprocess.run(
+            [str(candidate), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == version:  # a pyenv shim of another version fails
+            return str(candidate)
+    return None
 
 
 def _write_zip(files: Mapping[str, Path], output: Path) -> BuildResult:

@@ -16,18 +16,16 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from .cli_remote import lambda_invoker, remote_plan
 from .cli_render import render
 from .config import Option, Settings, options
 from .dburl import Masker
 from .errors import ConfigError, MigrationError, StoppedError, spell_neutral
-from .lint import CONFIG_NAME, SEVERITIES, LintConfig, lint
 from .model import FILE_NAME, validate_database_name
 from .runner import Runner, RunReport
 from .sources import LocalSource
@@ -40,7 +38,7 @@ EXIT_TERMINATED = 128 + signal.SIGTERM
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
-    args = _parser().parse_args(argv)
+    args = _parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
     masker = Masker()  # whatever is printed, the URL's password never is, in any encoding
     masker.add_url(getattr(args, "database_url", None))
     try:
@@ -142,22 +140,47 @@ def _sigterm_stops(runner: Runner) -> Iterator[None]:
         reader.close()
 
 
-def _parser() -> argparse.ArgumentParser:
+# Each command: its help, and whether it reaches the databases (the URL and the engine's settings).
+COMMANDS: dict[str, tuple[str, bool]] = {
+    "up": ("apply every pending migration", True),
+    "plan": ("list what up would apply; change nothing", True),
+    "status": ("applied and pending migrations", True),
+    "down": ("undo applied versions above --to with their .down.sql files", True),
+    "baseline": ("record an existing database as being at a version", True),
+    "repair": ("clear unfinished records, accept reviewed checksums", True),
+    "lint": ("find statements risky on a live database", False),
+    "new": ("create a correctly named migration file", False),
+}
+
+
+def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser of the command that ``argv`` names first, or of every command when it names
+    none (for the help and the usage errors): a run builds only its own command's parser
+    (each flag costs argparse a help formatter, and lint's an import of the linter)."""
+    named = argv[0] if argv and argv[0] in COMMANDS else None
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dir", default="migrations", help="folder of migrations (default: %(default)s)")
     common.add_argument("--json", action="store_true", help="print one JSON document for machines")
     database = _database_parser()
     parser = argparse.ArgumentParser(prog="dbmigrate", description="PostgreSQL schema migrations.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("up", parents=[common, database], help="apply every pending migration")
-    plan = commands.add_parser("plan", parents=[common, database], help="list what up would apply; change nothing")
+    for name, (help_text, reaches_databases) in COMMANDS.items():
+        if named not in (None, name):
+            continue
+        parents = [common, database] if reaches_databases else [common]
+        command = commands.add_parser(name, parents=parents, help=help_text)
+        if name in _COMMAND_FLAGS:
+            _COMMAND_FLAGS[name](command)
+    return parser
+
+
+def _plan_flags(plan: argparse.ArgumentParser) -> None:
     plan.add_argument(
         "--function", metavar="NAME", help="ask the deployed migration Lambda instead (sends names and checksums)"
     )
-    commands.add_parser("status", parents=[common, database], help="applied and pending migrations")
-    down = commands.add_parser(
-        "down", parents=[common, database], help="undo applied versions above --to with their .down.sql files"
-    )
+
+
+def _down_flags(down: argparse.ArgumentParser) -> None:
     down.add_argument(
         "--to",
         type=int,
@@ -166,13 +189,13 @@ def _parser() -> argparse.ArgumentParser:
         help="the version to end at: an applied version or a file's version (0: undo all)",
     )
     down.add_argument("--dry-run", action="store_true", help="print what would be undone; undo nothing")
-    baseline = commands.add_parser(
-        "baseline", parents=[common, database], help="record an existing database as being at a version"
-    )
+
+
+def _baseline_flags(baseline: argparse.ArgumentParser) -> None:
     baseline.add_argument("--version", type=int, required=True, metavar="VERSION")
-    repair = commands.add_parser(
-        "repair", parents=[common, database], help="clear unfinished records, accept reviewed checksums"
-    )
+
+
+def _repair_flags(repair: argparse.ArgumentParser) -> None:
     repair.add_argument(
         "--accept-checksum",
         type=int,
@@ -189,13 +212,28 @@ def _parser() -> argparse.ArgumentParser:
         metavar="VERSION",
         help="record this unfinished file as applied: you finished it by hand (repeatable)",
     )
-    lint = commands.add_parser("lint", parents=[common], help="find statements risky on a live database")
+
+
+def _lint_flags(lint: argparse.ArgumentParser) -> None:
+    from .lint import CONFIG_NAME  # noqa: PLC0415 (the linter: only for lint)
+
     lint.add_argument("--config", type=Path, help=f"lint config (default: <dir>/{CONFIG_NAME})")
     lint.add_argument("--database", action="append", metavar="NAME", help="only this database (repeatable)")
-    new = commands.add_parser("new", parents=[common], help="create a correctly named migration file")
+
+
+def _new_flags(new: argparse.ArgumentParser) -> None:
     new.add_argument("database_name", metavar="DATABASE")
     new.add_argument("description", metavar="DESCRIPTION")
-    return parser
+
+
+_COMMAND_FLAGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "plan": _plan_flags,
+    "down": _down_flags,
+    "baseline": _baseline_flags,
+    "repair": _repair_flags,
+    "lint": _lint_flags,
+    "new": _new_flags,
+}
 
 
 def _one_database(args: argparse.Namespace) -> str:
@@ -263,11 +301,15 @@ def spell(name: str) -> str:
 
 
 def _remote_plan(args: argparse.Namespace) -> int:
+    from .cli_remote import lambda_invoker, remote_plan  # noqa: PLC0415 (only plan --function)
+
     result = remote_plan(LocalSource(args.dir), lambda_invoker(args.function), args.database)
     return _print_result(result, as_json=args.json)
 
 
 def _lint(args: argparse.Namespace) -> int:
+    from .lint import CONFIG_NAME, SEVERITIES, LintConfig, lint  # noqa: PLC0415 (only lint)
+
     config = LintConfig.load(args.config or Path(args.dir) / CONFIG_NAME)
     findings = lint(LocalSource(args.dir), config, args.database)
     failing = [f for f in findings if f.severity == "error" and not f.accepted]

@@ -13,7 +13,6 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from .errors import UnsupportedSqlError
-from .legacy_strings import LegacyStringsError, rewrite_escape_strings
 from .plpgsql import walk
 
 if TYPE_CHECKING:
@@ -59,6 +58,9 @@ def rewrite_legacy_strings(sql: str, *, parsed: bool, database: str, file: str) 
     ``parsed``: the file itself parsed (so it surely sets the option, and a file that cannot
     be rewritten faithfully is refused rather than reported as a syntax error).
     """
+    # 8 ms of regular expressions to compile: only for a file that does not parse or sets the option.
+    from .legacy_strings import LegacyStringsError, rewrite_escape_strings  # noqa: PLC0415
+
     try:
         rewrite = rewrite_escape_strings(sql)
     except LegacyStringsError as exc:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -18,7 +20,42 @@ from infra.packaging import (
     Target,
     build_package,
     locked_requirements,
+    target_python,
 )
+from local.function import link_boto3
+
+RUNTIME = Target().python_version
+# Run by the runtime's Python on the built zip: every module's .pyc is that interpreter's
+# bytecode, marked unchecked-hash, of the very source beside it; prints what is not.
+CHECK_BYTECODE = """
+import importlib.util, sys, zipfile
+archive = zipfile.ZipFile(sys.argv[1])
+names = set(archive.namelist())
+modules = [name for name in names if name.endswith(".py")]
+bytecode = [name for name in names if name.endswith(".pyc")]
+for name in modules:
+    folder, _, module = name.rpartition("/")
+    prefix = folder + "/" if folder else ""
+    cached = f"{prefix}__pycache__/{module[:-3]}.{sys.implementation.cache_tag}.pyc"
+    if cached not in names:
+        print("no bytecode for", name)
+        continue
+    data = archive.read(cached)
+    if data[:4] != importlib.util.MAGIC_NUMBER:
+        print("not this interpreter's bytecode:", cached)
+    if int.from_bytes(data[4:8], "little") != 0b01:
+        print("not unchecked-hash:", cached)
+    if data[8:16] != importlib.util.source_hash(archive.read(name)):
+        print("not compiled from the source beside it:", cached)
+print(len(modules), "modules,", len(bytecode), "bytecode files")
+"""
+
+
+def runtime_python() -> str:
+    python = target_python(RUNTIME)
+    if python is None:
+        pytest.skip(f"no python{RUNTIME} on this machine (pyenv install {RUNTIME}): the package has no bytecode")
+    return python
 
 
 def names(result: BuildResult) -> list[str]:
@@ -66,11 +103,55 @@ def test_package_leaves_boto3_to_the_runtime_and_carries_no_install_noise(packag
     entries = names(package)
     roots = {name.split("/")[0] for name in entries}
     assert not roots & {"boto3", "botocore", "s3transfer", "bin"}
-    assert not any(
-        "__pycache__" in name or name.endswith((".pyc", "/RECORD", "/INSTALLER", "/direct_url.json"))
-        for name in entries
-    )
+    assert not any(name.endswith(("/RECORD", "/INSTALLER", "/direct_url.json")) for name in entries)
+    modules = {name.removesuffix(".py") for name in entries if name.endswith(".py")}
+    for name in (name for name in entries if "__pycache__" in name or name.endswith(".pyc")):
+        folder, _, cached = name.rpartition("__pycache__/")
+        assert cached == "" or f"{folder}{cached.removesuffix('.cpython-312.pyc')}" in modules, (
+            f"{name}: only the runtime's bytecode of a packaged module"
+        )
     assert not any(name.startswith("dbmigrate.egg-info") or name == "pyproject.toml" for name in entries)
+
+
+def test_every_module_ships_the_runtimes_bytecode_of_its_own_source_never_rechecked(package: BuildResult) -> None:
+    python = runtime_python()
+    checked = subprocess.run(
+        [python, "-I", "-c", CHECK_BYTECODE, str(package.path)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stderr
+    *problems, counts = checked.stdout.splitlines()
+    assert problems == []
+    modules, _, bytecode, *_ = counts.split()
+    assert int(modules) == int(bytecode) > 50
+
+
+def test_the_runtime_imports_the_handler_from_the_shipped_bytecode_alone(package: BuildResult, tmp_path: Path) -> None:
+    """/var/task is read-only: a module not shipped compiled is compiled at every cold start."""
+    python = runtime_python()
+    task = tmp_path / "task"
+    with zipfile.ZipFile(package.path) as archive:
+        archive.extractall(task)
+    for module in ("handler.py", "dbmigrate/runner.py", "dbmigrate/cli.py", "psycopg2/extensions.py"):
+        (task / module).write_text("raise ImportError('the source was compiled, not the shipped bytecode')\n")
+    code = "import sys; sys.path[:0] = sys.argv[1:]; import handler, dbmigrate.cli; print(handler.handler.__name__)"
+    paths = [str(task), str(link_boto3(tmp_path / "runtime"))]
+    imported = subprocess.run(
+        [python, "-I", "-S", "-B", "-c", code, *paths], capture_output=True, text=True, cwd=task, check=False
+    )
+    assert imported.returncode == 0, imported.stderr[-2000:]
+    assert imported.stdout.strip() == "handler"
+
+
+def test_without_the_runtimes_python_the_package_ships_no_bytecode_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    with caplog.at_level(logging.WARNING, logger="infra.packaging"):
+        result = build_package(tmp_path / "lambda.zip", Target(python_version="3.13"))
+    assert not any(name.endswith(".pyc") for name in result.entries)
+    assert "no python3.13 on this machine: the package ships no bytecode" in caplog.text
+    assert "pyenv install 3.13" in caplog.text
 
 
 def test_dependency_versions_are_the_ones_pinned_in_pipfile_lock(package: BuildResult) -> None:

@@ -522,7 +522,7 @@ def test_remote_plan_from_the_command_line_exits_1_on_drift(
         invoked.append(name)
         return lambda payload: function.invoke(json.loads(json.dumps(payload)))
 
-    monkeypatch.setattr("dbmigrate.cli.lambda_invoker", invoker)
+    monkeypatch.setattr("dbmigrate.cli_remote.lambda_invoker", invoker)  # cli imports it when plan --function runs
     remote(function, tmp_path, BASE)
     assert cli_main(["plan", "--function", "acme-dbmigrate", "--dir", str(tmp_path)]) == 0
     assert "projectdb: 0 pending (current 202401010100)" in capsys.readouterr().out
