@@ -18,14 +18,13 @@ import json
 import math
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
+from bench.report import publish
 from infra.fleet_definition import FleetTarget, Rollout, fleet_definition
 from local.aws import LocalAws
 from local.stepfunctions import LocalStepFunctions
 
-RESULTS = Path(__file__).resolve().with_name("RESULTS.md")
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:dbmigrate"
 SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:fleet"
 HISTORY_LIMIT = 25_000
@@ -110,10 +109,7 @@ def main() -> None:
             "",
         ]
     )
-    print(section)
-    if args.append:
-        with RESULTS.open("a") as results:
-            results.write(section)
+    publish(section, append=args.append)
 
 
 if __name__ == "__main__":

@@ -268,3 +268,11 @@ def write_preserving_notes(target: Path, generated: str) -> None:
         target.write_text(before + generated + after)
         return
     target.write_text(f"# Benchmark results\n\n`.venv/bin/python -m bench.run` (see bench/README.md).\n\n{generated}\n")
+
+
+def publish(section: str, *, append: bool) -> None:
+    """Print a hand-run benchmark's Markdown section; with ``append``, add it to bench/RESULTS.md."""
+    print(section)
+    if append:
+        with (Path(__file__).resolve().with_name("RESULTS.md")).open("a") as results:
+            results.write(section)

@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
+from bench.report import publish
 from local.aws import LocalAws
 from local.stepfunctions import Execution, LocalStepFunctions
 
-RESULTS = Path(__file__).resolve().with_name("RESULTS.md")
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:dbmigrate"
 
 
@@ -105,10 +104,7 @@ def main() -> None:
             "",
         ]
     )
-    print(section)
-    if args.append:
-        with RESULTS.open("a") as results:
-            results.write(section)
+    publish(section, append=args.append)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The tools compared, how each is found, and the commands that apply a set.
 
 Peers are installed outside the engine's environment: dbmate from npm
-(``bench/package.json`` + lock, ``npm ci --prefix bench``; its native binary is run,
+(``bench/package.json`` + lock, ``npm install --prefix bench --no-save``; its native binary is run,
 not the Node wrapper), yoyo-migrations from the Pipfile's dev-packages, or else from
 ``bench/.venv-peers`` (see bench/README.md). A tool that is not installed is skipped
 and named in the results.
@@ -77,7 +77,7 @@ def find_tools(server: EmbeddedPostgres, engine: Path | None = None) -> tuple[li
     if dbmate:
         tools.append(dbmate)
     else:
-        missing.append(f"{DBMATE_NAME}: not installed (run `npm ci --prefix bench`)")
+        missing.append(f"{DBMATE_NAME}: not installed (run `npm install --prefix bench --no-save`)")
     yoyo = _yoyo(env)
     if yoyo:
         tools.append(yoyo)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import aws_clients
@@ -96,8 +97,10 @@ def _run_target(request: TargetRequest, env: FunctionEnv, context: Any, masker: 
         masker.add(*settings.masker().secrets)
         source = S3Source(env.bucket, env.prefix, aws_clients.aws_client("s3"))
 
-        def run(files: MigrationSource, databases: Sequence[str] | None) -> None:
-            Runner(files, settings, on_event=on_event, time_left=_time_left(context)).migrate(databases)
+        def run(files: MigrationSource, databases: Sequence[str] | None, *, locked_on: str | None = None) -> None:
+            """``locked_on``: the database whose lock the run takes (default: the root database's)."""
+            taken = replace(settings, root_database=locked_on) if locked_on else settings
+            Runner(files, taken, on_event=on_event, time_left=_time_left(context)).migrate(databases)
 
         if request.tenant_group is None:
             run(source, request.databases)
@@ -122,12 +125,17 @@ def _run_target(request: TargetRequest, env: FunctionEnv, context: Any, masker: 
 
 
 def _run_tenants(
-    run: Callable[[MigrationSource, Sequence[str] | None], None],
+    run: Callable[..., None],
     source: MigrationSource,
     settings: Settings,
     group: TenantGroup,
 ) -> list[MigrationError]:
-    """The root database, then each tenant database found now, each on its own: the failures, in order."""
+    """The root database, then each tenant database found now, each on its own: the failures, in order.
+
+    Each tenant's run takes the lock in that tenant's database (advisory locks are per
+    database), so targets on one server migrate their tenants at once, and a tenant is
+    never migrated by two runs at a time.
+    """
     root = settings.root_database
     run(source, [root])  # it may create tenants
     conn = connect(settings, root)
@@ -140,7 +148,7 @@ def _run_tenants(
     group_source = TenantSource(source, group, tenants, root_database=root)
     for tenant in tenants:
         try:
-            run(group_source, [tenant])
+            run(group_source, [tenant], locked_on=tenant)
         except DeadlineError:
             raise
         except MigrationError as exc:

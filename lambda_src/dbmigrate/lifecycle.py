@@ -21,7 +21,7 @@ import psycopg2
 
 from .config import Settings
 from .db import Connection, connect, connection_lost_cause, run_session_settings, why_lost
-from .errors import ConnectionLostError, MigrationError, SqlError, StoppedError
+from .errors import ConnectionLostError, LockTimeoutError, MigrationError, SqlError, StoppedError
 from .guard import Guard
 from .lock import LOCK_APPLICATION, RUN_APPLICATION, HeldLock, advisory_lock, lock_target
 from .model import MigrationRef
@@ -89,6 +89,8 @@ class RunLifecycle:
             )
             raise _with_cleanup(lost, held) from exc
         except MigrationError as exc:
+            if isinstance(exc, LockTimeoutError) and exc.database is None:
+                exc.database = database  # where the lock is: the root's, or a tenant's
             _with_cleanup(exc, held)
             raise
         finally:

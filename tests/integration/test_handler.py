@@ -22,6 +22,7 @@ import pytest
 from dbmigrate.cli import main as cli_main
 from dbmigrate.cli_remote import remote_plan
 from dbmigrate.errors import ConfigError, DeadlineError, MigrationError, SourceError, SqlError
+from dbmigrate.lock import lock_key
 from dbmigrate.sources import LocalSource
 from environment import VARIABLES
 from events import DEPLOYED_SKIP
@@ -794,3 +795,22 @@ def test_the_fleet_state_machine_runs_the_real_function_on_two_servers_and_a_ten
         runs = {o["target"]: [a for run in o["runs"] for a in run["applied"]] for o in again.output["outcomes"]}
         assert runs == {"us": [], "eu": [], "eu-tenants": [{"database": "tenant_4", "versions": ["202402020000"]}]}
     assert calls[0] == "us", "the canary first"
+
+
+def test_each_tenant_takes_its_own_lock_so_one_held_elsewhere_stops_only_that_tenant(
+    function: Function, pg: EmbeddedPostgres
+) -> None:
+    function.upload(TENANT_FILES)
+    function.invoke(target(function, pg, "root-only", databases=["postgres"]))
+    function.setenv(LOCK_WAIT_S="1")
+    holder = psycopg2.connect(pg.dsn("tenant_3"))  # another run, busy on tenant_3 alone
+    holder.autocommit = True
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", (lock_key("dbmigrate"),))
+        answer = function.invoke(target(function, pg, "eu-tenants", tenant_group=GROUP))
+    finally:
+        holder.close()
+    assert [(e["error"], e["database"]) for e in answer["errors"]] == [("LockTimeoutError", "tenant_3")]
+    assert [e["database"] for e in answer["applied"]] == ["tenant_1", "tenant_2", "tenant_4", "tenant_5"]
+    assert tables(pg, "tenant_3") == [], "not a file of it ran"
