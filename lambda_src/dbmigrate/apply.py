@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -50,6 +50,10 @@ ASYNCHRONOUS = "SET LOCAL synchronous_commit = off;\n"
 # reset by its history row's SET LOCAL ROLE NONE, for the rest of the transaction.
 SESSION_RESET = "RESET ALL;\nDISCARD TEMP;\nDEALLOCATE ALL;\nCLOSE ALL;\nUNLISTEN *;\n"
 SYNTAX_ERROR = "42601"
+# Files sent in one round trip, at most: a bound on the text held and on what a deadline
+# check (before each round trip) can overrun.
+MAX_TOGETHER = 100
+MAX_TOGETHER_BYTES = 1024 * 1024
 # Files sent together in a run with a time budget: each after the first starts only while
 # the budget allows (the client cannot check between them), else its transaction stops
 # with this SQLSTATE before the file, and the run stops there as at any file boundary.
@@ -196,9 +200,51 @@ def run_together(
 def run_as_one(conn: Connection, files: Sequence[Prepared], on_applied: Callable[[AppliedFile], None]) -> bool:
     """Every file in one transaction (each with its history row): all applied, or none and the database as before.
 
-    Returns whether the session must be replaced (a file changed what only a new session sees).
+    Files travel together, as many as ``together`` allows. When a round trip fails, the
+    transaction is rolled back and the whole run sent again a file at a time, so that the
+    error names its file and line exactly (a timeout waits again, once; after a lost
+    connection the server's position names the file, or the round trip's first one).
+    Returns whether the session must be replaced (a file changed what only a new session
+    sees).
     """
     started = time.monotonic()
+    with conn.cursor() as cur:
+        cur.execute("BEGIN")
+    for chunk in together(files):
+        texts = [_File(conn, f.ref, f.key, f.script).within(f.ledger.in_transaction()) for f in chunk]
+        try:
+            _read_as_parsed(conn)
+            with conn.cursor() as cur:
+                cur.execute("".join(text for text, _ in texts))
+        except psycopg2.Error as exc:
+            _rollback(conn)
+            if len(chunk) > 1 and not conn.closed:
+                return _as_one_file_by_file(conn, files, on_applied, started)
+            raise _failed_among(conn, chunk, texts, exc) from exc
+    return _commit_as_one(conn, files, on_applied, started)
+
+
+def together(files: Sequence[Prepared]) -> Iterator[list[Prepared]]:
+    """Consecutive runs of ``files`` for one round trip: at most MAX_TOGETHER files and MAX_TOGETHER_BYTES,
+    and a file that changes its session last in its round trip (the next one starts after the check of it)."""
+    chunk: list[Prepared] = []
+    size = 0
+    for file in files:
+        if chunk and (len(chunk) == MAX_TOGETHER or size + file.size > MAX_TOGETHER_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(file)
+        size += file.size
+        if file.script.session_effect is not SessionEffect.NONE:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def _as_one_file_by_file(
+    conn: Connection, files: Sequence[Prepared], on_applied: Callable[[AppliedFile], None], started: float
+) -> bool:
     sent: list[str] = []
     with conn.cursor() as cur:
         cur.execute("BEGIN")
@@ -213,6 +259,31 @@ def run_as_one(conn: Connection, files: Sequence[Prepared], on_applied: Callable
             _rollback(conn)
             raise step.failed(exc, offset, run_before=sent) from exc
         sent.append(text)
+    return _commit_as_one(conn, files, on_applied, started)
+
+
+def _failed_among(
+    conn: Connection, chunk: Sequence[Prepared], texts: Sequence[tuple[str, int]], exc: psycopg2.Error
+) -> SqlError:
+    """The error of files sent together, named for the file the server's position points into (else the first)."""
+    position = getattr(exc.diag, "statement_position", None) if getattr(exc, "diag", None) else None
+    start, index = 0, 0
+    for number, (text, _) in enumerate(texts):
+        if position and start < int(position) <= start + len(text):
+            index = number
+            break
+        start += len(text)
+    else:
+        start = 0
+    file, offset = chunk[index], start + texts[index][1]
+    error = _File(conn, file.ref, file.key, file.script).failed(exc, offset, run_before=[])
+    assert isinstance(error, SqlError), "no fallback within one transaction"
+    return error
+
+
+def _commit_as_one(
+    conn: Connection, files: Sequence[Prepared], on_applied: Callable[[AppliedFile], None], started: float
+) -> bool:
     try:
         with conn.cursor() as cur:
             cur.execute("COMMIT")

@@ -17,7 +17,17 @@ import psycopg2
 import psycopg2.errors
 
 from .access import check_access
-from .apply import AppliedFile, Prepared, decode, run_as_one, run_file, run_together, sha256
+from .apply import (
+    MAX_TOGETHER,
+    MAX_TOGETHER_BYTES,
+    AppliedFile,
+    Prepared,
+    decode,
+    run_as_one,
+    run_file,
+    run_together,
+    sha256,
+)
 from .db import Connection
 from .errors import ConfigError, MigrationError, PrivilegeError
 from .history import History, HistoryRow, Ledger, Status
@@ -26,11 +36,6 @@ from .model import MigrationRef
 from .sqlscript import Mode, analyze
 
 __all__ = ["DatabaseSession"]
-
-# Files sent in one round trip, at most: a bound on the text held and on what a deadline
-# check (before each round trip) can overrun.
-MAX_TOGETHER = 100
-MAX_TOGETHER_BYTES = 1024 * 1024
 
 
 class DatabaseSession:

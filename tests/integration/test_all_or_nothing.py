@@ -165,3 +165,29 @@ def test_what_a_file_sets_in_its_session_does_not_reach_the_next_file(
         ("slow", "public", owner),
     ]
     assert history(pg, "appdb") == [(v, "applied") for v in range(1, 8)]
+
+
+def test_files_travel_together_and_a_timeout_among_them_is_named_for_its_file(
+    pg: EmbeddedPostgres, cli: Cli, write_migrations: Write
+) -> None:
+    root = write_migrations(CREATE_APPDB)
+    assert cli("up", "--dir", str(root)).code == 0
+    write_migrations({**plain(1, 250), "appdb/120_t120.up.sql": "CREATE TABLE t120 ();\nSELECT pg_sleep(3);\n"})
+    error = cli("up", "--dir", str(root), "--all-or-nothing", "--statement-timeout", "1", "--json").error()
+    assert (error["error"], error["file"], error["sqlstate"]) == ("SqlError", "appdb/120_t120.up.sql", "57014")
+    assert tables(pg, "appdb") == []
+
+    (root / "appdb/120_t120.up.sql").write_text("CREATE TABLE t120 ();\n")
+    query(pg, "postgres", "ALTER SYSTEM SET log_statement = 'all'")
+    query(pg, "postgres", "SELECT pg_reload_conf()")
+    start = pg.log_file.stat().st_size
+    try:
+        assert cli("up", "--dir", str(root), "--all-or-nothing").code == 0
+    finally:
+        query(pg, "postgres", "ALTER SYSTEM RESET log_statement")
+        query(pg, "postgres", "SELECT pg_reload_conf()")
+    with pg.log_file.open() as log:
+        log.seek(start)
+        sent = sum(1 for line in log if "statement: SELECT set_config('dbmigrate.file_started'" in line)
+    assert sent == 3, "250 files in round trips of at most 100"
+    assert history(pg, "appdb") == [(v, "applied") for v in range(1, 251)]
