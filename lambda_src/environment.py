@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -51,12 +52,14 @@ OWN_VARIABLES = {
     "upload_settle_s": "UPLOAD_SETTLE_S",
     "log_level": "LOG_LEVEL",
     "deploy_principal": "DEPLOY_PRINCIPAL",
+    "fleet_state_machine_arn": "FLEET_STATE_MACHINE_ARN",
 }
 VARIABLES = (*OWN_VARIABLES.values(), *(option.variable for option in options()))
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 VERIFYING_MODES = ("verify-ca", "verify-full")
+STATE_MACHINE_ARN = re.compile(r"arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}")
 BOOLEANS = {"true": True, "false": False}
 # libpq's words when it refuses the server's certificate or its name.
 TLS_VERIFY_FAILURES = ("certificate verify failed", "does not match host name", "server certificate for")
@@ -78,6 +81,8 @@ class FunctionEnv(Options):
     upload_settle_s: float = 5.0
     log_level: str = "INFO"
     deploy_principal: str | None = None
+    fleet_state_machine_arn: str | None = None
+    """The fleet's state machine (``infra/fleet.py``): the deploy-time run and uploads start it."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> FunctionEnv:
@@ -114,8 +119,19 @@ class FunctionEnv(Options):
             upload_settle_s=_number(env, "UPLOAD_SETTLE_S", float, cls.upload_settle_s, low=0, high=900),
             log_level=log_level,
             deploy_principal=env.get("DEPLOY_PRINCIPAL"),
+            fleet_state_machine_arn=_state_machine_arn(env),
             **{o.name: o.parse(env[o.variable], o.variable) for o in options() if o.variable in env},
         )
+
+
+def _state_machine_arn(env: Mapping[str, str]) -> str | None:
+    arn = env.get("FLEET_STATE_MACHINE_ARN")
+    if arn is not None and not STATE_MACHINE_ARN.fullmatch(arn):
+        raise ConfigError(
+            f"FLEET_STATE_MACHINE_ARN {arn!r} is not a state machine's ARN",
+            hint="arn:aws:states:<region>:<account>:stateMachine:<name>; the stack sets it from the fleet's name",
+        )
+    return arn
 
 
 def _ca_bundle(env: Mapping[str, str], sslmode: str | None) -> Path | None:

@@ -58,7 +58,8 @@ def test_the_stack_sends_every_variable_the_function_reads() -> None:
     )
     credentials_by_url = {"DATABASE_URL", "DB_SSLROOTCERT"}  # the stack uses the secret; a CA bundle only when given
     unset_by_default = {"STATEMENT_TIMEOUT_S", "LOCK_TIMEOUT_S"}
-    assert set(env) == set(environment.VARIABLES) - credentials_by_url - unset_by_default
+    fleet_only = {"FLEET_STATE_MACHINE_ARN"}  # set by the stack when it has a fleet (tests/infra/test_fleet_stack.py)
+    assert set(env) == set(environment.VARIABLES) - credentials_by_url - unset_by_default - fleet_only
     read = FunctionEnv.from_environ({**env, "DATABASE_URL": "postgresql://h/{database}", "DB_SECRET_ARN": ""})
     assert {name: getattr(read, name) for name in ENGINE} == ENGINE
     assert read.upload_settle_s == FunctionEnv.upload_settle_s == StackConfig.upload_settle_s

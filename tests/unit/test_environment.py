@@ -223,3 +223,23 @@ def test_the_deploying_principal_is_read_and_optional() -> None:
     assert FunctionEnv.from_environ(MINIMAL).deploy_principal is None
     parsed = FunctionEnv.from_environ({**MINIMAL, "DEPLOY_PRINCIPAL": "AROA3XFRBF535EXAMPLE:GitHubActions"})
     assert parsed.deploy_principal == "AROA3XFRBF535EXAMPLE:GitHubActions"
+
+
+def test_the_fleets_state_machine_is_read_and_optional() -> None:
+    assert FunctionEnv.from_environ(MINIMAL).fleet_state_machine_arn is None
+    arn = "arn:aws:states:eu-west-1:123456789012:stateMachine:shop-fleet"
+    assert FunctionEnv.from_environ({**MINIMAL, "FLEET_STATE_MACHINE_ARN": arn}).fleet_state_machine_arn == arn
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "shop-fleet",
+        "arn:aws:states:eu-west-1:123456789012:execution:shop-fleet:run-1",
+        "arn:aws:lambda:eu-west-1:123456789012:function:shop-migrate",
+    ],
+)
+def test_a_fleet_variable_that_is_no_state_machine_is_refused_naming_it(arn: str) -> None:
+    with pytest.raises(ConfigError, match="FLEET_STATE_MACHINE_ARN") as refused:
+        FunctionEnv.from_environ({**MINIMAL, "FLEET_STATE_MACHINE_ARN": arn})
+    assert "stateMachine" in str(refused.value.hint)
