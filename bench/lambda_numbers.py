@@ -192,7 +192,6 @@ def _child(url: str, files: int, out: Path) -> None:
             s3.put_object(Bucket=BUCKET, Key=key, Body=migration.sql.encode())
         # Count the calls of the clients the function makes (aws_clients creates them with botocore).
         import aws_clients  # noqa: PLC0415
-
         from handler import handler  # noqa: PLC0415
 
         make_client = aws_clients.aws_client

@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aws_clients
 import pytest
 from botocore.config import Config
 
+import aws_clients
 import dbmigrate.runner
 import handler as function
 from dbmigrate.prefetch import DEFAULT_WORKERS, ReadAhead

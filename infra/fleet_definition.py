@@ -20,10 +20,15 @@ on AWS and locally. Paths that may match nothing (a filter without a match, a wi
 empty list) are a ``States.Runtime`` error on the interpreter, so the definition only filters
 once it knows a failure exists, and never flattens lists that may be empty.
 
+The execution's input: ``{"folders": null}`` (or ``{}``) runs every target, as the deploy-time
+run does; ``{"folders": ["tenant", ...]}``, as an upload sends, passes the layout's folders that
+changed to every target, and the function answers ``skipped`` for a target none of them concerns.
+
 The task's payload (the function's event), one per invocation::
 
-    {"action": "migrate", "target": {"name": "eu-tenants", "host": "...", "port": 5432,
-                                     "secret_arn": "arn:...", "databases": ["tenant_1", ...]}}
+    {"action": "migrate", "folders": null,
+     "target": {"name": "eu-tenants", "host": "...", "port": 5432,
+                "secret_arn": "arn:...", "databases": ["tenant_1", ...]}}
 
 ``target`` is ``FleetTarget.payload()``: ``databases`` (the databases to migrate) or
 ``tenant_group`` (``{"name": ..., "match": ...}``, databases found on the server), or neither
@@ -38,6 +43,8 @@ The task's payload (the function's event), one per invocation::
   at most ``max_invocations`` times.
 - ``applied``: what this invocation applied; versions as strings (they may be wider than the
   64-bit integers a JSON number safely carries).
+- ``skipped``: absent or null; else why the target had nothing to do (the outcome's status is then
+  ``skipped``, neither a success nor a failure).
 - ``error``: null, or the first error that stopped the target (``MigrationError.to_dict()``:
   ``error``, ``message``, ``database``, ``file``, ``line``, ...). A migration error is answered,
   not raised: a raised error (or a timeout, or throttling past the retries) is caught and
@@ -87,6 +94,7 @@ RETRIED_ERRORS = (
 """What Lambda answers when the call, not the migration, failed: worth another attempt."""
 FAILED = "failed"
 SUCCEEDED = "succeeded"
+SKIPPED = "skipped"
 FIX_FAILED = (
     "Fix: read the error of each failed target, fix the migration file or the server it names, and start "
     "the fleet again (applied files are never applied twice)"
@@ -101,7 +109,18 @@ def fleet_definition(targets: Sequence[FleetTarget], rollout: Rollout, *, functi
     wave_targets = sum(len(stage.targets) for stage in plan if not stage.is_canary)
     tolerated = rollout.tolerance.tolerated(wave_targets)
     states: dict[str, State] = {
-        "Fleet": {"Type": "Pass", "Parameters": {"outcomes": {}}, "Next": f"{plan[0].title} targets"},
+        "Fleet": {
+            "Type": "Choice",
+            "Comment": "folders: the layout's folders an upload changed (null or absent: run every target)",
+            "Choices": [{"Variable": "$.folders", "IsPresent": True, "Next": "Folders given"}],
+            "Default": "Every folder",
+        },
+        "Every folder": {"Type": "Pass", "Result": None, "ResultPath": "$.folders", "Next": "Folders given"},
+        "Folders given": {
+            "Type": "Pass",
+            "Parameters": {"outcomes": {}, "folders.$": "$.folders"},
+            "Next": f"{plan[0].title} targets",
+        },
     }
     for index, stage in enumerate(plan):
         later = plan[index + 1 :]
@@ -154,7 +173,7 @@ def stage_map(stage: Stage, rollout: Rollout, function_arn: str, *, next_state: 
     return {
         "Type": "Map",
         "ItemsPath": "$.targets",
-        "ItemSelector": {"target.$": "$$.Map.Item.Value", "stage": stage.key, "runs": []},
+        "ItemSelector": {"target.$": "$$.Map.Item.Value", "folders.$": "$.folders", "stage": stage.key, "runs": []},
         "MaxConcurrency": rollout.max_concurrency,
         "ItemProcessor": {
             "ProcessorConfig": {"Mode": "INLINE"},
@@ -183,6 +202,7 @@ def iteration(title: str, rollout: Rollout, function_arn: str) -> dict[str, Stat
             "Type": "Pass",
             "Parameters": {
                 "target.$": "$.target",
+                "folders.$": "$.folders",
                 "stage.$": "$.stage",
                 "last.$": "$.last.answer",
                 "runs.$": f"States.Array({', '.join([*earlier, '$.last.answer'])})",
@@ -199,7 +219,10 @@ def invoke(function_arn: str, retry: Retry, *, next_state: str, on_error: str) -
     return {
         "Type": "Task",
         "Resource": "arn:aws:states:::lambda:invoke",
-        "Parameters": {"FunctionName": function_arn, "Payload": {"action": "migrate", "target.$": "$.target"}},
+        "Parameters": {
+            "FunctionName": function_arn,
+            "Payload": {"action": "migrate", "target.$": "$.target", "folders.$": "$.folders"},
+        },
         "ResultSelector": {"answer.$": "$.Payload"},
         "ResultPath": "$.last",
         "Retry": [
@@ -235,6 +258,13 @@ def answered(title: str, *, again: str) -> State:
                 "Next": f"{title} failed",
             },
             {"Variable": done, "BooleanEquals": False, "Next": again},
+            {
+                "And": [
+                    {"Variable": "$.last.skipped", "IsPresent": True},
+                    {"Not": {"Variable": "$.last.skipped", "IsNull": True}},
+                ],
+                "Next": f"{title} skipped",
+            },
         ],
         "Default": f"{title} succeeded",
     }
@@ -254,6 +284,7 @@ def outcomes(title: str, max_invocations: int) -> dict[str, State]:
 
     return {
         f"{title} succeeded": outcome(SUCCEEDED, None),
+        f"{title} skipped": outcome(SKIPPED, None),
         f"{title} failed": outcome(FAILED, "$.last.error"),
         f"{title} raised": outcome(
             FAILED,

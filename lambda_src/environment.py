@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aws_clients import aws_client
 from botocore.exceptions import BotoCoreError, ClientError
 
+from aws_clients import aws_client
 from dbmigrate.config import Options, Settings, options, url_template
 from dbmigrate.errors import ConfigError, DatabaseConnectError, spell_neutral
 from dbmigrate.s3source import normalize_prefix

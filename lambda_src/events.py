@@ -1,6 +1,7 @@
 """Typed wrappers over the events the migration Lambda receives: each becomes one request (run, down or skip).
 
-- a direct payload ``{"action": "migrate" | "plan" | "status", "databases": [...]}``, or
+- a direct payload ``{"action": "migrate" | "plan" | "status", "databases": [...]}``,
+  ``{"action": "fleet"}`` (a stack with a fleet: every target, see fleet_run.py), or
   ``{"action": "down", "database": ..., "to": VERSION}`` (only ever invoked directly:
   never from the deploy-time invocation nor from an S3 event),
   also as sent by ``aws_lambda_invocation`` in CRUD lifecycle mode with its ``tf``
@@ -25,11 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 from urllib.parse import unquote_plus
 
-from fleet_target import TargetRequest, parse_target
-
 from dbmigrate.errors import ConfigError, LayoutError
 from dbmigrate.manifest import parse_manifest
 from dbmigrate.model import DATABASE_NAME, ROOT_DATABASE, Entry, parse_layout, validate_database_name
+from fleet_run import FleetRequest
+from fleet_target import TargetRequest, parse_target
 
 __all__ = ["DEPLOYED_SKIP", "DownRequest", "Request", "RunRequest", "Skip", "is_deploy_principal", "parse_event"]
 
@@ -37,7 +38,10 @@ log = logging.getLogger(__name__)
 
 Action = Literal["migrate", "plan", "status"]
 ACTIONS: tuple[Action, ...] = ("migrate", "plan", "status")
-PAYLOAD_FIELDS = frozenset({"action", "databases", "tf", "content_hash", "database", "to", "manifest", "target"})
+PAYLOAD_FIELDS = frozenset(
+    {"action", "databases", "tf", "content_hash", "database", "to", "manifest", "target", "execution", "folders"}
+)
+FLEET_FIELDS = frozenset({"action", "tf", "execution"})
 DOWN_EXAMPLE = '{"action": "down", "database": "projectdb", "to": 202401010100}'
 TF_ACTIONS = ("create", "update", "delete")
 PAYLOAD_EXAMPLE = '{"action": "migrate", "databases": ["projectdb"]}'
@@ -57,6 +61,8 @@ class RunRequest:
     trigger: str = "invoke"
     manifest: Mapping[str, str] | None = field(default=None, repr=False)
     ignored_keys: tuple[str, ...] = field(default=())
+    folders: tuple[str, ...] | None = None
+    """An upload's: the layout's folders it changed (None: a run of everything)."""
 
     def log_fields(self) -> dict[str, Any]:
         """The request as log fields (names only, never the raw event)."""
@@ -100,7 +106,7 @@ class Skip:
         return {"action": None, "trigger": self.trigger, "skipped": self.reason, "databases": []}
 
 
-Request = RunRequest | DownRequest | TargetRequest | Skip
+Request = RunRequest | DownRequest | TargetRequest | FleetRequest | Skip
 
 
 def parse_event(
@@ -142,6 +148,10 @@ def _from_payload(payload: Mapping[str, Any]) -> Request:
         )
     if "target" in payload:  # one target of a fleet, from its state machine
         return parse_target(payload)
+    if "folders" in payload:
+        raise ConfigError(
+            '"folders" belongs to a fleet target\'s payload, with "target"', hint=f"e.g. {PAYLOAD_EXAMPLE}"
+        )
     trigger = "invoke"
     if "tf" in payload:
         tf_action = _terraform_action(payload["tf"])
@@ -151,11 +161,15 @@ def _from_payload(payload: Mapping[str, Any]) -> Request:
     elif "action" not in payload:
         raise ConfigError("the payload has no action", hint=f"invoke with a payload like {PAYLOAD_EXAMPLE}")
     action = payload.get("action", "migrate")
+    if action == "fleet":
+        return _fleet(payload, trigger)
     if action not in (*ACTIONS, "down"):
         raise ConfigError(
             f"unknown action {action!r}",
-            hint=f"use one of {', '.join(ACTIONS)}, down; the command line has the others (baseline, repair)",
+            hint=f"use one of {', '.join(ACTIONS)}, down, fleet; the command line has the others (baseline, repair)",
         )
+    if "execution" in payload:
+        raise ConfigError('"execution" belongs to the fleet action', hint='e.g. {"action": "fleet"}')
     if "content_hash" in payload and not isinstance(payload["content_hash"], str):
         raise ConfigError("content_hash must be a string")
     if action == "down" or "database" in payload or "to" in payload:
@@ -168,6 +182,20 @@ def _from_payload(payload: Mapping[str, Any]) -> Request:
         )
     manifest = parse_manifest(payload["manifest"]) if payload.get("manifest") is not None else None
     return RunRequest(cast(Action, action), databases, trigger=trigger, manifest=manifest)
+
+
+def _fleet(payload: Mapping[str, Any], trigger: str) -> FleetRequest:
+    """A run of the whole fleet, as the deploy-time invocation of a stack with a fleet asks."""
+    unknown = sorted(set(payload) - FLEET_FIELDS)
+    if unknown:
+        raise ConfigError(
+            f"the fleet action takes only {', '.join(sorted(FLEET_FIELDS))}, not {', '.join(unknown)}",
+            hint='e.g. {"action": "fleet"}: every target of the fleet, in its stages',
+        )
+    execution = payload.get("execution")
+    if execution is not None and not isinstance(execution, str):
+        raise ConfigError("execution must be a string: the name of the fleet's execution")
+    return FleetRequest(trigger, execution)
 
 
 def _down(payload: Mapping[str, Any], trigger: str) -> DownRequest:
@@ -264,7 +292,7 @@ def _from_records(records: object, where: _Where) -> Request:
         reason = DEPLOYED_SKIP if deployed else "no migration file in the event"
         return Skip(reason, trigger=trigger, ignored_keys=tuple(ignored))
     names = (where.root_database, *(name for name in databases if name != where.root_database))
-    return RunRequest("migrate", names, trigger=trigger, ignored_keys=tuple(ignored))
+    return RunRequest("migrate", names, trigger=trigger, ignored_keys=tuple(ignored), folders=tuple(databases))
 
 
 def _s3_records(records: object) -> tuple[list[Mapping[str, Any]], str]:

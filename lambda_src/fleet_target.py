@@ -1,11 +1,13 @@
 """One target of a fleet, run as the fleet's state machine asks (``infra/fleet_definition.py``).
 
 The state machine invokes the function once per target with
-``{"action": "migrate", "target": {"name", "host", "port", "secret_arn", "databases"}}``
+``{"action": "migrate", "target": {"name", "host", "port", "secret_arn", "databases"}, "folders"}``
 (``databases`` optional: every database of the layout; or ``tenant_group``
 ``{"name", "match"}``: the root database, then the layout's folder ``name`` on each
 database of the server whose name is LIKE ``match``, see dbmigrate/tenants.py) and reads
-the answer ``{"target", "done", "applied": [{"database", "versions"}], "error", "errors"}``:
+the answer ``{"target", "done", "applied": [{"database", "versions"}], "error", "errors"}``
+(``folders``, null or the layout's folders an upload changed: a target none of them concerns
+answers at once with ``skipped``, its reason):
 
 - a migration error is answered, not raised (``error``: the error document, with the
   function's names for its settings, credentials masked), so the state machine records
@@ -57,7 +59,27 @@ class TargetRequest:
     secret_arn: str
     databases: tuple[str, ...] | None = None
     tenant_group: TenantGroup | None = None
+    folders: tuple[str, ...] | None = None
+    """The layout's folders an upload changed (None: a run of everything, as at deploy time)."""
     trigger: str = "fleet"
+
+    def unconcerned(self, root_database: str) -> str | None:
+        """Why none of ``folders`` is this target's (so it has nothing to do), or None when one is.
+
+        A target runs its databases; a tenant group's target its root database and the group's
+        folder; a target with neither every database of the layout.
+        """
+        if self.folders is None:
+            return None
+        if self.tenant_group is not None:
+            own = {root_database, self.tenant_group.folder}
+        elif self.databases is not None:
+            own = set(self.databases)
+        else:
+            return None
+        if own & set(self.folders):
+            return None
+        return f"the upload changed {', '.join(self.folders)}; this target runs {', '.join(sorted(own))}"
 
     def log_fields(self) -> dict[str, Any]:
         databases = list(self.databases) if self.databases is not None else "all"
@@ -66,6 +88,10 @@ class TargetRequest:
     def environment(self, env: FunctionEnv) -> FunctionEnv:
         """The function's environment, pointed at this target's server and secret."""
         return replace(env, secret_arn=self.secret_arn, database_url=None, db_host=self.host, db_port=self.port)
+
+    def skipped(self, reason: str) -> dict[str, Any]:
+        """The answer of a target with nothing to do: the state machine reports it ``skipped``."""
+        return {**self.answer({}, []), "skipped": reason}
 
     def answer(self, applied: Mapping[str, list[int]], errors: Sequence[MigrationError]) -> dict[str, Any]:
         """What the state machine reads of this invocation: ``error`` the first failure, ``errors`` all of them
@@ -86,9 +112,9 @@ class TargetRequest:
 
 def parse_target(payload: Mapping[str, Any]) -> TargetRequest:
     """The payload's target, every field checked; ConfigError naming what is wrong."""
-    if set(payload) - {"action", "target"} or payload.get("action", "migrate") != "migrate":
+    if set(payload) - {"action", "target", "folders"} or payload.get("action", "migrate") != "migrate":
         raise ConfigError(
-            "a fleet target's payload holds only action (migrate) and target",
+            "a fleet target's payload holds only action (migrate), target and folders",
             hint=f"e.g. {EXAMPLE}",
         )
     target = payload["target"]
@@ -110,7 +136,10 @@ def parse_target(payload: Mapping[str, Any]) -> TargetRequest:
     if problems:
         raise ConfigError(f"the fleet target is not valid: {'; '.join(problems)}", hint=f"e.g. {EXAMPLE}")
     group = _tenant_group(target["tenant_group"]) if "tenant_group" in target else None
-    return TargetRequest(str(name), str(host), int(port), str(arn), _databases(target.get("databases")), group)
+    folders = _databases(payload.get("folders"), what="the payload's folders")
+    return TargetRequest(
+        str(name), str(host), int(port), str(arn), _databases(target.get("databases")), group, folders=folders
+    )
 
 
 def _tenant_group(value: object) -> TenantGroup:
@@ -130,9 +159,9 @@ def _is_port(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535
 
 
-def _databases(value: object) -> tuple[str, ...] | None:
+def _databases(value: object, *, what: str = "the target's databases") -> tuple[str, ...] | None:
     if value is None:
         return None
     if not isinstance(value, list) or not value or not all(isinstance(name, str) for name in value):
-        raise ConfigError("the target's databases must be a non-empty list of database names")
+        raise ConfigError(f"{what} must be a non-empty list of database names (or null)")
     return tuple(dict.fromkeys(validate_database_name(name) for name in value))

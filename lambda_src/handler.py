@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 import aws_clients
-from fleet_target import TargetRequest
-from settled import SettledSource
-
 from dbmigrate.config import Settings
 from dbmigrate.db import connect
 from dbmigrate.dburl import Masker
@@ -27,9 +25,14 @@ from dbmigrate.sources import MigrationSource
 from dbmigrate.tenants import TenantGroup, TenantSource, tenants_of
 from environment import FunctionEnv, build_settings, explain_tls_failure, spell
 from events import DownRequest, RunRequest, Skip, parse_event
+from fleet_run import Fleet, FleetRequest, upload_execution_name
+from fleet_target import TargetRequest
 from jsonlog import configure_logging
+from settled import SettledSource
 
 log = logging.getLogger(__name__)
+
+UPLOADS = ("s3", "sns")
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
@@ -52,6 +55,10 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             return request.result()
         if isinstance(request, TargetRequest):
             return _run_target(request, env, context, masker)
+        if isinstance(request, FleetRequest):
+            return _run_fleet(request, env, context)
+        if isinstance(request, RunRequest) and request.trigger in UPLOADS and env.fleet_state_machine_arn:
+            return _start_fleet_for_upload(request, env, context)
         if isinstance(request, DownRequest) and not env.allow_down:
             raise ConfigError(
                 "down through the function is disabled (ALLOW_DOWN is not true)",
@@ -83,6 +90,10 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
 
 def _run_target(request: TargetRequest, env: FunctionEnv, context: Any, masker: Masker) -> dict[str, Any]:
     """One fleet target: its answer, a migration error in it rather than raised (see fleet_target)."""
+    unconcerned = request.unconcerned(env.root_database)
+    if unconcerned is not None:
+        log.info("target %s skipped: %s", request.name, unconcerned)
+        return request.skipped(unconcerned)
     applied: dict[str, list[int]] = {}
 
     def on_event(progress: dict[str, Any]) -> None:
@@ -156,6 +167,35 @@ def _run_tenants(
     return failures
 
 
+def _fleet(env: FunctionEnv, context: Any) -> Fleet:
+    if env.fleet_state_machine_arn is None:
+        raise ConfigError(
+            "this function has no fleet: FLEET_STATE_MACHINE_ARN is not set",
+            hint='give the stack a fleet (README: "Fleets"), or invoke with {"action": "migrate"} for its own server',
+        )
+    return Fleet(aws_clients.aws_client("stepfunctions"), env.fleet_state_machine_arn, time_left=_time_left(context))
+
+
+def _run_fleet(request: FleetRequest, env: FunctionEnv, context: Any) -> dict[str, Any]:
+    """The deploy-time run of a fleet: its execution, waited for; its report (FleetError when it failed)."""
+    fleet = _fleet(env, context)
+    name = request.execution or f"deploy-{getattr(context, 'aws_request_id', None) or uuid.uuid4()}"
+    result = fleet.run(request, name)
+    log.info("fleet finished", extra={"result": result})
+    return result
+
+
+def _start_fleet_for_upload(request: RunRequest, env: FunctionEnv, context: Any) -> dict[str, Any]:
+    """An upload to a fleet's bucket: once the bucket settles, one execution over the folders it changed."""
+    fleet = _fleet(env, context)
+    settled = _source(request, env, context).list()  # raises while uploads are still under way (Lambda retries)
+    folders = request.folders
+    started = FleetRequest(request.trigger, upload_execution_name(settled, folders), folders, wait=False)
+    result = fleet.run(started, str(started.execution))
+    log.info("fleet started for an upload", extra={"result": result})
+    return result
+
+
 def _run(runner: Runner, request: RunRequest | DownRequest) -> RunReport:
     """The Runner method the request names."""
     if isinstance(request, DownRequest):
@@ -174,7 +214,7 @@ def _source(request: RunRequest | DownRequest, env: FunctionEnv, context: Any) -
     if isinstance(request, RunRequest) and request.manifest is not None:
         return ManifestSource(request.manifest, origin="the caller's manifest")
     source = S3Source(env.bucket, env.prefix, aws_clients.aws_client("s3"))
-    if request.trigger not in ("s3", "sns"):
+    if request.trigger not in UPLOADS:
         return source
     left = _time_left(context)  # an upload event: the rest of its batch may still be arriving
     budget = (left() if left else 900.0) - env.min_time_left_s

@@ -151,3 +151,7 @@ class ConnectionLostError(MigrationError):
 
 class StoppedError(MigrationError):
     """The run was asked to stop (SIGTERM) and stopped at the statement in flight."""
+
+
+class FleetError(MigrationError):
+    """The fleet's state machine could not be started or waited for, or its execution failed."""

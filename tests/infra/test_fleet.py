@@ -96,7 +96,7 @@ def test_the_synthesized_definition_runs_in_the_asl_interpreter_and_reports_ever
         ("us", "succeeded"),
         ("ap", "succeeded"),
     ]
-    assert seen[0] == {"action": "migrate", "target": TARGETS[0].payload()}
+    assert seen[0] == {"action": "migrate", "target": TARGETS[0].payload(), "folders": None}
 
 
 def test_it_logs_to_its_own_encrypted_log_group_with_execution_data_and_traces(fleet_stack: dict[str, Any]) -> None:

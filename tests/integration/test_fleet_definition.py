@@ -103,11 +103,11 @@ class Fleets:
         assert name == "shop-migrate"
         return self.function(name, event)
 
-    def run(self, targets: list[FleetTarget], rollout: Rollout) -> Execution:
+    def run(self, targets: list[FleetTarget], rollout: Rollout, execution_input: Any = None) -> Execution:
         self._count += 1
         definition = fleet_definition(targets, rollout, function_arn=FUNCTION_ARN)
         arn = self.sfn.create_state_machine(f"fleet-{self._count}", definition)
-        return self.sfn.run(arn, {}, timeout_s=120)
+        return self.sfn.run(arn, execution_input or {}, timeout_s=120)
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +185,7 @@ def test_each_invocation_carries_the_action_and_the_whole_target(fleets: Fleets)
     assert fleets.function.calls == [
         {
             "action": "migrate",
+            "folders": None,
             "target": {
                 "name": "eu",
                 "host": "eu.internal",
@@ -393,3 +394,34 @@ def test_no_more_targets_run_at_once_than_max_concurrency(fleets: Fleets) -> Non
     assert done.succeeded, done.cause
     assert len(fleets.function.calls) == 8
     assert fleets.function.peak == 3
+
+
+@pytest.mark.parametrize(
+    ("execution_input", "folders"),
+    [({}, None), ({"folders": None}, None), ({"folders": ["tenant", "postgres"]}, ["tenant", "postgres"])],
+)
+def test_the_executions_folders_reach_every_invocation(
+    fleets: Fleets, execution_input: dict[str, Any], folders: list[str] | None
+) -> None:
+    fleets.function.behaviours["tenant_1"] = lambda attempt: {**applied("tenant_1"), "done": attempt > 1}
+
+    done = fleets.run(tenants(3), rollout(canary=1), execution_input)
+
+    assert done.succeeded, done.cause
+    assert len(fleets.function.calls) == 4  # tenant_1 twice: the second invocation carries them too
+    assert all(call["folders"] == folders for call in fleets.function.calls)
+
+
+def test_a_target_that_answers_skipped_is_reported_skipped_and_not_failed(fleets: Fleets) -> None:
+    reason = "the upload changed tenant; this target runs projectdb"
+    fleets.function.behaviours["tenant_0"] = lambda attempt: {**applied("tenant_0"), "applied": [], "skipped": reason}
+    fleets.function.behaviours["tenant_2"] = answers_error("tenant_2", ADD_WIDGETS_ERROR)
+
+    done = fleets.run(tenants(3), rollout(canary=1, tolerance=Tolerance(count=1)), {"folders": ["tenant"]})
+
+    assert done.succeeded, done.cause
+    statuses = {outcome["target"]: outcome["status"] for outcome in done.output["outcomes"]}
+    assert statuses == {"tenant_0": "skipped", "tenant_1": "succeeded", "tenant_2": "failed"}
+    assert done.output["failed"] == 1
+    (skipped,) = [outcome for outcome in done.output["outcomes"] if outcome["status"] == "skipped"]
+    assert skipped["runs"][0]["skipped"] == reason

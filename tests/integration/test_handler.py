@@ -814,3 +814,178 @@ def test_each_tenant_takes_its_own_lock_so_one_held_elsewhere_stops_only_that_te
     assert [(e["error"], e["database"]) for e in answer["errors"]] == [("LockTimeoutError", "tenant_3")]
     assert [e["database"] for e in answer["applied"]] == ["tenant_1", "tenant_2", "tenant_4", "tenant_5"]
     assert tables(pg, "tenant_3") == [], "not a file of it ran"
+
+
+# -- the fleet from the function: the deploy-time run and uploads start its state machine ----------
+
+FLEET_FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:acme-dbmigrate-migrate"
+
+
+@dataclass
+class DeployedFleet:
+    """The fleet's state machine in moto's interpreter, its tasks delivered to this handler."""
+
+    sfn: LocalStepFunctions
+    arn: str
+    calls: list[dict[str, Any]]
+
+    def execution(self, arn: str) -> Any:
+        return self.sfn.wait(arn, timeout_s=120)
+
+
+@pytest.fixture
+def deployed_fleet(
+    function: Function, pg: EmbeddedPostgres, second_server: EmbeddedPostgres
+) -> Iterator[DeployedFleet]:
+    """Three targets: the test server's root and projectdb, its tenant group, and the second server."""
+    function.upload(TENANT_FILES)
+    specs = {
+        "eu": target(function, pg, "eu")["target"],
+        "eu-tenants": target(function, pg, "eu-tenants")["target"],
+        "us": target(function, second_server, "us")["target"],
+    }
+    fleet = [
+        FleetTarget("eu", pg.host, specs["eu"]["secret_arn"], pg.port, databases=("postgres", "projectdb")),
+        FleetTarget(
+            "eu-tenants",
+            pg.host,
+            specs["eu-tenants"]["secret_arn"],
+            pg.port,
+            tenant_group=FleetTenantGroup("tenant", "tenant_%"),
+        ),
+        FleetTarget("us", second_server.host, specs["us"]["secret_arn"], second_server.port, ("postgres", "projectdb")),
+    ]
+    calls: list[dict[str, Any]] = []
+
+    def invoke(name: str, event: Any) -> Any:
+        calls.append(event)
+        return handler(event, Context(function_name=name))
+
+    rollout = Rollout(canary=1, max_concurrency=2, tolerance=Tolerance(count=0))
+    with LocalStepFunctions(function.aws.endpoint, function.aws.region, invoke) as sfn:
+        arn = sfn.create_state_machine(
+            f"acme-fleet-{len(function.aws.s3.list_buckets()['Buckets'])}-{time.monotonic_ns()}",
+            fleet_definition(fleet, rollout, function_arn=FLEET_FUNCTION_ARN),
+        )
+        function.setenv(FLEET_STATE_MACHINE_ARN=arn)
+        yield DeployedFleet(sfn, arn, calls)
+
+
+def deploy(**fields: Any) -> dict[str, Any]:
+    return {"action": "fleet", "tf": {"action": "create", "prev_input": None}, **fields}
+
+
+def test_the_deploy_time_fleet_run_waits_for_every_target_and_answers_the_report(
+    function: Function, pg: EmbeddedPostgres, second_server: EmbeddedPostgres, deployed_fleet: DeployedFleet
+) -> None:
+    context = Context()
+    result = function.invoke(deploy(), context)
+
+    assert result["execution"].endswith(f":deploy-{context.aws_request_id}")
+    assert (result["status"], result["targets"], result["failed"]) == ("succeeded", 3, 0)
+    assert [outcome["target"] for outcome in result["outcomes"]] == ["eu", "eu-tenants", "us"]
+    assert tables(second_server, "projectdb") == ["users"]
+    assert [history(pg, f"tenant_{n}") for n in (1, 5)] == [[(202402010000, "applied"), (202402020000, "applied")]] * 2
+    assert all(call["folders"] is None for call in deployed_fleet.calls)
+
+
+def test_a_failed_fleet_fails_the_deploy_naming_the_target_file_and_line(
+    function: Function, pg: EmbeddedPostgres, deployed_fleet: DeployedFleet
+) -> None:
+    function.upload({"tenant/202402030000_broken.up.sql": "CREATE TABLE ok (id int);\nCREATE TABEL broken (id int);\n"})
+
+    with pytest.raises(MigrationError) as failed:
+        function.invoke(deploy())
+
+    assert type(failed.value).__name__ == "FleetError"
+    text = str(failed.value)
+    assert "1 wave targets failed, more than the 0 tolerated" in text
+    assert "eu-tenants (tenant/202402030000_broken.up.sql:2: " in text
+    assert [outcome["target"] for outcome in failed.value.details["failed"]] == ["eu-tenants"]
+    assert tables(pg, "tenant_1") == ["accounts", "plans"], "the broken file left nothing behind"
+
+
+def test_a_failed_canary_fails_the_deploy_and_no_wave_runs(
+    function: Function, pg: EmbeddedPostgres, second_server: EmbeddedPostgres, deployed_fleet: DeployedFleet
+) -> None:
+    function.upload({"projectdb/202401020900_add_widgets.up.sql": "CREATE TABLE widgets (id int REFERENCES nowhere);"})
+
+    with pytest.raises(MigrationError, match="canary targets failed; the waves did not run") as failed:
+        function.invoke(deploy())
+
+    assert "eu (projectdb/202401020900_add_widgets.up.sql:1: " in str(failed.value)
+    assert failed.value.details["not_run"] == ["eu-tenants", "us"]
+    assert {call["target"]["name"] for call in deployed_fleet.calls} == {"eu"}
+    assert tables(second_server, "postgres") == []
+
+
+def test_a_named_deploy_execution_runs_once_and_a_repeat_answers_its_report(
+    function: Function, deployed_fleet: DeployedFleet
+) -> None:
+    first = function.invoke(deploy(execution="deploy-content-1"))
+    calls = len(deployed_fleet.calls)
+    again = function.invoke(deploy(execution="deploy-content-1"))
+
+    assert again == first
+    assert len(deployed_fleet.calls) == calls, "the execution of that name ran before: nothing runs again"
+
+
+def test_a_fleet_that_outlives_the_invocation_fails_it_saying_the_execution_goes_on(
+    function: Function, deployed_fleet: DeployedFleet
+) -> None:
+    with pytest.raises(MigrationError, match=r"is still running after .* it goes on by itself") as still:
+        function.invoke(deploy(), Context(timeout_s=10.5))
+
+    assert "aws stepfunctions describe-execution --execution-arn" in str(still.value)
+    assert deployed_fleet.execution(still.value.details["execution"]).succeeded
+
+
+def test_a_deploy_waits_for_a_running_execution_before_it_starts_its_own(
+    function: Function, deployed_fleet: DeployedFleet
+) -> None:
+    earlier = deployed_fleet.sfn.start_execution(deployed_fleet.arn, {"folders": None}, name="upload-earlier")
+
+    result = function.invoke(deploy())
+
+    client = deployed_fleet.sfn.client
+    ended = client.describe_execution(executionArn=earlier)
+    started = client.describe_execution(executionArn=result["execution"])
+    assert ended["status"] == "SUCCEEDED"
+    assert started["startDate"] >= ended["stopDate"]
+    assert all(not run["applied"] for outcome in result["outcomes"] for run in outcome["runs"])
+
+
+def upload_event(*keys: str) -> dict[str, Any]:
+    record = event("s3_put.json")["Records"][0]
+    records = []
+    for key in keys:
+        item = json.loads(json.dumps(record))
+        item["s3"]["object"]["key"] = quote(PREFIX + key)
+        records.append(item)
+    return {"Records": records}
+
+
+def test_an_upload_to_a_fleet_starts_one_execution_over_the_folders_it_changed(
+    function: Function, pg: EmbeddedPostgres, second_server: EmbeddedPostgres, deployed_fleet: DeployedFleet
+) -> None:
+    function.invoke(deploy())
+    new_file = "tenant/202402030000_notes.up.sql"
+    function.upload({new_file: "CREATE TABLE notes (id int);\n"})
+    deployed_fleet.calls.clear()
+
+    started = function.invoke(upload_event(new_file))
+    again = function.invoke(upload_event(new_file))  # Lambda's retry, or the batch's next event
+
+    assert (started["status"], started["started"], again["started"]) == ("running", True, False)
+    assert again["execution"] == started["execution"]
+    done = deployed_fleet.execution(started["execution"])
+    assert done.succeeded, done.cause
+    statuses = {outcome["target"]: outcome["status"] for outcome in done.output["outcomes"]}
+    assert statuses == {"eu": "skipped", "eu-tenants": "succeeded", "us": "skipped"}
+    assert all(call["folders"] == ["tenant"] for call in deployed_fleet.calls)
+    assert tables(pg, "tenant_3") == ["accounts", "notes", "plans"]
+
+
+def test_the_fleet_action_without_a_fleet_is_refused_naming_the_variable(function: Function) -> None:
+    with pytest.raises(ConfigError, match="FLEET_STATE_MACHINE_ARN is not set"):
+        function.invoke(deploy())

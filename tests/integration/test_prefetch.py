@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import aws_clients
 import pytest
 
+import aws_clients
 from dbmigrate.config import Settings
 from dbmigrate.errors import SourceError
 from dbmigrate.prefetch import THREAD_NAME, ReadAhead

@@ -13,8 +13,8 @@ from typing import Any
 
 import boto3
 import pytest
-from aws_clients import CLIENT_CONFIG, aws_client
 
+from aws_clients import CLIENT_CONFIG, aws_client
 from dbmigrate.errors import SourceError
 from dbmigrate.s3source import S3Source
 from local.aws import LocalAws

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
-from aws_clients import aws_client
 
+from aws_clients import aws_client
 from dbmigrate.errors import LayoutError, SourceError
 from dbmigrate.model import MigrationRef
 from dbmigrate.s3source import S3Source

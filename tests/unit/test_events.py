@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from dbmigrate.errors import ConfigError
 from events import DEPLOYED_SKIP, DownRequest, Request, RunRequest, Skip, is_deploy_principal, parse_event
+from fleet_run import FleetRequest
 
 EVENTS = Path(__file__).parent.parent / "events"
 BUCKET = "acme-dbmigrate-migrations"
@@ -354,3 +356,50 @@ def test_a_deploy_principal_never_hides_a_foreign_bucket() -> None:
 )
 def test_principal_ids_match_whole_or_by_role(principal_id: str, deploy_principal: str, same: bool) -> None:
     assert is_deploy_principal(principal_id, deploy_principal) is same
+
+
+# -- the fleet: the deploy-time run of every target, and the folders an upload changed -------------
+
+
+def test_the_fleet_action_is_a_fleet_request_with_its_execution_name() -> None:
+    request = parse({"action": "fleet", "tf": {"action": "create", "prev_input": None}, "execution": "deploy-1"})
+    assert isinstance(request, FleetRequest)
+    assert (request.trigger, request.execution, request.folders, request.wait) == (
+        "terraform:create",
+        "deploy-1",
+        None,
+        True,
+    )
+    assert parse({"action": "fleet"}) == FleetRequest("invoke")
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"action": "fleet", "databases": ["projectdb"]}, "the fleet action takes only action, execution, tf"),
+        ({"action": "fleet", "execution": "deploy 1"}, "execution name 'deploy 1' is not valid"),
+        ({"action": "fleet", "execution": "x" * 81}, "is not valid"),
+        ({"action": "fleet", "execution": 7}, "execution must be a string"),
+        ({"action": "migrate", "execution": "deploy-1"}, '"execution" belongs to the fleet action'),
+        ({"action": "migrate", "folders": ["tenant"]}, '"folders" belongs to a fleet target'),
+    ],
+)
+def test_a_malformed_fleet_payload_is_refused_naming_the_field(payload: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse(payload)
+
+
+@pytest.mark.parametrize(
+    ("keys", "folders"),
+    [
+        (["migrations/projectdb/1_a.up.sql"], ("projectdb",)),
+        (["migrations/postgres/1_a.up.sql", "migrations/tenant/2_b.up.sql"], ("postgres", "tenant")),
+        (["migrations/tenant/2_b.up.sql", "migrations/tenant/3_c.up.sql"], ("tenant",)),
+        (["migrations/1_loose.up.sql"], None),  # a misnamed path: everything runs, and names it
+    ],
+)
+def test_an_upload_names_the_folders_it_changed_without_the_root_it_adds(
+    keys: list[str], folders: tuple[str, ...] | None
+) -> None:
+    records = [record for key in keys for record in s3_event(key)["Records"]]
+    assert run({"Records": records}).folders == folders

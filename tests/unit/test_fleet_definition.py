@@ -163,7 +163,7 @@ def test_every_task_invokes_the_function_with_the_action_and_the_target_and_retr
         assert task["Resource"] == "arn:aws:states:::lambda:invoke"
         assert task["Parameters"] == {
             "FunctionName": FUNCTION_ARN,
-            "Payload": {"action": "migrate", "target.$": "$.target"},
+            "Payload": {"action": "migrate", "target.$": "$.target", "folders.$": "$.folders"},
         }
         (retry,) = task["Retry"]
         assert "Lambda.TooManyRequestsException" in retry["ErrorEquals"]

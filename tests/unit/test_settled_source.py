@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from settled import SettledSource
 
 from dbmigrate.errors import SourceError
 from dbmigrate.model import MigrationRef
+from settled import SettledSource
 
 
 class Arriving:
