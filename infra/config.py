@@ -34,6 +34,7 @@ Architecture = Literal["x86_64", "arm64"]
 NAME = re.compile(r"^[a-z](?:-?[a-z0-9])+$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 ENGINE_VERSION = re.compile(r"^\d+(\.\d+)?$")
+FLEET_SERVER = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 PRINCIPAL_ID = re.compile(r"^(AWS:)?A[A-Z0-9]{15,127}(:[\w+=,.@-]{2,64})?$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}|\*):((role|user)/[\w+=,.@/*-]+|root)$")
@@ -143,6 +144,16 @@ class StackConfig(Options):
     db_ca_bundle: Path | None = None
     """PEM file of the CA that signs the database's certificate (RDS: global-bundle.pem): TLS verify-full."""
 
+    # A fleet (README: "Fleets"): several new servers, migrated in stages by a state machine.
+    fleet_servers: tuple[str, ...] = ()
+    """Names of the fleet's servers (e.g. ``eu,us``): one new RDS server each, the first also the
+    function's own; the deploy-time run migrates them canary first. Empty: one server, no fleet."""
+    fleet_canary: int = 1
+    """How many of the fleet's servers run first; the others start only once they succeeded."""
+    fleet_max_concurrency: int = 4
+    fleet_tolerated_failures: int = 0
+    """How many servers after the canary may fail before the servers still to come are not started."""
+
     deploy_principal: str | None = None
     """Whose uploads start no run (the deploy's own: its invocation applies them): a role id
     (``AROA...``, every session) or user id; None: whoever runs the apply (its caller user_id)."""
@@ -209,6 +220,7 @@ class StackConfig(Options):
         if self.migrations_prefix.startswith("/"):
             yield "migrations_prefix must not start with '/'"
         yield from self._network_problems()
+        yield from self._fleet_problems()
         yield from self._function_problems()
         yield from self._security_problems()
         if self.deploy_principal is not None and not PRINCIPAL_ID.match(self.deploy_principal):
@@ -239,6 +251,28 @@ class StackConfig(Options):
             )
         if self.existing_db_host is not None and self.existing_vpc_id is None:
             yield "an existing database needs existing_vpc_id and existing_subnet_ids: the function must run in its VPC"
+
+    def _fleet_problems(self) -> typing.Iterator[str]:
+        if not self.fleet_servers:
+            return
+        for server in self.fleet_servers:
+            if not FLEET_SERVER.match(server):
+                yield f"fleet_servers: {server!r} must be 1-10 lower-case letters and digits, starting with a letter"
+            elif ENGINE_VERSION.match(self.db_engine_version):
+                yield from name_problems(
+                    f"{self.name}-{server}", engine_version=self.db_engine_version, parts=("database",)
+                )
+        if len(set(self.fleet_servers)) != len(self.fleet_servers):
+            yield "fleet_servers: a name is given twice"
+        if not self.creates_database or self.migration_secret_arn is not None:
+            yield (
+                "fleet_servers creates the fleet's servers: it goes with neither existing_db_* nor "
+                "migration_secret_arn (a fleet of your own servers: the DatabaseMigrations construct's fleet prop)"
+            )
+        if not 0 <= self.fleet_canary <= len(self.fleet_servers):
+            yield f"fleet_canary {self.fleet_canary} must be 0 to the number of fleet_servers"
+        if self.fleet_max_concurrency < 1 or self.fleet_tolerated_failures < 0:
+            yield "fleet_max_concurrency must be at least 1 and fleet_tolerated_failures at least 0"
 
     def _function_problems(self) -> typing.Iterator[str]:
         if self.log_level.upper() not in LOG_LEVELS:

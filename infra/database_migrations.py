@@ -32,31 +32,32 @@ from constructs import Construct
 from .bucket import MigrationObjects, MigrationsBucket, migration_files
 from .config import ConfigError
 from .encryption import Account, EncryptionKey
-from .function import FunctionSettings, MigrationFunction, function_environment
+from .fleet import LogLevel, MigrationFleet, MigrationFleetProps, state_machine_arn
+from .fleet_plan import FleetTarget, Rollout
+from .function import DatabaseTarget, FunctionSettings, MigrationFunction, function_environment
 from .invocation import MigrationInvocation, RunMode, content_hash
 from .names import name_problems
 from .notifications import UploadNotifications
 from .packaging import BuildResult
 
-__all__ = ["DatabaseMigrations", "DatabaseMigrationsProps", "DatabaseTarget"]
+__all__ = ["DatabaseMigrations", "DatabaseMigrationsProps", "DatabaseTarget", "FleetSettings"]
 
 
 @dataclass(frozen=True)
-class DatabaseTarget:
-    """The PostgreSQL server to migrate.
+class FleetSettings:
+    """A fleet for the construct (README: "Fleets"): its targets, the servers they are on, the rollout.
 
-    ``secret_arn`` is the Secrets Manager secret of the role the function connects as, in
-    the RDS-managed format (JSON with ``username`` and ``password``): a migration role's
-    (README: "Who may change a schema"), or the RDS master user's. The function may read that
-    secret and no other. ``secret_kms_key_arn`` is the key that encrypts it, when that is
-    a customer-managed key other than the construct's own.
+    The function may reach every server of ``servers`` (its security group and port) and read
+    its secret, as it does the construct's own ``database``; every target's secret must be one of
+    those. The deploy-time run then runs the whole fleet in its stages (``infra/fleet.py``) and an
+    upload the targets it concerns.
     """
 
-    host: str
-    secret_arn: str
-    security_group_id: str
-    port: int = 5432
-    secret_kms_key_arn: str | None = None
+    targets: Sequence[FleetTarget]
+    servers: Sequence[DatabaseTarget] = ()
+    """The targets' servers besides the construct's ``database``."""
+    rollout: Rollout = field(default_factory=Rollout)
+    log_level: LogLevel = "ERROR"
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,26 @@ class DatabaseMigrationsProps:
     """The role (or user) that runs ``terraform apply``; ``None``: whoever runs the plan."""
     deploy_principal: str | None = None
     """Whose uploads are the deploy's own and start no run; ``None``: the apply's caller."""
+    fleet: FleetSettings | None = None
+    """Many servers and tenant databases in stages; ``None``: the deploy-time run migrates ``database``."""
 
     def __post_init__(self) -> None:
-        problems = list(name_problems(self.name, parts=("migrations",)))
+        problems = list(name_problems(self.name, parts=("migrations", *(("fleet",) if self.fleet else ()))))
+        if self.fleet is not None:
+            known = {server.secret_arn for server in self.servers}
+            problems += [
+                f"fleet target {target.name!r}: its secret is not one of the servers' (database, fleet.servers). "
+                "Fix: list its server in fleet.servers, so that the function may reach it and read the secret"
+                for target in self.fleet.targets
+                if target.secret_arn not in known
+            ]
         if problems:
             raise ConfigError("DatabaseMigrationsProps: " + "; ".join(problems))
+
+    @property
+    def servers(self) -> list[DatabaseTarget]:
+        """Every server the function migrates: the construct's database, then the fleet's others."""
+        return [self.database, *(self.fleet.servers if self.fleet else ())]
 
 
 def resources_of(*scopes: Construct) -> list[TerraformResource]:
@@ -106,7 +122,8 @@ class DatabaseMigrations(Construct):
 
     Attributes: ``function_name``, ``function_arn``, ``bucket_name``, ``bucket_arn``,
     ``topic_arn``, ``security_group_id``, ``dead_letter_queue_arn``, ``alarm_name``,
-    ``invocation_result`` (the run's JSON result), ``files`` (what was uploaded).
+    ``invocation_result`` (the run's JSON result), ``files`` (what was uploaded), ``fleet``
+    (the MigrationFleet, or None).
     """
 
     def __init__(self, scope: Construct, id: str, props: DatabaseMigrationsProps) -> None:
@@ -136,6 +153,7 @@ class DatabaseMigrations(Construct):
         if own_key is not None:
             own_key.allow_bucket_notifications(bucket.arn)
         target = props.database
+        fleet_arn = state_machine_arn(props.name, account) if props.fleet else None
         function = MigrationFunction(
             self,
             "function",
@@ -152,18 +170,21 @@ class DatabaseMigrations(Construct):
                 port=target.port,
                 settings=props.function,
                 deploy_principal=props.deploy_principal or account.user_id,
+                fleet_state_machine_arn=fleet_arn,
             ),
             bucket_arn=bucket.arn,
             prefix=props.prefix,
-            secret_arn=target.secret_arn,
-            database_security_group_id=target.security_group_id,
-            database_port=target.port,
-            kms_key_arns=[key_arn, *([target.secret_kms_key_arn] if target.secret_kms_key_arn else [])],
+            databases=props.servers,
+            kms_key_arns=list(
+                dict.fromkeys([key_arn, *(s.secret_kms_key_arn for s in props.servers if s.secret_kms_key_arn)])
+            ),
             region=account.region,
             https_egress_cidrs=props.https_egress_cidrs,
             https_egress_prefix_lists=props.https_egress_prefix_lists,
             settings=props.function,
+            fleet_state_machine_arn=fleet_arn,
         )
+        fleet = self._fleet(props, function.arn, key_arn, account)
         objects = MigrationObjects(
             self,
             "objects",
@@ -194,7 +215,8 @@ class DatabaseMigrations(Construct):
             content=content_hash(files, package_sha256, props.prefix),
             # The whole bucket, its objects and the function with its role, policies and
             # security group rules: a run that starts before one of them fails or hangs.
-            after=[*resources_of(bucket, objects, function), *props.run_after],
+            after=[*resources_of(bucket, objects, function, *([fleet] if fleet else [])), *props.run_after],
+            fleet=fleet is not None,
         )
 
         self.function_name = function.name
@@ -207,3 +229,25 @@ class DatabaseMigrations(Construct):
         self.alarm_name = function.alarm_name
         self.invocation_result = invocation.result
         self.files = files
+        self.fleet = fleet
+
+    def _fleet(
+        self, props: DatabaseMigrationsProps, function_arn: str, key_arn: str, account: Account
+    ) -> MigrationFleet | None:
+        if props.fleet is None:
+            return None
+        return MigrationFleet(
+            self,
+            "fleet",
+            MigrationFleetProps(
+                name=props.name,
+                targets=props.fleet.targets,
+                rollout=props.fleet.rollout,
+                function_arn=function_arn,
+                kms_key_arn=key_arn,
+                account=account,
+                log_retention_days=props.function.log_retention_days,
+                log_level=props.fleet.log_level,
+                alarm_actions=props.function.alarm_actions,
+            ),
+        )

@@ -29,6 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
+from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import (
+    CloudwatchMetricAlarm,
+    CloudwatchMetricAlarmMetricQuery,
+    CloudwatchMetricAlarmMetricQueryMetric,
+)
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.sfn_state_machine import (
@@ -45,9 +50,10 @@ from .fleet_definition import fleet_definition
 from .fleet_plan import FleetTarget, Rollout
 from .names import name_problems
 
-__all__ = ["MigrationFleet", "MigrationFleetProps"]
+__all__ = ["MigrationFleet", "MigrationFleetProps", "state_machine_arn"]
 
 LogLevel = Literal["ALL", "ERROR", "FATAL"]
+ENDINGS_THAT_FAIL = ("ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted")
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,8 @@ class MigrationFleetProps:
     log_retention_days: int = 365
     log_level: LogLevel = "ERROR"
     """``ALL`` logs every state of every target (cost grows with the fleet); ``ERROR`` the failures."""
+    alarm_actions: Sequence[str] = ()
+    """Notified when an execution fails, times out or is aborted (an upload's run has no apply to fail)."""
 
     def __post_init__(self) -> None:
         problems = list(name_problems(self.name, parts=("fleet",)))
@@ -74,11 +82,18 @@ class MigrationFleetProps:
             raise ConfigError("MigrationFleetProps: " + "; ".join(problems))
 
 
+def state_machine_arn(name: str, account: Account) -> str:
+    """The ARN the fleet's state machine will have: known before it exists, so the function's
+    environment and role can name it while the state machine's definition names the function."""
+    return f"arn:{account.partition}:states:{account.region}:{account.account_id}:stateMachine:{name}-fleet"
+
+
 class MigrationFleet(Construct):
     """The fleet's state machine, role and log group.
 
     Attributes: ``state_machine_arn``, ``state_machine_name``, ``role_arn``, ``log_group_name``,
-    ``definition`` (the ASL document, as a dict).
+    ``alarm_name``, ``definition`` (the ASL document, as a dict), ``state_machine`` and
+    ``role_policy`` (what a run that starts it waits for).
     """
 
     def __init__(self, scope: Construct, id: str, props: MigrationFleetProps) -> None:
@@ -123,7 +138,44 @@ class MigrationFleet(Construct):
             depends_on=[role_policy],
         )
 
+        alarm = CloudwatchMetricAlarm(
+            self,
+            "failed-executions",
+            alarm_name=f"{name}-failed-executions",
+            alarm_description=f"An execution of {name} failed, timed out or was aborted: targets were left unmigrated",
+            metric_query=[
+                CloudwatchMetricAlarmMetricQuery(
+                    id=metric.lower(),
+                    return_data=False,
+                    metric=CloudwatchMetricAlarmMetricQueryMetric(
+                        namespace="AWS/States",
+                        metric_name=metric,
+                        dimensions={"StateMachineArn": state_machine.arn},
+                        period=300,
+                        stat="Sum",
+                    ),
+                )
+                for metric in ENDINGS_THAT_FAIL
+            ]
+            + [
+                CloudwatchMetricAlarmMetricQuery(
+                    id="ended_badly",
+                    expression=" + ".join(metric.lower() for metric in ENDINGS_THAT_FAIL),
+                    label="Executions that did not succeed",
+                    return_data=True,
+                )
+            ],
+            evaluation_periods=1,
+            threshold=0,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            alarm_actions=list(props.alarm_actions),
+        )
+
         self.state_machine_arn = state_machine.arn
+        self.state_machine = state_machine
+        self.role_policy = role_policy
+        self.alarm_name = alarm.alarm_name
         self.state_machine_name = state_machine.name
         self.role_arn = role.arn
         self.log_group_name = log_group.name

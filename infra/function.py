@@ -29,7 +29,7 @@ from dbmigrate.config import Options, options
 
 from . import policies
 
-__all__ = ["FunctionSettings", "MigrationFunction"]
+__all__ = ["DatabaseTarget", "FunctionSettings", "MigrationFunction", "function_environment"]
 
 HANDLER = "handler.handler"
 DEAD_LETTER_RETENTION_S = 14 * 24 * 3600
@@ -68,6 +68,7 @@ def function_environment(  # noqa: PLR0913  keyword-only: one per variable sourc
     port: int | str,
     settings: FunctionSettings,
     deploy_principal: str = "",
+    fleet_state_machine_arn: str | None = None,
 ) -> dict[str, str]:
     """The variables the handler reads (lambda_src/environment.py).
 
@@ -89,6 +90,7 @@ def function_environment(  # noqa: PLR0913  keyword-only: one per variable sourc
         **engine_environment(settings.engine),
         "LOG_LEVEL": settings.log_level.upper(),
         "DEPLOY_PRINCIPAL": deploy_principal,
+        **({"FLEET_STATE_MACHINE_ARN": fleet_state_machine_arn} if fleet_state_machine_arn else {}),
     }
 
 
@@ -102,6 +104,24 @@ def _text(value: bool | float | str) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    """A PostgreSQL server the function migrates.
+
+    ``secret_arn`` is the Secrets Manager secret of the role the function connects as, in
+    the RDS-managed format (JSON with ``username`` and ``password``): a migration role's
+    (README: "Who may change a schema"), or the RDS master user's. The function may read that
+    secret and no other. ``secret_kms_key_arn`` is the key that encrypts it, when that is
+    a customer-managed key other than the construct's own.
+    """
+
+    host: str
+    secret_arn: str
+    security_group_id: str
+    port: int = 5432
+    secret_kms_key_arn: str | None = None
 
 
 class MigrationFunction(Construct):
@@ -129,14 +149,13 @@ class MigrationFunction(Construct):
         environment: Mapping[str, str],
         bucket_arn: str,
         prefix: str,
-        secret_arn: str,
-        database_security_group_id: str,
-        database_port: int,
+        databases: Sequence[DatabaseTarget],
         kms_key_arns: Sequence[str],
         region: str,
         https_egress_cidrs: Sequence[str],
         https_egress_prefix_lists: Sequence[str],
         settings: FunctionSettings,
+        fleet_state_machine_arn: str | None = None,
     ) -> None:
         super().__init__(scope, id)
         function_name = f"{name}-migrate"
@@ -150,27 +169,30 @@ class MigrationFunction(Construct):
             vpc_id=vpc_id,
         )
         rules: list[TerraformResource] = []
-        to_database = VpcSecurityGroupEgressRule(
-            self,
-            "to-database",
-            security_group_id=security_group.id,
-            description="PostgreSQL to the database",
-            referenced_security_group_id=database_security_group_id,
-            ip_protocol="tcp",
-            from_port=database_port,
-            to_port=database_port,
-        )
-        from_function = VpcSecurityGroupIngressRule(
-            self,
-            "database-from-function",
-            security_group_id=database_security_group_id,
-            description=f"PostgreSQL from {function_name}",
-            referenced_security_group_id=security_group.id,
-            ip_protocol="tcp",
-            from_port=database_port,
-            to_port=database_port,
-        )
-        rules += [to_database, from_function]
+        reached = dict.fromkeys((database.security_group_id, database.port) for database in databases)
+        for index, (database_group, port) in enumerate(reached):
+            suffix = f"-{index}" if index else ""  # the first server's rules keep their addresses
+            to_database = VpcSecurityGroupEgressRule(
+                self,
+                f"to-database{suffix}",
+                security_group_id=security_group.id,
+                description="PostgreSQL to the database",
+                referenced_security_group_id=database_group,
+                ip_protocol="tcp",
+                from_port=port,
+                to_port=port,
+            )
+            from_function = VpcSecurityGroupIngressRule(
+                self,
+                f"database-from-function{suffix}",
+                security_group_id=database_group,
+                description=f"PostgreSQL from {function_name}",
+                referenced_security_group_id=security_group.id,
+                ip_protocol="tcp",
+                from_port=port,
+                to_port=port,
+            )
+            rules += [to_database, from_function]
         for index, cidr in enumerate(https_egress_cidrs):
             https = VpcSecurityGroupEgressRule(
                 self,
@@ -224,11 +246,12 @@ class MigrationFunction(Construct):
             policy=policies.function_permissions(
                 bucket_arn=bucket_arn,
                 prefix=prefix,
-                secret_arn=secret_arn,
+                secret_arns=[database.secret_arn for database in databases],
                 kms_key_arns=kms_key_arns,
                 region=region,
                 log_group_arn=log_group.arn,
                 dead_letter_queue_arn=dead_letters.arn,
+                fleet_state_machine_arn=fleet_state_machine_arn,
             ),
         )
         function = LambdaFunction(

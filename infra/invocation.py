@@ -27,6 +27,7 @@ __all__ = ["INPUT", "MigrationInvocation", "RunMode", "content_hash"]
 
 RunMode = Literal["every-apply", "on-change"]
 INPUT = {"action": "migrate"}
+FLEET_INPUT = {"action": "fleet"}
 
 
 def content_hash(files: Sequence[MigrationFile], package_sha256: str, prefix: str) -> str:
@@ -37,8 +38,18 @@ def content_hash(files: Sequence[MigrationFile], package_sha256: str, prefix: st
     return digest.hexdigest()
 
 
+def fleet_input(run_mode: RunMode, content: str) -> dict[str, str]:
+    """A fleet's deploy-time run (``lambda_src/fleet_run.py``). On change, the execution is named by
+    the content, so an apply that failed while it ran waits for the same execution the next time;
+    on every apply, the function names it by its request."""
+    if run_mode == "on-change":
+        return {**FLEET_INPUT, "execution": f"deploy-{content[:40]}"}
+    return FLEET_INPUT
+
+
 class MigrationInvocation(Construct):
-    """Invoke the function with ``{"action": "migrate"}`` after everything it needs exists.
+    """Invoke the function with ``{"action": "migrate"}`` (a fleet: ``{"action": "fleet"}``) after
+    everything it needs exists.
 
     Attributes: ``result`` (the function's JSON result).
     """
@@ -52,16 +63,18 @@ class MigrationInvocation(Construct):
         run_mode: RunMode,
         content: str,
         after: Sequence[ITerraformDependable],
+        fleet: bool = False,
     ) -> None:
         super().__init__(scope, id)
         triggers = {"content": content}
         if run_mode == "every-apply":
             triggers["applied_at"] = Fn.timestamp()
+        payload = fleet_input(run_mode, content) if fleet else INPUT
         invocation = LambdaInvocation(
             self,
             "migrate",
             function_name=function_name,
-            input=json.dumps(INPUT, sort_keys=True),
+            input=json.dumps(payload, sort_keys=True),
             lifecycle_scope="CRUD",
             terraform_key="tf",
             triggers=triggers,

@@ -37,8 +37,8 @@ AVAILABILITY_ZONES = 2
 
 
 class Network(Construct):
-    """VPC, two private subnets in two AZs, S3 gateway and Secrets Manager interface endpoints,
-    flow logs, and a default security group that allows nothing.
+    """VPC, two private subnets in two AZs, S3 gateway and Secrets Manager interface endpoints (and
+    Step Functions', for a fleet), flow logs, and a default security group that allows nothing.
 
     Attributes: ``vpc_id``, ``cidr``, ``subnet_ids``, ``s3_prefix_list_id``, ``endpoints`` and
     ``run_dependencies``: what a function in the subnets needs before it runs (the route table
@@ -57,6 +57,7 @@ class Network(Construct):
         account: Account,
         kms_key_arn: str,
         log_retention_days: int,
+        step_functions: bool = False,
     ) -> None:
         super().__init__(scope, id)
         # Only the region's own zones: Local and Wavelength Zones are opt-in, and RDS, the
@@ -122,17 +123,22 @@ class Network(Construct):
             from_port=443,
             to_port=443,
         )
-        secrets = VpcEndpoint(
-            self,
-            "secretsmanager-endpoint",
-            vpc_id=vpc.id,
-            service_name=f"com.amazonaws.{region}.secretsmanager",
-            vpc_endpoint_type="Interface",
-            private_dns_enabled=True,
-            subnet_ids=[subnet.id for subnet in subnets],
-            security_group_ids=[endpoint_sg.id],
-            tags={"Name": f"{name}-secretsmanager"},
-        )
+        # Secrets Manager for the database secrets; Step Functions for a fleet's function, which
+        # starts the fleet's state machine and follows its executions.
+        interfaces = [
+            VpcEndpoint(
+                self,
+                f"{service}-endpoint",
+                vpc_id=vpc.id,
+                service_name=f"com.amazonaws.{region}.{service}",
+                vpc_endpoint_type="Interface",
+                private_dns_enabled=True,
+                subnet_ids=[subnet.id for subnet in subnets],
+                security_group_ids=[endpoint_sg.id],
+                tags={"Name": f"{name}-{service}"},
+            )
+            for service in ("secretsmanager", *(("states",) if step_functions else ()))
+        ]
 
         flow_logs = CloudwatchLogGroup(
             self,
@@ -167,5 +173,5 @@ class Network(Construct):
         self.cidr = cidr
         self.subnet_ids = [subnet.id for subnet in subnets]
         self.s3_prefix_list_id = s3.prefix_list_id
-        self.endpoints = [s3, secrets]
-        self.run_dependencies: list[TerraformResource] = [*associations, s3, secrets, endpoint_https]
+        self.endpoints = [s3, *interfaces]
+        self.run_dependencies: list[TerraformResource] = [*associations, s3, *interfaces, endpoint_https]

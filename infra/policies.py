@@ -71,19 +71,23 @@ def function_permissions(  # noqa: PLR0913  keyword-only: one per resource the s
     *,
     bucket_arn: str,
     prefix: str,
-    secret_arn: str,
+    secret_arns: Sequence[str],
     kms_key_arns: Sequence[str],
     region: str,
     log_group_arn: str,
     dead_letter_queue_arn: str,
+    fleet_state_machine_arn: str | None = None,
 ) -> str:
     """The migration function's permissions: no more than one run needs.
 
-    Read the migration files under ``prefix`` (list and get), read the database secret,
-    decrypt with the given keys (bucket objects, secret, environment) and encrypt for the
-    dead-letter queue, only through those services (``kms:ViaService``), write its own log
-    group, send failed events to its queue, manage its network interfaces, and send traces.
+    Read the migration files under ``prefix`` (list and get), read the database secrets
+    (its server's, and a fleet's servers'), decrypt with the given keys (bucket objects,
+    secret, environment) and encrypt for the dead-letter queue, only through those services
+    (``kms:ViaService``), write its own log group, send failed events to its queue, manage
+    its network interfaces, and send traces. With a fleet: start, list and describe the
+    executions of the fleet's state machine (and describe it), nothing else of Step Functions.
     """
+    secrets = list(dict.fromkeys(secret_arns))
     statements: list[Statement] = [
         {
             "Sid": "ListMigrations",
@@ -97,7 +101,7 @@ def function_permissions(  # noqa: PLR0913  keyword-only: one per resource the s
             "Sid": "ReadDatabaseSecret",
             "Effect": "Allow",
             "Action": "secretsmanager:GetSecretValue",
-            "Resource": secret_arn,
+            "Resource": secrets[0] if len(secrets) == 1 else secrets,
         },
         {
             "Sid": "UseKeys",
@@ -123,7 +127,23 @@ def function_permissions(  # noqa: PLR0913  keyword-only: one per resource the s
             "Resource": "*",
         },
     ]
+    if fleet_state_machine_arn is not None:
+        statements += fleet_starter(fleet_state_machine_arn)
     return document(*statements)
+
+
+def fleet_starter(state_machine_arn: str) -> list[Statement]:
+    """Start the fleet's state machine and follow its executions (``lambda_src/fleet_run.py``)."""
+    executions = state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":*"
+    return [
+        {
+            "Sid": "StartFleet",
+            "Effect": "Allow",
+            "Action": ["states:StartExecution", "states:ListExecutions", "states:DescribeStateMachine"],
+            "Resource": state_machine_arn,
+        },
+        {"Sid": "FollowFleet", "Effect": "Allow", "Action": "states:DescribeExecution", "Resource": executions},
+    ]
 
 
 # What a state machine's role needs to log to CloudWatch Logs, as the Step Functions guide lists

@@ -7,6 +7,7 @@ Wiring only: every resource lives in the construct of its concern. With
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from cdktf import App, LocalBackend, S3Backend, TerraformOutput, TerraformStack
@@ -18,8 +19,9 @@ from dbmigrate.config import Options, options
 from .alerting import AlarmTopic
 from .config import StackConfig
 from .database import Database, DatabaseSettings
-from .database_migrations import DatabaseMigrations, DatabaseMigrationsProps, DatabaseTarget
+from .database_migrations import DatabaseMigrations, DatabaseMigrationsProps, DatabaseTarget, FleetSettings
 from .encryption import Account, EncryptionKey
+from .fleet_plan import FleetTarget, Rollout, Tolerance
 from .function import FunctionSettings
 from .network import Network
 from .packaging import CA_BUNDLE_ENTRY, BuildResult
@@ -58,6 +60,7 @@ class MigrationsStack(TerraformStack):
                 account=account,
                 kms_key_arn=key.arn,
                 log_retention_days=config.log_retention_days,
+                step_functions=bool(config.fleet_servers),
             )
             vpc_id, subnet_ids = network.vpc_id, network.subnet_ids
             https_cidrs, prefix_lists = [network.cidr], [network.s3_prefix_list_id]
@@ -67,35 +70,30 @@ class MigrationsStack(TerraformStack):
             vpc_id, subnet_ids = config.existing_vpc_id, list(config.existing_subnet_ids)
             https_cidrs, prefix_lists, run_after = ["0.0.0.0/0"], [], []
 
-        if config.creates_database:
-            database = Database(
-                self,
-                "database",
-                name=config.name,
-                vpc_id=vpc_id,
-                subnet_ids=subnet_ids,
-                kms_key_arn=key.arn,
-                account=account,
-                settings=DatabaseSettings(
-                    engine_version=config.db_engine_version,
-                    instance_class=config.db_instance_class,
-                    allocated_storage_gb=config.db_allocated_storage_gb,
-                    max_allocated_storage_gb=config.db_max_allocated_storage_gb,
-                    multi_az=config.db_multi_az,
-                    deletion_protection=config.db_deletion_protection,
-                    backup_retention_days=config.db_backup_retention_days,
-                    monitoring_interval_s=config.db_monitoring_interval_s,
-                    master_username=config.db_master_username,
-                    apply_immediately=config.db_apply_immediately,
-                    log_retention_days=config.log_retention_days,
+        fleet: FleetSettings | None = None
+        if config.fleet_servers:
+            servers = [
+                _database(self, config, account, key.arn, vpc_id, subnet_ids, server) for server in config.fleet_servers
+            ]
+            target = servers[0]
+            fleet = FleetSettings(
+                targets=[
+                    FleetTarget(name=server, host=found.host, secret_arn=found.secret_arn, port=found.port)
+                    for server, found in zip(config.fleet_servers, servers, strict=True)
+                ],
+                servers=servers[1:],
+                rollout=Rollout(
+                    canary=config.fleet_canary,
+                    max_concurrency=config.fleet_max_concurrency,
+                    tolerance=Tolerance(count=config.fleet_tolerated_failures),
                 ),
             )
+        elif config.creates_database:
+            database = _database(self, config, account, key.arn, vpc_id, subnet_ids)
             # The function connects as the migration role when one is given (README: "Who may change a schema").
-            target = DatabaseTarget(
-                host=database.host,
-                port=database.port,
+            target = replace(
+                database,
                 secret_arn=config.migration_secret_arn or database.secret_arn,
-                security_group_id=database.security_group_id,
                 secret_kms_key_arn=config.migration_secret_kms_key_arn,
             )
         else:
@@ -151,6 +149,7 @@ class MigrationsStack(TerraformStack):
                 uploaders=config.migration_uploaders,
                 deployer_arn=config.deployer_arn,
                 deploy_principal=config.deploy_principal,
+                fleet=fleet,
             ),
         )
         key.allow_bucket_notifications(migrations.bucket_arn)
@@ -166,6 +165,53 @@ class MigrationsStack(TerraformStack):
         )
         if config.creates_database:
             TerraformOutput(self, "db_host", value=target.host, description="The database endpoint")
+        if migrations.fleet is not None:
+            TerraformOutput(
+                self,
+                "fleet_state_machine",
+                value=migrations.fleet.state_machine_arn,
+                description="The fleet's state machine: the deploy-time run and uploads start it",
+            )
+
+
+def _database(  # noqa: PLR0913  the stack's pieces a new server is made of, named at the call
+    stack: Construct,
+    config: StackConfig,
+    account: Account,
+    kms_key_arn: str,
+    vpc_id: str,
+    subnet_ids: list[str],
+    server: str | None = None,
+) -> DatabaseTarget:
+    """A new RDS server (``server``: one of the fleet's, named after it), as the function reaches it."""
+    database = Database(
+        stack,
+        f"database-{server}" if server else "database",
+        name=f"{config.name}-{server}" if server else config.name,
+        vpc_id=vpc_id,
+        subnet_ids=subnet_ids,
+        kms_key_arn=kms_key_arn,
+        account=account,
+        settings=DatabaseSettings(
+            engine_version=config.db_engine_version,
+            instance_class=config.db_instance_class,
+            allocated_storage_gb=config.db_allocated_storage_gb,
+            max_allocated_storage_gb=config.db_max_allocated_storage_gb,
+            multi_az=config.db_multi_az,
+            deletion_protection=config.db_deletion_protection,
+            backup_retention_days=config.db_backup_retention_days,
+            monitoring_interval_s=config.db_monitoring_interval_s,
+            master_username=config.db_master_username,
+            apply_immediately=config.db_apply_immediately,
+            log_retention_days=config.log_retention_days,
+        ),
+    )
+    return DatabaseTarget(
+        host=database.host,
+        port=database.port,
+        secret_arn=database.secret_arn,
+        security_group_id=database.security_group_id,
+    )
 
 
 def synthesize(config: StackConfig, *, package: BuildResult, outdir: Path) -> Path:

@@ -3,7 +3,7 @@
 The default stack (a new VPC and database, deploy-time run on every apply) uses the
 configuration ``main.py`` would read, with a migrations folder of the tests' own; the
 bring-your-own variant runs the construct on an existing VPC and database, in the
-content-hash run mode.
+content-hash run mode; the fleet variant has two servers migrated by a state machine.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ BYO: dict[str, Any] = {
     "deploy_principal": "AROA3XFRBF535EXAMPLE",
 }
 
+FLEET: dict[str, Any] = {"fleet_servers": ("eu", "us"), "fleet_canary": 1, "fleet_tolerated_failures": 0}
+
 
 @dataclass(frozen=True)
 class Synth:
@@ -73,7 +75,12 @@ def synths(
     stack_config: StackConfig, package: BuildResult, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Synth]]:
     results = {}
-    for variant, config in (("default", stack_config), ("byo", replace(stack_config, **BYO))):
+    variants = (
+        ("default", stack_config),
+        ("byo", replace(stack_config, **BYO)),
+        ("fleet", replace(stack_config, **FLEET)),
+    )
+    for variant, config in variants:
         outdir = tmp_path_factory.mktemp(f"synth-{variant}")
         started = time.monotonic()
         stack_file = synthesize(config, package=package, outdir=outdir)
@@ -113,3 +120,13 @@ def stack(synth: Synth) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def byo_stack(synths: dict[str, Synth]) -> dict[str, Any]:
     return synths["byo"].stack
+
+
+@pytest.fixture(scope="session")
+def fleet_example_synth(synths: dict[str, Synth]) -> Synth:
+    return synths["fleet"]
+
+
+@pytest.fixture(scope="session")
+def fleet_example(fleet_example_synth: Synth) -> dict[str, Any]:
+    return fleet_example_synth.stack

@@ -55,16 +55,21 @@ def resource_types(stack: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def test_checkov_fails_nothing_that_is_not_accepted_with_a_reason(synth: Synth) -> None:
+def findings(synth: Synth) -> tuple[list[tuple[str, str]], int]:
+    """checkov's failed checks on a synthesized stack as ``(check, resource type)``, and how many passed."""
     results = run_checkov(synth.stack_dir)
     types = resource_types(synth.stack)
     failed = [
         (str(item["check_id"]), types[str(item["resource"]).rsplit(".", 1)[-1]])
         for item in results.get("failed_checks", [])
     ]
+    return failed, len(results.get("passed_checks", []))
+
+
+def test_checkov_fails_nothing_that_is_not_accepted_with_a_reason(synth: Synth) -> None:
+    failed, passed = findings(synth)
     accepted = [finding for finding in failed if finding in ACCEPTED_FINDINGS]
     unexpected = [finding for finding in failed if finding not in ACCEPTED_FINDINGS]
-    passed = len(results.get("passed_checks", []))
     print(f"checkov: {passed} passed, {len(unexpected)} failed, {len(accepted)} skipped (accepted with a reason)")
     assert unexpected == []
     assert set(ACCEPTED_FINDINGS) - set(accepted) == set(), "accepted findings checkov no longer reports: remove them"
