@@ -107,8 +107,8 @@ class Fleet:
         self._wait_for_others(name)
         arn, started = self._start(name, request.folders)
         answer: dict[str, Any] = {"action": "fleet", "trigger": request.trigger, "execution": arn}
-        if not request.wait:
-            return {**answer, "status": "running", "started": started}
+        if not request.wait:  # started: false once that execution has ended (a running one answers as started)
+            return {**answer, "status": "running" if started else "started before", "started": started}
         described = self._wait(arn, what=f"the fleet's execution {name}")
         return {**answer, **_report(described, name)}
 

@@ -976,9 +976,12 @@ def test_an_upload_to_a_fleet_starts_one_execution_over_the_folders_it_changed(
     started = function.invoke(upload_event(new_file))
     again = function.invoke(upload_event(new_file))  # Lambda's retry, or the batch's next event
 
-    assert (started["status"], started["started"], again["started"]) == ("running", True, False)
+    assert (started["status"], started["started"]) == ("running", True)
     assert again["execution"] == started["execution"]
     done = deployed_fleet.execution(started["execution"])
+    listed = deployed_fleet.sfn.client.list_executions(stateMachineArn=deployed_fleet.arn)["executions"]
+    assert [item["name"] for item in listed if item["name"].startswith("upload-")] == [done.arn.rsplit(":", 1)[-1]]
+    assert function.invoke(upload_event(new_file))["started"] is False, "ended: Step Functions refuses the name"
     assert done.succeeded, done.cause
     statuses = {outcome["target"]: outcome["status"] for outcome in done.output["outcomes"]}
     assert statuses == {"eu": "skipped", "eu-tenants": "succeeded", "us": "skipped"}
