@@ -82,10 +82,16 @@ class MigrationFleetProps:
             raise ConfigError("MigrationFleetProps: " + "; ".join(problems))
 
 
+def state_machine_name(name: str) -> str:
+    """The fleet's state machine (and its role) for the stack or construct ``name``."""
+    return f"{name}-fleet"
+
+
 def state_machine_arn(name: str, account: Account) -> str:
     """The ARN the fleet's state machine will have: known before it exists, so the function's
     environment and role can name it while the state machine's definition names the function."""
-    return f"arn:{account.partition}:states:{account.region}:{account.account_id}:stateMachine:{name}-fleet"
+    machine = state_machine_name(name)
+    return f"arn:{account.partition}:states:{account.region}:{account.account_id}:stateMachine:{machine}"
 
 
 class MigrationFleet(Construct):
@@ -99,7 +105,7 @@ class MigrationFleet(Construct):
     def __init__(self, scope: Construct, id: str, props: MigrationFleetProps) -> None:
         super().__init__(scope, id)
         account = props.account or Account(self, "account")
-        name = f"{props.name}-fleet"
+        name = state_machine_name(props.name)
         definition = fleet_definition(props.targets, props.rollout, function_arn=props.function_arn)
 
         log_group = CloudwatchLogGroup(
