@@ -194,14 +194,14 @@ def _child(url: str, files: int, out: Path) -> None:
         import aws_clients  # noqa: PLC0415
         from handler import handler  # noqa: PLC0415
 
-        make_client = aws_clients.aws_client
+        make_client = aws_clients.new_client
 
         def counted_client(service: str) -> Any:
             client = make_client(service)
             client.meta.events.register(f"before-call.{service}", count)
             return client
 
-        aws_clients.aws_client = counted_client
+        aws_clients.new_client = counted_client
 
         started = time.perf_counter()
         applied = handler({"action": "migrate"}, None)

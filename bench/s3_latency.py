@@ -137,6 +137,7 @@ class Bench:
                 patch.setattr(dbmigrate.runner, "ReadAhead", functools.partial(ReadAhead, workers=mode.workers))
                 pool = Config(max_pool_connections=max(1, mode.workers))
                 patch.setattr(aws_clients, "CLIENT_CONFIG", aws_clients.CLIENT_CONFIG.merge(pool))
+                patch.setattr(aws_clients, "_clients", {})
             yield
 
     def noops(self, latency_s: float, runs: int) -> tuple[list[float], Counter[str], QueryLog]:
@@ -258,7 +259,8 @@ def main() -> None:
         moto_process("us-east-1") as (aws, moto_pid),
         EmbeddedPostgres(settings=SERVER_SETTINGS) as server,
     ):
-        patch.setattr(aws_clients, "aws_client", slow.client(aws_clients.aws_client))
+        patch.setattr(aws_clients, "new_client", slow.client(aws_clients.new_client))
+        patch.setattr(aws_clients, "_clients", {})
         for name in VARIABLES:
             patch.delenv(name, raising=False)
         for name, value in {**aws.environ, "MIGRATIONS_BUCKET": BUCKET, "DATABASE_URL": server.url()}.items():

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import psycopg2
 import pytest
 
+import aws_clients
 from local.pg_binaries import binaries_major, find_bindir, find_client_bindir
 from local.postgres import EmbeddedPostgres
 
@@ -22,6 +23,13 @@ def pytest_report_header() -> str:
         return f"PostgreSQL {major}: server {server}, client tools {find_client_bindir(major)}"
     except (RuntimeError, ValueError) as exc:
         return f"PostgreSQL: {exc}"
+
+
+@pytest.fixture(autouse=True)
+def fresh_aws_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test makes its own AWS clients: the function's per-process ones would carry one
+    test's hooks (and mocks) into the next."""
+    monkeypatch.setattr(aws_clients, "_clients", {})
 
 
 def reset_cluster(server: EmbeddedPostgres) -> None:

@@ -19,6 +19,8 @@ from urllib.parse import quote
 import psycopg2
 import pytest
 
+import aws_clients
+from aws_clients import new_client
 from dbmigrate.cli import main as cli_main
 from dbmigrate.cli_remote import remote_plan
 from dbmigrate.errors import ConfigError, DeadlineError, MigrationError, SourceError, SqlError
@@ -379,6 +381,27 @@ def test_secret_with_its_own_host_and_port(function: Function, pg: EmbeddedPostg
         },
     )
     assert by_name(function.invoke("invoke_migrate.json"))["projectdb"]["applied"] == [202401010100]
+
+
+def test_a_warm_function_makes_each_client_once_and_a_new_endpoint_gets_its_own(
+    function: Function, pg: EmbeddedPostgres, migrator: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[str] = []
+
+    def counted(service: str) -> Any:
+        made.append(service)
+        return new_client(service)
+
+    monkeypatch.setattr(aws_clients, "new_client", counted)
+    put_secret(function, {"username": migrator, "password": ODD_PASSWORD})
+    function.setenv(DB_HOST=pg.host, DB_PORT=str(pg.port))
+    assert by_name(function.invoke("invoke_migrate.json"))["projectdb"]["applied"] == [202401010100]
+    function.upload({"projectdb/202401030000_more.up.sql": "CREATE TABLE more (id int);\n"})
+    assert by_name(function.invoke("invoke_migrate.json"))["projectdb"]["applied"] == [202401030000]
+    assert sorted(made) == ["s3", "secretsmanager"]
+    function.setenv(AWS_ENDPOINT_URL_S3=function.aws.endpoint + "/")  # the same moto, another spelling
+    assert by_name(function.invoke("invoke_migrate.json"))["projectdb"]["applied"] == []
+    assert sorted(made) == ["s3", "s3", "secretsmanager", "secretsmanager"]
 
 
 def test_a_secret_without_a_host_asks_for_db_host(function: Function, migrator: str) -> None:

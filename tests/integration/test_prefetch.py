@@ -100,7 +100,7 @@ def function(aws: LocalAws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatc
     }.items():
         monkeypatch.setenv(name, value)
     calls = S3Calls()
-    monkeypatch.setattr(aws_clients, "aws_client", calls.client(aws_clients.aws_client))
+    monkeypatch.setattr(aws_clients, "new_client", calls.client(aws_clients.new_client))
     yield calls
     assert read_ahead_threads() == []
 
