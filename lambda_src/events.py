@@ -1,7 +1,8 @@
 """Typed wrappers over the events the migration Lambda receives: each becomes one request (run, down or skip).
 
 - a direct payload ``{"action": "migrate" | "plan" | "status", "databases": [...]}``,
-  ``{"action": "fleet"}`` (a stack with a fleet: every target, see fleet_run.py), or
+  ``{"action": "fleet"}`` (a stack with a fleet: every target, see fleet_run.py),
+  ``{"action": "fleet-status" | "fleet-plan"}`` (every target looked at, see fleet_status.py), or
   ``{"action": "down", "database": ..., "to": VERSION}`` (only ever invoked directly:
   never from the deploy-time invocation nor from an S3 event),
   also as sent by ``aws_lambda_invocation`` in CRUD lifecycle mode with its ``tf``
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 from urllib.parse import unquote_plus
@@ -30,6 +31,7 @@ from dbmigrate.errors import ConfigError, LayoutError
 from dbmigrate.manifest import parse_manifest
 from dbmigrate.model import DATABASE_NAME, ROOT_DATABASE, Entry, parse_layout, validate_database_name
 from fleet_run import FleetRequest
+from fleet_status import LOOKS, FleetLook, parse_look
 from fleet_target import TargetRequest, parse_target
 
 __all__ = ["DEPLOYED_SKIP", "DownRequest", "Request", "RunRequest", "Skip", "is_deploy_principal", "parse_event"]
@@ -106,7 +108,7 @@ class Skip:
         return {"action": None, "trigger": self.trigger, "skipped": self.reason, "databases": []}
 
 
-Request = RunRequest | DownRequest | TargetRequest | FleetRequest | Skip
+Request = RunRequest | DownRequest | TargetRequest | FleetRequest | FleetLook | Skip
 
 
 def parse_event(
@@ -161,12 +163,13 @@ def _from_payload(payload: Mapping[str, Any]) -> Request:
     elif "action" not in payload:
         raise ConfigError("the payload has no action", hint=f"invoke with a payload like {PAYLOAD_EXAMPLE}")
     action = payload.get("action", "migrate")
-    if action == "fleet":
-        return _fleet(payload, trigger)
+    if action in FLEET_ACTIONS:  # the whole fleet: a run, or a look at every target
+        return FLEET_ACTIONS[action](payload, trigger)
     if action not in (*ACTIONS, "down"):
         raise ConfigError(
             f"unknown action {action!r}",
-            hint=f"use one of {', '.join(ACTIONS)}, down, fleet; the command line has the others (baseline, repair)",
+            hint=f"use one of {', '.join((*ACTIONS, 'down', 'fleet', *LOOKS))}; the command line has the others "
+            "(baseline, repair)",
         )
     if "execution" in payload:
         raise ConfigError('"execution" belongs to the fleet action', hint='e.g. {"action": "fleet"}')
@@ -196,6 +199,12 @@ def _fleet(payload: Mapping[str, Any], trigger: str) -> FleetRequest:
     if execution is not None and not isinstance(execution, str):
         raise ConfigError("execution must be a string: the name of the fleet's execution")
     return FleetRequest(trigger, execution)
+
+
+FLEET_ACTIONS: dict[str, Callable[[Mapping[str, Any], str], Request]] = {
+    "fleet": _fleet,
+    **dict.fromkeys(LOOKS, parse_look),
+}
 
 
 def _down(payload: Mapping[str, Any], trigger: str) -> DownRequest:

@@ -47,7 +47,8 @@ ANSWER_MARGIN_S = 10.0
 """Of the invocation's time, kept to answer (and to raise an error that says what goes on)."""
 SHOWN_FAILURES = 10
 FIX_ACCESS = (
-    "the function's role needs states:StartExecution and states:ListExecutions on the state machine and "
+    "the function's role needs states:StartExecution, states:ListExecutions and states:DescribeStateMachine "
+    "on the state machine and "
     "states:DescribeExecution on its executions, and its subnets a route to Step Functions (the stack's "
     "interface endpoint for states)"
 )
@@ -101,6 +102,17 @@ class Fleet:
         self.time_left = time_left or (lambda: 900.0 - (time.monotonic() - started))
         self.sleep = sleep
         self.poll_s = poll_s
+
+    def definition(self) -> dict[str, Any]:
+        """The state machine's definition (Amazon States Language, as the stack synthesized it)."""
+        described = self._call("describe_state_machine", stateMachineArn=self.arn)
+        try:
+            definition = json.loads(described["definition"])
+        except ValueError as exc:
+            raise FleetError(f"the definition of the fleet's state machine {self.arn} is not JSON: {exc}") from exc
+        if not isinstance(definition, dict):
+            raise FleetError(f"the definition of the fleet's state machine {self.arn} is not an object")
+        return definition
 
     def run(self, request: FleetRequest, name: str) -> dict[str, Any]:
         """Start the execution ``name`` once the others have ended; its report (or, not waiting, its ARN)."""

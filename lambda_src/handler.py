@@ -22,10 +22,11 @@ from dbmigrate.manifest import ManifestSource
 from dbmigrate.runner import Runner, RunReport
 from dbmigrate.s3source import S3Source
 from dbmigrate.sources import MigrationSource
-from dbmigrate.tenants import TenantGroup, TenantSource, tenants_of
+from dbmigrate.tenants import TenantGroup, tenant_source, tenants_of
 from environment import FunctionEnv, build_settings, explain_tls_failure, spell
 from events import DownRequest, RunRequest, Skip, parse_event
 from fleet_run import Fleet, FleetRequest, upload_execution_name
+from fleet_status import FleetLook, StagedTarget, fleet_document, target_document, targets_of
 from fleet_target import TargetRequest
 from jsonlog import configure_logging
 from settled import SettledSource
@@ -57,6 +58,8 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             return _run_target(request, env, context, masker)
         if isinstance(request, FleetRequest):
             return _run_fleet(request, env, context)
+        if isinstance(request, FleetLook):
+            return _look_at_fleet(request, env, context, masker)
         if isinstance(request, RunRequest) and request.trigger in UPLOADS and env.fleet_state_machine_arn:
             return _start_fleet_for_upload(request, env, context)
         if isinstance(request, DownRequest) and not env.allow_down:
@@ -156,7 +159,7 @@ def _run_tenants(
         conn.close()
     log.info("tenant group %s: %d database(s)", group.folder, len(tenants), extra={"tenants": tenants})
     failures: list[MigrationError] = []
-    group_source = TenantSource(source, group, tenants, root_database=root)
+    group_source = tenant_source(source, group, tenants, root_database=root)
     for tenant in tenants:
         try:
             run(group_source, [tenant], locked_on=tenant)
@@ -183,6 +186,59 @@ def _run_fleet(request: FleetRequest, env: FunctionEnv, context: Any) -> dict[st
     result = fleet.run(request, name)
     log.info("fleet finished", extra={"result": result})
     return result
+
+
+def _look_at_fleet(request: FleetLook, env: FunctionEnv, context: Any, masker: Masker) -> dict[str, Any]:
+    """``dbmigrate fleet status|plan``: every target of the state machine looked at, one after another."""
+    fleet = _fleet(env, context)
+    staged = targets_of(fleet.definition(), fleet.arn)
+    if request.manifest is not None:
+        source: MigrationSource = ManifestSource(request.manifest, origin="the caller's manifest")
+    else:
+        source = S3Source(env.bucket, env.prefix, aws_clients.aws_client("s3"))
+
+    def settings_for(target: TargetRequest) -> Settings:
+        settings = build_settings(target.environment(env), applied_by="lambda")
+        masker.add(*settings.masker().secrets)
+        return settings
+
+    left = _time_left(context)
+    documents = []
+    for item in staged:
+        reports: list[dict[str, Any]] = []
+        failures: list[MigrationError]
+        if left is not None and left() < env.min_time_left_s:
+            reports, failures = [], [DeadlineError(f"{item.target.name} was not looked at: the time ran short")]
+        else:
+            reports, failures = _look_at_target(item, request.view, source, settings_for)
+        errors = [masker.error(failure.name_settings(spell)) for failure in failures]
+        documents.append(target_document(item, request.view, reports, errors))
+    result = fleet_document(request.view, fleet.arn, documents)
+    log.info("fleet looked at", extra={"targets": len(documents), "problems": len(result["problems"])})
+    return result
+
+
+def _look_at_target(
+    item: StagedTarget, view: str, source: MigrationSource, settings_for: Callable[[TargetRequest], Settings]
+) -> tuple[list[dict[str, Any]], list[MigrationError]]:
+    """One target's status or plan documents (one per run: its databases, or its root and then each
+    tenant), and the errors that stopped them."""
+    reports: list[dict[str, Any]] = []
+
+    def run(files: MigrationSource, databases: Sequence[str] | None, *, locked_on: str | None = None) -> None:
+        runner = Runner(files, settings)  # no lock: a look changes nothing
+        reports.append((runner.status if view == "status" else runner.plan)(databases).to_dict())
+
+    failures: list[MigrationError] = []
+    try:
+        settings = settings_for(item.target)
+        if item.target.tenant_group is None:
+            run(source, item.target.databases)
+        else:
+            failures = _run_tenants(run, source, settings, item.target.tenant_group)
+    except MigrationError as exc:
+        failures.append(exc)
+    return reports, failures
 
 
 def _start_fleet_for_upload(request: RunRequest, env: FunctionEnv, context: Any) -> dict[str, Any]:

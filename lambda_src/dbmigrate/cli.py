@@ -43,12 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     masker.add_url(getattr(args, "database_url", None))
     try:
         _check_database_names(args)
-        if args.command == "new":
-            return _new(args)
-        if args.command == "lint":
-            return _lint(args)
-        if args.command == "plan" and args.function:
-            return _remote_plan(args)
+        own = _OWN_COMMANDS.get("plan --function" if args.command == "plan" and args.function else args.command)
+        if own is not None:  # a command that runs no local Runner
+            return own(args)
         runner = Runner(
             LocalSource(args.dir),
             _settings(args),
@@ -150,6 +147,7 @@ COMMANDS: dict[str, tuple[str, bool]] = {
     "repair": ("clear unfinished records, accept reviewed checksums", True),
     "lint": ("find statements risky on a live database", False),
     "new": ("create a correctly named migration file", False),
+    "fleet": ("status or plan of every target of the deployed fleet (a table per target)", False),
 }
 
 
@@ -226,6 +224,17 @@ def _new_flags(new: argparse.ArgumentParser) -> None:
     new.add_argument("description", metavar="DESCRIPTION")
 
 
+def _fleet_flags(fleet: argparse.ArgumentParser) -> None:
+    fleet.add_argument(
+        "view",
+        choices=("status", "plan"),
+        help="status: what each target's databases hold; plan: what uploading --dir would apply to each",
+    )
+    fleet.add_argument(
+        "--function", metavar="NAME", required=True, help="the deployed migration Lambda (the stack's function_name)"
+    )
+
+
 _COMMAND_FLAGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "plan": _plan_flags,
     "down": _down_flags,
@@ -233,6 +242,7 @@ _COMMAND_FLAGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "repair": _repair_flags,
     "lint": _lint_flags,
     "new": _new_flags,
+    "fleet": _fleet_flags,
 }
 
 
@@ -307,6 +317,13 @@ def _remote_plan(args: argparse.Namespace) -> int:
     return _print_result(result, as_json=args.json)
 
 
+def _fleet(args: argparse.Namespace) -> int:
+    from .cli_remote import lambda_invoker, remote_fleet  # noqa: PLC0415 (only fleet)
+
+    source = LocalSource(args.dir) if args.view == "plan" else None
+    return _print_result(remote_fleet(args.view, lambda_invoker(args.function), source), as_json=args.json)
+
+
 def _lint(args: argparse.Namespace) -> int:
     from .lint import CONFIG_NAME, SEVERITIES, LintConfig, lint  # noqa: PLC0415 (only lint)
 
@@ -341,6 +358,14 @@ def _new(args: argparse.Namespace) -> int:
     else:
         print(f"created {path}")
     return EXIT_OK
+
+
+_OWN_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "new": _new,
+    "lint": _lint,
+    "fleet": _fleet,
+    "plan --function": _remote_plan,
+}
 
 
 class _Progress:

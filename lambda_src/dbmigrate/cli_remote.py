@@ -1,10 +1,12 @@
-"""The remote plan: ask the deployed function what it would apply, before uploading.
+"""The remote plan and the fleet: ask the deployed function, which reaches the databases.
 
 ``dbmigrate plan --function NAME`` sends the local folder's manifest (names and
 sha256) to the function's ``plan`` action. The function compares it with each
 database's history, inside the VPC, and answers with the pending versions and any
-drift; how each pending file would run is read here, from the same files. This is
-the CLI side: one synchronous Lambda invoke.
+drift; how each pending file would run is read here, from the same files.
+``dbmigrate fleet status|plan --function NAME`` asks the same of every target of the
+fleet (``fleet_status.py`` in the function); plan sends the manifest too. This is the
+CLI side: one synchronous Lambda invoke.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from .errors import ConfigError, MigrationError
 from .manifest import manifest_of
 from .sources import MigrationSource
 
-__all__ = ["RemotePlanError", "lambda_invoker", "remote_plan"]
+__all__ = ["RemotePlanError", "lambda_invoker", "remote_fleet", "remote_plan"]
+
+INVOKE_READ_TIMEOUT_S = 905
+"""Longer than any invocation (15 minutes): botocore's 60 s would retry a long one, which runs it twice."""
 
 Invoker = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -33,29 +38,55 @@ def remote_plan(source: MigrationSource, invoke: Invoker, databases: Sequence[st
     if databases:
         payload["databases"] = list(databases)
     result = invoke(payload)
-    _read_pending_here(result, source)
+    result.setdefault("problems", []).extend(_read_pending_here(result.get("databases", []), source))
     return result
 
 
-def _read_pending_here(result: dict[str, Any], source: MigrationSource) -> None:
-    """The function saw checksums only: how each pending file would run is read from the files here."""
+def remote_fleet(view: str, invoke: Invoker, source: MigrationSource | None = None) -> dict[str, Any]:
+    """The function's status (``view`` "status") or plan of every fleet target; a plan is of ``source``'s files."""
+    payload: dict[str, Any] = {"action": f"fleet-{view}"}
+    if source is not None:
+        payload["manifest"] = manifest_of(source, None)
+    result = invoke(payload)
+    if source is None:
+        return result
+    for target in result.get("targets", []):
+        found = _read_pending_here(target.get("databases", []), source)
+        target.setdefault("problems", []).extend(found)
+        name = target.get("target")
+        result.setdefault("problems", []).extend(
+            {**problem, "target": name, "message": f"{name}: {problem.get('message')}"} for problem in found
+        )
+    return result
+
+
+def _read_pending_here(databases: list[dict[str, Any]], source: MigrationSource) -> list[dict[str, Any]]:
+    """The function saw checksums only: how each pending file would run is read from the files here
+    (once per file, however many databases get it); the files that would fail, as problems."""
     refs = {ref.key: ref for ref in source.list()}
-    for database in result.get("databases", []):
+    read: dict[str, dict[str, Any]] = {}
+    problems: list[dict[str, Any]] = []
+    for database in databases:
         for entry in database.get("pending_files", []):
             ref = refs.get(str(entry.get("file"))) if isinstance(entry, dict) else None
             if ref is None or entry.get("mode") is not None or "error" in entry:
                 continue
-            entry.update(how_it_runs(source.read(ref.key), ref))
+            if ref.key not in read:
+                read[ref.key] = how_it_runs(source.read(ref.key), ref)
+            entry.update(read[ref.key])
             if "error" in entry:
-                result.setdefault("problems", []).append(entry["error"])
+                problems.append(entry["error"])
+    return problems
 
 
 def lambda_invoker(function_name: str, client: Any = None) -> Invoker:
     """An invoker that calls a deployed function synchronously (boto3, default credentials)."""
     if client is None:
-        import boto3  # noqa: PLC0415 (only the remote plan needs AWS)
+        import boto3  # noqa: PLC0415 (only the remote plan and the fleet need AWS)
+        from botocore.config import Config  # noqa: PLC0415
 
-        client = boto3.client("lambda")
+        once = Config(read_timeout=INVOKE_READ_TIMEOUT_S, retries={"total_max_attempts": 1})
+        client = boto3.client("lambda", config=once)
 
     def invoke(payload: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -99,6 +99,40 @@ def _down(result: Document, out: TextIO) -> None:
             print(f"{database['name']}: undid {undid}; now at {_version(database['current_version'])}", file=out)
 
 
+def _fleet(result: Document, out: TextIO) -> None:
+    """A table (status) or the plan of each target, stage by stage; its errors are among the problems."""
+    for target in result["targets"]:
+        print(f"target {target['target']} ({target['stage']}, {target['server']})", file=out)
+        if target["errors"]:
+            print(f"  {len(target['errors'])} error(s): see the problems below", file=out)
+        if result["action"] == "fleet-plan":
+            _plan(target, out)
+        elif target["databases"]:
+            rows = [("DATABASE", "CURRENT VERSION", "APPLIED", "PENDING", "DRIFT")]
+            rows += [
+                (d["name"], _version(d["current_version"]), str(d["applied"]), str(len(d["pending"])), _drift(d))
+                for d in target["databases"]
+            ]
+            _table(rows, out)
+        print(file=out)
+    counts = {"up to date": 0, "pending": 0, "with problems": 0}
+    for target in result["targets"]:
+        troubled = target["errors"] or target["problems"]
+        busy = any(database["pending"] for database in target["databases"])
+        counts["with problems" if troubled else "pending" if busy else "up to date"] += 1
+    said = ", ".join(f"{count} {what}" for what, count in counts.items())
+    print(f"{len(result['targets'])} target(s): {said}", file=out)
+
+
+def _drift(database: Document) -> str:
+    """What is wrong with a database's history, in a few words (status --json has the versions)."""
+    kinds = ("changed", "different", "missing", "out_of_order", "unfinished")
+    said = [f"{len(database[kind])} {kind.replace('_', ' ')}" for kind in kinds if database.get(kind)]
+    if database.get("exists") is False:
+        said.insert(0, "not created")
+    return ", ".join(said)
+
+
 def _changes_only(result: Document, out: TextIO) -> None:
     """repair and baseline: what they changed is all there is to say (``render`` prints it)."""
 
@@ -110,6 +144,8 @@ RENDERERS: dict[str, Callable[[Document, TextIO], None]] = {
     "down": _down,
     "repair": _changes_only,
     "baseline": _changes_only,
+    "fleet-status": _fleet,
+    "fleet-plan": _fleet,
 }
 
 

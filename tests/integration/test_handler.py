@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +35,7 @@ from infra.fleet_definition import TenantGroup as FleetTenantGroup
 from jsonlog import JsonFormatter
 from local.aws import LocalAws
 from local.lambda_runtime import Context
+from local.net import free_port
 from local.postgres import EmbeddedPostgres
 from local.stepfunctions import LocalStepFunctions
 from tests.conftest import reset_cluster
@@ -1015,3 +1017,192 @@ def test_an_upload_to_a_fleet_starts_one_execution_over_the_folders_it_changed(
 def test_the_fleet_action_without_a_fleet_is_refused_naming_the_variable(function: Function) -> None:
     with pytest.raises(ConfigError, match="FLEET_STATE_MACHINE_ARN is not set"):
         function.invoke(deploy())
+
+
+# -- dbmigrate fleet status|plan: every target looked at through the function ---------------------
+
+
+FleetCli = Callable[..., tuple[int, str]]
+
+
+@pytest.fixture
+def fleet_cli(function: Function, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> FleetCli:
+    """``dbmigrate fleet ...`` with its Lambda invoke delivered to this handler (as JSON crosses the wire):
+    its exit code and what it printed."""
+
+    def invoker(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        assert name == "acme-dbmigrate"
+        return lambda payload: json.loads(json.dumps(function.invoke(json.loads(json.dumps(payload)))))
+
+    monkeypatch.setattr("dbmigrate.cli_remote.lambda_invoker", invoker)  # cli imports it when fleet runs
+
+    def run(*argv: str) -> tuple[int, str]:
+        code = cli_main(["fleet", *argv, "--function", "acme-dbmigrate"])
+        return code, capsys.readouterr().out
+
+    return run
+
+
+def by_target(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {item["target"]: item for item in result["targets"]}
+
+
+def test_fleet_status_shows_every_target_in_its_stage_with_what_each_database_holds(
+    function: Function, pg: EmbeddedPostgres, deployed_fleet: DeployedFleet, fleet_cli: FleetCli
+) -> None:
+    before = by_target(function.invoke({"action": "fleet-status"}))
+    assert [(name, item["stage"]) for name, item in before.items()] == [
+        ("eu", "Canary"),
+        ("eu-tenants", "Wave 1"),
+        ("us", "Wave 1"),
+    ]
+    assert before["us"]["server"].endswith(f":{deployed_fleet_port(deployed_fleet, 'us')}")
+    assert [(d["name"], d["exists"], d["pending"]) for d in before["eu-tenants"]["databases"]] == [
+        ("postgres", True, [202401010000, 202401010001])
+    ], "no tenant database yet: the root's files create them"
+
+    function.invoke(deploy())
+    function.upload({"tenant/202402030000_notes.up.sql": "CREATE TABLE notes (id int);\n"})
+    code, out = fleet_cli("status", "--json")
+    assert code == 0
+    after = by_target(json.loads(out))
+    tenants = {d["name"]: (d["applied"], d["pending"]) for d in after["eu-tenants"]["databases"]}
+    assert tenants == {"postgres": (2, []), **{f"tenant_{n}": (2, [202402030000]) for n in range(1, 6)}}
+    assert [(d["name"], d["applied"], d["pending"]) for d in after["us"]["databases"]] == [
+        ("postgres", 2, []),
+        ("projectdb", 1, []),
+    ]
+    assert "history" not in after["us"]["databases"][0], "a summary per database, not its history rows"
+    assert tables(pg, "tenant_1") == ["accounts", "plans"], "a look applies nothing"
+
+    code, printed = fleet_cli("status")
+    assert code == 0
+    assert f"target eu-tenants (Wave 1, {pg.host}:{pg.port})" in printed
+    assert re.search(r"tenant_3\s+202402020000\s+2\s+1", printed)
+    assert printed.rstrip().endswith("3 target(s): 2 up to date, 1 pending, 0 with problems")
+
+
+def deployed_fleet_port(deployed_fleet: DeployedFleet, name: str) -> int:
+    definition = json.loads(
+        deployed_fleet.sfn.client.describe_state_machine(stateMachineArn=deployed_fleet.arn)["definition"]
+    )
+    payloads = [p for s in definition["States"].values() if s["Type"] == "Pass" for p in s.get("Result") or []]
+    return int(next(p["port"] for p in payloads if isinstance(p, dict) and p.get("name") == name))
+
+
+def test_fleet_status_names_the_target_whose_history_drifted_and_exits_1(
+    function: Function, deployed_fleet: DeployedFleet, fleet_cli: FleetCli
+) -> None:
+    function.invoke(deploy())
+    function.upload({"tenant/202402010000_accounts.up.sql": "CREATE TABLE accounts (id bigint PRIMARY KEY);\n"})
+
+    code, printed = fleet_cli("status")
+    assert code == 1
+    assert re.search(r"tenant_2\s+202402020000\s+2\s+0\s+1 changed", printed)
+    problems = [line for line in printed.splitlines() if line.startswith("problem: ")]
+    assert len(problems) == 5 and all(line.startswith("problem: eu-tenants: ") for line in problems), problems
+    assert "202402010000" in problems[0]
+
+
+def test_a_target_that_cannot_be_reached_is_named_and_the_others_are_still_looked_at(
+    function: Function, pg: EmbeddedPostgres, deployed_fleet: DeployedFleet
+) -> None:
+    function.setenv(CONNECT_TIMEOUT_S="2")
+    dead = target(function, pg, "ap")["target"]
+    fleet = [
+        FleetTarget("ap", "127.0.0.1", dead["secret_arn"], free_port(), ("postgres",)),
+        FleetTarget("eu", pg.host, dead["secret_arn"], pg.port, ("postgres", "projectdb")),
+    ]
+    rollout = Rollout(canary=1, max_concurrency=1, tolerance=Tolerance(count=0))
+    arn = deployed_fleet.sfn.create_state_machine(
+        f"acme-fleet-dead-{time.monotonic_ns()}", fleet_definition(fleet, rollout, function_arn=FLEET_FUNCTION_ARN)
+    )
+    function.setenv(FLEET_STATE_MACHINE_ARN=arn)
+
+    result = function.invoke({"action": "fleet-status"})
+
+    looked = by_target(result)
+    assert looked["ap"]["databases"] == []
+    assert [error["error"] for error in looked["ap"]["errors"]] == ["DatabaseConnectError"]
+    assert [d["name"] for d in looked["eu"]["databases"]] == ["postgres", "projectdb"]
+    assert [problem["target"] for problem in result["problems"]] == ["ap"]
+    assert result["problems"][0]["message"].startswith("ap: ")
+    assert pg.password not in json.dumps(result)
+
+
+def test_fleet_plan_sends_the_local_folder_and_says_per_target_what_an_upload_would_apply(
+    function: Function, pg: EmbeddedPostgres, deployed_fleet: DeployedFleet, tmp_path: Path, fleet_cli: FleetCli
+) -> None:
+    function.invoke(deploy())
+    local = {
+        **BASE,
+        **TENANT_FILES,
+        "tenant/202402030000_index.up.sql": "CREATE INDEX CONCURRENTLY accounts_i ON accounts (id);\n",
+        "tenant/202402040000_broken.up.sql": "CREATE TABLE (;\n",
+    }
+    write_files(tmp_path, local)
+
+    code, out = fleet_cli("plan", "--dir", str(tmp_path), "--json")
+    assert code == 1, "a file would fail"
+    result = json.loads(out)
+    tenants = by_target(result)["eu-tenants"]["databases"]
+    assert [d["name"] for d in tenants] == ["postgres", *(f"tenant_{n}" for n in range(1, 6))]
+    pending = {entry["file"]: entry for entry in tenants[3]["pending_files"]}
+    assert pending["tenant/202402030000_index.up.sql"]["mode"] == "autocommit"
+    assert pending["tenant/202402040000_broken.up.sql"]["error"]["line"] == 1
+    assert [d["pending"] for d in by_target(result)["us"]["databases"]] == [[], []]
+    assert {problem["target"] for problem in result["problems"]} == {"eu-tenants"}
+    assert history(pg, "tenant_1") == [(202402010000, "applied"), (202402020000, "applied")], "nothing applied"
+
+    code, printed = fleet_cli("plan", "--dir", str(tmp_path))
+    assert code == 1
+    assert "target us (Wave 1, " in printed and "tenant_5: 2 pending (current 202402020000)" in printed
+    assert "+ tenant/202402030000_index.up.sql  (statement by statement: " in printed
+
+
+def test_a_fleet_look_short_of_time_names_the_targets_it_did_not_reach(
+    function: Function, deployed_fleet: DeployedFleet
+) -> None:
+    function.setenv(MIN_TIME_LEFT_S="30")
+
+    result = function.invoke({"action": "fleet-status"}, Context(timeout_s=20))
+
+    assert [item["databases"] for item in result["targets"]] == [[], [], []]
+    assert [problem["message"] for problem in result["problems"]] == [
+        f"{name}: {name} was not looked at: the time ran short" for name in ("eu", "eu-tenants", "us")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("payload", "refusal"),
+    [
+        ({"action": "fleet-status", "manifest": []}, "fleet-status takes only action, not manifest"),
+        ({"action": "fleet-plan", "databases": ["x"]}, "fleet-plan takes only action and manifest, not databases"),
+        ({"action": "fleet-plan", "manifest": "x"}, "the manifest must be a list"),
+    ],
+)
+def test_a_malformed_fleet_look_is_refused_naming_the_field(
+    function: Function, deployed_fleet: DeployedFleet, payload: dict[str, Any], refusal: str
+) -> None:
+    with pytest.raises(ConfigError, match=refusal):
+        function.invoke(payload)
+
+
+def test_a_fleet_look_without_a_fleet_names_the_variable(function: Function) -> None:
+    with pytest.raises(ConfigError, match="FLEET_STATE_MACHINE_ARN is not set"):
+        function.invoke({"action": "fleet-status"})
+
+
+@pytest.mark.parametrize("payload", [deploy(), {"action": "fleet-status"}])
+def test_unreachable_step_functions_fails_fast_naming_the_route_it_needs(
+    function: Function, deployed_fleet: DeployedFleet, refusing_endpoint: str, payload: dict[str, Any]
+) -> None:
+    function.setenv(AWS_ENDPOINT_URL_SFN=refusing_endpoint)
+    started = time.monotonic()
+
+    with pytest.raises(MigrationError, match="Step Functions cannot be reached") as failed:
+        function.invoke(payload)
+
+    assert time.monotonic() - started < 10
+    assert "a route to Step Functions" in str(failed.value.hint)
+    assert deployed_fleet.calls == []
