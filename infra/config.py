@@ -22,6 +22,7 @@ from typing import Any, Literal
 from dbmigrate.config import Options
 from dbmigrate.errors import ConfigError
 
+from .fleet_plan import Rollout
 from .names import Part, name_problems, tag_problems
 
 __all__ = ["ENV_PREFIX", "ConfigError", "StackConfig"]
@@ -273,6 +274,15 @@ class StackConfig(Options):
             yield f"fleet_canary {self.fleet_canary} must be 0 to the number of fleet_servers"
         if self.fleet_max_concurrency < 1 or self.fleet_tolerated_failures < 0:
             yield "fleet_max_concurrency must be at least 1 and fleet_tolerated_failures at least 0"
+        if self.reserved_concurrency is None or self.fleet_max_concurrency < 1:
+            return
+        needed = Rollout(max_concurrency=self.fleet_max_concurrency).concurrency_needed
+        if self.reserved_concurrency < needed:
+            yield (
+                f"reserved_concurrency {self.reserved_concurrency} throttles the fleet: fleet_max_concurrency "
+                f"({self.fleet_max_concurrency}) servers run at once while the deploy-time run waits for them; "
+                f"reserve at least {needed}, or none"
+            )
 
     def _function_problems(self) -> typing.Iterator[str]:
         if self.log_level.upper() not in LOG_LEVELS:

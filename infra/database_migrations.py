@@ -103,6 +103,13 @@ class DatabaseMigrationsProps:
                 for target in self.fleet.targets
                 if target.secret_arn not in known
             ]
+            reserved, needed = self.function.reserved_concurrency, self.fleet.rollout.concurrency_needed
+            if reserved is not None and reserved < needed:
+                problems.append(
+                    f"function.reserved_concurrency {reserved} throttles the fleet: it runs "
+                    f"rollout.max_concurrency ({needed - 1}) targets at once while the deploy-time invocation "
+                    f"waits for them. Fix: reserve at least {needed}, or none"
+                )
         if problems:
             raise ConfigError("DatabaseMigrationsProps: " + "; ".join(problems))
 

@@ -133,6 +133,12 @@ class Rollout:
         if isinstance(self.canary, int) and self.canary < 0:
             raise ConfigError(f"Rollout: canary {self.canary} must be 0 or more")
 
+    @property
+    def concurrency_needed(self) -> int:
+        """Invocations of the function at once during a deploy: ``max_concurrency`` targets and the
+        deploy-time invocation that waits for them. A reservation below it throttles the fleet."""
+        return self.max_concurrency + 1
+
 
 @dataclass(frozen=True)
 class Stage:

@@ -39,7 +39,8 @@ View = Literal["status", "plan"]
 LOOKS: dict[str, View] = {"fleet-status": "status", "fleet-plan": "plan"}
 FIELDS = frozenset({"action", "manifest"})
 TARGETS_STATE = " targets"
-"""The suffix of the states that hold a stage's targets (``infra/fleet_definition.py``)."""
+"""The suffix of the states that hold a stage's targets: ``"<title> targets"`` (``infra/fleet_definition.py``,
+``infra/fleet_plan.stages``: a stage titled "Wave 2" is the report's ``wave_2``)."""
 SUMMARY = ("name", "exists", "current_version", "pending", "changed", "different", "missing", "out_of_order")
 
 
@@ -58,7 +59,7 @@ class FleetLook:
 
 @dataclass(frozen=True)
 class StagedTarget:
-    """One target of the fleet, and the stage it runs in."""
+    """One target of the fleet, and the stage it runs in (as the fleet report names it)."""
 
     stage: str
     target: TargetRequest
@@ -85,7 +86,7 @@ def targets_of(definition: Mapping[str, Any], state_machine: str) -> list[Staged
     """The targets in the definition, stage by stage in the order they run; ConfigError when it has none."""
     states = definition.get("States")
     staged = [
-        StagedTarget(name.removesuffix(TARGETS_STATE), parse_target({"target": payload}))
+        StagedTarget(_stage_key(name.removesuffix(TARGETS_STATE)), parse_target({"target": payload}))
         for name, state in (states.items() if isinstance(states, Mapping) else ())
         if name.endswith(TARGETS_STATE) and isinstance(state, Mapping) and state.get("Type") == "Pass"
         for payload in _listed(state.get("Result"))
@@ -96,6 +97,11 @@ def targets_of(definition: Mapping[str, Any], state_machine: str) -> list[Staged
             hint="FLEET_STATE_MACHINE_ARN must name the fleet's state machine, as the stack sets it",
         )
     return staged
+
+
+def _stage_key(title: str) -> str:
+    """The stage as the fleet report names it: "Canary" is ``canary``, "Wave 2" ``wave_2``."""
+    return title.lower().replace(" ", "_")
 
 
 def _listed(value: object) -> list[Any]:

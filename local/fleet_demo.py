@@ -8,15 +8,20 @@ After the stack's own deploy, the same packaged function migrates a fleet:
   ``eu`` is the canary, then ``us`` and ``ap`` in one wave at a concurrency of 2, one failed
   target tolerated; each ``lambda:invoke`` is delivered to the packaged function through the
   local Lambda service, as the deploy's own invocations are;
+- each step is a deploy-time run: the packaged function is invoked with ``{"action": "fleet"}``
+  (``FLEET_STATE_MACHINE_ARN`` names the state machine), starts the execution, waits for it
+  and answers the fleet report, as ``terraform apply`` would see it;
 - step 1 gives every tenant its first file; step 2 adds a second, which fails on purpose on
   ``tenant_17`` (a table of that name is already there) while every other tenant applies it;
 - the fix (the table dropped), and the fleet run again: only ``tenant_17``'s file is applied.
 
-Each step prints the fleet report, one line per target.
+Each step prints the fleet report, one line per target; at the end, ``dbmigrate fleet status``
+(the function's ``fleet-status`` answer, rendered as the command line does): a table per target.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -24,12 +29,15 @@ from typing import Any
 
 import psycopg2
 
+from dbmigrate.cli_remote import remote_fleet
+from dbmigrate.cli_render import render
 from infra.fleet_definition import FleetTarget, Rollout, TenantGroup, Tolerance, fleet_definition
 from local.aws import LocalAws
 from local.deploy import LocalDeploy
+from local.function import FunctionError
 from local.lambda_service import LocalLambda
 from local.postgres import EmbeddedPostgres
-from local.stepfunctions import Execution, LocalStepFunctions
+from local.stepfunctions import LocalStepFunctions
 
 __all__ = ["run_fleet"]
 
@@ -67,18 +75,24 @@ def run_fleet(deploy: LocalDeploy, aws: LocalAws, step: Say, say: Say) -> bool:
         sfn = stack.enter_context(
             LocalStepFunctions(aws.endpoint, aws.region, lambda _name, event: service.invoke(event))
         )
-        machine = sfn.create_state_machine("dbmigrate-fleet", definition)
+        deploy.overrides["FLEET_STATE_MACHINE_ARN"] = sfn.create_state_machine("dbmigrate-fleet", definition)
         step(
             f"fleet state machine: canary eu, then us and ap at a concurrency of {ROLLOUT.max_concurrency}, "
             "1 failed target tolerated; 20 tenant databases (tenant_01-10 on us, 11-20 on ap)"
         )
         aws.upload(deploy.bucket, FILES, PREFIX)
-        first = _run(sfn, machine, step, say, "step 1: every tenant's first file, the app's database on eu")
+        first = _run(service, step, say, "step 1: every tenant's first file, the app's database on eu")
         aws.upload(deploy.bucket, SECOND_STEP, PREFIX)
-        second = _run(sfn, machine, step, say, f"step 2: a second tenant file; it fails on {FAILING_TENANT} on purpose")
+        second = _run(service, step, say, f"step 2: a second tenant file; it fails on {FAILING_TENANT} on purpose")
         _execute(servers["ap"], "DROP TABLE plans", database=FAILING_TENANT)
-        third = _run(sfn, machine, step, say, f"fixed on {FAILING_TENANT}; the fleet again: only what is left")
-    return _as_expected(first, second, third)
+        third = _run(service, step, say, f"fixed on {FAILING_TENANT}; the fleet again: only what is left")
+        step("dbmigrate fleet status (the function looks at every target): a table per target")
+        status = remote_fleet("status", service.invoke)
+        printed = io.StringIO()
+        render(status, printed, printed)
+        for line in printed.getvalue().splitlines():
+            say(f"    {line}" if line else "")
+    return _as_expected(first, second, third) and not status["problems"]
 
 
 def _targets(servers: dict[str, EmbeddedPostgres], aws: LocalAws) -> list[FleetTarget]:
@@ -107,13 +121,16 @@ def _function_arn(deploy: LocalDeploy, aws: LocalAws) -> str:
     return f"arn:aws:lambda:{aws.region}:123456789012:function:{deploy.stack.one('aws_lambda_function').address}"
 
 
-def _run(sfn: LocalStepFunctions, machine: str, step: Say, say: Say, title: str) -> Execution:
+def _run(service: LocalLambda, step: Say, say: Say, title: str) -> dict[str, Any] | None:
+    """One deploy-time run of the fleet through the function: its report, printed (None: the apply failed)."""
     step(title)
-    done = sfn.run(machine, {}, timeout_s=300)
-    report = done.output if done.status == "SUCCEEDED" else json.loads(done.cause or "{}")
-    outcomes = report.get("outcomes") or report.get("failed", [])
+    try:
+        report: dict[str, Any] = service.invoke({"action": "fleet", "tf": {"action": "create", "prev_input": None}})
+    except FunctionError as exc:
+        say(f"    the deploy-time run failed, so the apply fails: {exc}")
+        return None
     rows = [("TARGET", "STAGE", "STATUS", "APPLIED", "ERROR")]
-    for outcome in outcomes:
+    for outcome in report["outcomes"]:
         rows.append(
             (
                 outcome["target"],
@@ -126,10 +143,8 @@ def _run(sfn: LocalStepFunctions, machine: str, step: Say, say: Say, title: str)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         say("    " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-    say(
-        f"    execution {done.status.lower()}: {report.get('failed', 0)} failed, {report.get('tolerated', 0)} tolerated"
-    )
-    return done
+    say(f"    execution {report['status']}: {report['failed']} failed, {report['tolerated']} tolerated")
+    return report
 
 
 def _applied(outcome: dict[str, Any]) -> str:
@@ -151,11 +166,10 @@ def _error(error: dict[str, Any] | None) -> str:
     return f"{error.get('database', '?')} {where}: {message[:70]}"
 
 
-def _as_expected(first: Execution, second: Execution, third: Execution) -> bool:
+def _as_expected(first: dict[str, Any] | None, second: dict[str, Any] | None, third: dict[str, Any] | None) -> bool:
     """Step 1 and the rerun clean; step 2 succeeded with exactly the one target tolerated."""
-    clean = [done.status == "SUCCEEDED" and done.output["failed"] == 0 for done in (first, third)]
-    tolerated = second.status == "SUCCEEDED" and second.output["failed"] == 1
-    return all(clean) and tolerated
+    clean = [report is not None and report["failed"] == 0 for report in (first, third)]
+    return all(clean) and second is not None and second["failed"] == 1
 
 
 @contextmanager

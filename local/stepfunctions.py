@@ -47,6 +47,18 @@ LambdaInvoke = Callable[[str, Any], Any]
 """``(function_name, event) -> result``; raises ``FunctionError`` or ``TooManyRequestsError``."""
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/dbmigrate-fleet-local"
+INTERPRETER_LOG = "moto.stepfunctions.parser.asl.component.eval_component"
+
+
+class _QuietPresenceChecks(logging.Filter):
+    """moto's interpreter logs an ERROR each time a Choice's ``IsPresent`` finds a path absent, which is
+    the check working as documented (the fleet's definition asks it on every answer): those lines go."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "NoSuchJsonPathError" not in record.getMessage()
+
+
+_QUIET = _QuietPresenceChecks()
 _PARAMS_KEY = "dbmigrate_local_invoke_params"
 _active: list[LocalStepFunctions] = []
 
@@ -118,6 +130,7 @@ class LocalStepFunctions:
                 "Fix: close it first (one local Step Functions service a process)."
             )
         _post_json(f"{self.endpoint}/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
+        logging.getLogger(INTERPRETER_LOG).addFilter(_QUIET)
         events = _default_session().events
         events.register("before-parameter-build.lambda.Invoke", _keep_params, unique_id=_PARAMS_KEY)
         events.register("before-call.lambda.Invoke", self._answer_invoke, unique_id=f"{_PARAMS_KEY}-call")
@@ -129,6 +142,7 @@ class LocalStepFunctions:
         if self not in _active:
             return
         _post_json(f"{self.endpoint}/moto-api/config", {"stepfunctions": {"execute_state_machine": False}})
+        logging.getLogger(INTERPRETER_LOG).removeFilter(_QUIET)
         events = _default_session().events
         events.unregister("before-parameter-build.lambda.Invoke", unique_id=_PARAMS_KEY)
         events.unregister("before-call.lambda.Invoke", unique_id=f"{_PARAMS_KEY}-call")

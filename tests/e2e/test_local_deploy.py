@@ -7,6 +7,7 @@ Every assertion is on the database's real schema and history, not on printed tex
 from __future__ import annotations
 
 import io
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -170,3 +171,6 @@ def test_the_main_job_prints_each_step_and_succeeds(stack_file: Path, local_aws:
     assert "tenant_17" in steps[1][2] and steps[1][2][3] == "9", "the other nine tenants of ap applied it"
     assert steps[1][3][:4] == ["execution", "succeeded:", "1", "failed,"]
     assert [row[3] for row in steps[2][:3]] == ["-", "-", "1"], "the rerun: only tenant_17's file"
+    status = printed[printed.index("dbmigrate fleet status") :]
+    assert re.search(r"tenant_17\s+202402020000\s+2\s+0", status), "a table per target, tenant_17 caught up"
+    assert "3 target(s): 3 up to date, 0 pending, 0 with problems" in status

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from infra.accepted_findings import ACCEPTED_FINDINGS
 from infra.config import ConfigError, StackConfig
+from infra.database_migrations import DatabaseMigrationsProps, DatabaseTarget, FleetSettings
+from infra.fleet_plan import FleetTarget, Rollout
+from infra.function import FunctionSettings
+from infra.packaging import BuildResult
 
 from .conftest import Synth
 from .iam_policies import Request, decide, resolve
@@ -166,6 +171,15 @@ def test_the_default_stack_has_no_fleet(stack: dict[str, Any]) -> None:
             {"fleet_servers": ("eu",), "migration_secret_arn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:m"},
             "the DatabaseMigrations construct's fleet prop",
         ),
+        (
+            {"fleet_servers": ("eu", "us"), "fleet_max_concurrency": 2, "reserved_concurrency": 2},
+            "reserved_concurrency 2 throttles the fleet: fleet_max_concurrency (2) servers run at once while the "
+            "deploy-time run waits for them; reserve at least 3, or none",
+        ),
+        (
+            {"fleet_servers": ("eu",), "reserved_concurrency": 1},
+            "reserved_concurrency 1 throttles the fleet: fleet_max_concurrency (4)",
+        ),
     ],
 )
 def test_a_fleet_setting_that_cannot_work_is_refused_naming_it(settings: dict[str, Any], message: str) -> None:
@@ -176,3 +190,52 @@ def test_a_fleet_setting_that_cannot_work_is_refused_naming_it(settings: dict[st
 def test_the_fleets_servers_come_from_the_environment_too() -> None:
     config = StackConfig.from_sources({}, {"DBMIGRATE_FLEET_SERVERS": "eu, us", "DBMIGRATE_FLEET_CANARY": "0"})
     assert (config.fleet_servers, config.fleet_canary) == (("eu", "us"), 0)
+
+
+def test_a_fleet_reservation_with_room_for_the_targets_and_the_waiting_run_is_accepted() -> None:
+    settings = {"fleet_servers": ("eu", "us"), "fleet_max_concurrency": 2, "reserved_concurrency": 3}
+    assert StackConfig.from_sources(settings, {}).reserved_concurrency == 3
+
+
+def props(fleet: FleetSettings, *, reserved: int | None = None) -> DatabaseMigrationsProps:
+    return DatabaseMigrationsProps(
+        name="acme",
+        vpc_id="vpc-1",
+        subnet_ids=["subnet-1"],
+        database=DatabaseTarget("eu.internal", SECRETS["eu"], "sg-eu"),
+        migrations_dir=Path("migrations"),
+        package=BuildResult(Path("lambda.zip"), "0" * 64, 1, ()),
+        function=FunctionSettings(reserved_concurrency=reserved),
+        fleet=fleet,
+    )
+
+
+SECRETS = {name: f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}" for name in ("eu", "us", "ap")}
+
+
+@pytest.mark.parametrize(
+    ("fleet", "reserved", "message"),
+    [
+        (
+            FleetSettings([FleetTarget("ap", "ap.internal", SECRETS["ap"])]),
+            None,
+            "fleet target 'ap': its secret is not one of the servers' (database, fleet.servers)",
+        ),
+        (
+            FleetSettings(
+                [FleetTarget("eu", "eu.internal", SECRETS["eu"]), FleetTarget("us", "us.internal", SECRETS["us"])],
+                servers=[DatabaseTarget("us.internal", SECRETS["us"], "sg-us")],
+                rollout=Rollout(max_concurrency=2),
+            ),
+            2,
+            "function.reserved_concurrency 2 throttles the fleet: it runs rollout.max_concurrency (2) targets "
+            "at once while the deploy-time invocation waits for them. Fix: reserve at least 3, or none",
+        ),
+    ],
+)
+def test_a_fleet_prop_that_cannot_work_is_refused_naming_it(
+    fleet: FleetSettings, reserved: int | None, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        props(fleet, reserved=reserved)
+    assert props(FleetSettings([FleetTarget("eu", "eu.internal", SECRETS["eu"])]), reserved=5).fleet is not None

@@ -1052,9 +1052,9 @@ def test_fleet_status_shows_every_target_in_its_stage_with_what_each_database_ho
 ) -> None:
     before = by_target(function.invoke({"action": "fleet-status"}))
     assert [(name, item["stage"]) for name, item in before.items()] == [
-        ("eu", "Canary"),
-        ("eu-tenants", "Wave 1"),
-        ("us", "Wave 1"),
+        ("eu", "canary"),
+        ("eu-tenants", "wave_1"),
+        ("us", "wave_1"),
     ]
     assert before["us"]["server"].endswith(f":{deployed_fleet_port(deployed_fleet, 'us')}")
     assert [(d["name"], d["exists"], d["pending"]) for d in before["eu-tenants"]["databases"]] == [
@@ -1077,7 +1077,7 @@ def test_fleet_status_shows_every_target_in_its_stage_with_what_each_database_ho
 
     code, printed = fleet_cli("status")
     assert code == 0
-    assert f"target eu-tenants (Wave 1, {pg.host}:{pg.port})" in printed
+    assert f"target eu-tenants (wave_1, {pg.host}:{pg.port})" in printed
     assert re.search(r"tenant_3\s+202402020000\s+2\s+1", printed)
     assert printed.rstrip().endswith("3 target(s): 2 up to date, 1 pending, 0 with problems")
 
@@ -1156,7 +1156,7 @@ def test_fleet_plan_sends_the_local_folder_and_says_per_target_what_an_upload_wo
 
     code, printed = fleet_cli("plan", "--dir", str(tmp_path))
     assert code == 1
-    assert "target us (Wave 1, " in printed and "tenant_5: 2 pending (current 202402020000)" in printed
+    assert "target us (wave_1, " in printed and "tenant_5: 2 pending (current 202402020000)" in printed
     assert "+ tenant/202402030000_index.up.sql  (statement by statement: " in printed
 
 

@@ -8,6 +8,7 @@ AWS does, the test says so with a strict xfail and the reason.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -431,3 +432,27 @@ def test_a_direct_function_task_reports_a_function_error_by_its_type(fleet: Flee
     assert [event["lambdaFunctionFailedEventDetails"]["error"] for event in done.events_of("LambdaFunctionFailed")] == [
         "MigrationError"
     ]
+
+
+def test_a_presence_check_of_an_absent_path_chooses_without_an_error_in_the_log(
+    fleet: Fleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    definition = {
+        "StartAt": "Given?",
+        "States": {
+            "Given?": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.given", "IsPresent": True, "Next": "Given"}],
+                "Default": "Absent",
+            },
+            "Given": {"Type": "Pass", "Result": {"went": "given"}, "End": True},
+            "Absent": {"Type": "Pass", "Result": {"went": "absent"}, "End": True},
+        },
+    }
+    caplog.set_level(logging.DEBUG)
+
+    done = fleet.run(definition, {})
+    shown = fleet.run(definition, {"given": 1})
+
+    assert (done.output, shown.output) == ({"went": "absent"}, {"went": "given"})
+    assert not [record for record in caplog.records if "NoSuchJsonPathError" in record.getMessage()]

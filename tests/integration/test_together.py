@@ -132,8 +132,9 @@ def test_a_file_that_sets_session_state_ends_its_round_trip_and_leaks_nothing(
         **CREATE_APPDB,
         "appdb/1_schema.up.sql": "CREATE SCHEMA other;\nSET search_path = other;\nCREATE TABLE inside ();\n",
         "appdb/2_after.up.sql": "CREATE TABLE outside ();\n",
-        "appdb/3_role.up.sql": "SET statement_timeout = '1ms';\nCREATE TABLE quick ();\n",
-        "appdb/4_slow.up.sql": "SELECT pg_sleep(0.05);\nCREATE TABLE slow ();\n",
+        # 300 ms: ample for file 3's own statement on a loaded machine, too short for file 4's
+        "appdb/3_role.up.sql": "SET statement_timeout = '300ms';\nCREATE TABLE quick ();\n",
+        "appdb/4_slow.up.sql": "SELECT pg_sleep(0.6);\nCREATE TABLE slow ();\n",
     }
     root = write_migrations(files)
     assert cli("up", "--dir", str(root)).code == 0, "file 4 runs without file 3's statement_timeout"

@@ -10,6 +10,7 @@ import pytest
 from dbmigrate.errors import ConfigError, DatabaseConnectError
 from fleet_status import fleet_document, target_document, targets_of
 from infra.fleet_definition import FleetTarget, Rollout, TenantGroup, fleet_definition
+from infra.fleet_plan import stages as fleet_stages
 
 ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:acme-fleet"
 SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:fleet-eu-AbCdEf"
@@ -25,9 +26,9 @@ def fleet(count: int) -> list[FleetTarget]:
 @pytest.mark.parametrize(
     ("rollout", "stages"),
     [
-        (Rollout(canary=1), ["Canary"] + ["Wave 1"] * 6),
-        (Rollout(canary=0, wave_size=3), ["Wave 1"] * 3 + ["Wave 2"] * 3 + ["Wave 3"]),
-        (Rollout(canary=("t4", "t6"), wave_size=2), ["Canary"] * 2 + ["Wave 1"] * 2 + ["Wave 2"] * 2 + ["Wave 3"]),
+        (Rollout(canary=1), ["canary"] + ["wave_1"] * 6),
+        (Rollout(canary=0, wave_size=3), ["wave_1"] * 3 + ["wave_2"] * 3 + ["wave_3"]),
+        (Rollout(canary=("t4", "t6"), wave_size=2), ["canary"] * 2 + ["wave_1"] * 2 + ["wave_2"] * 2 + ["wave_3"]),
     ],
 )
 def test_every_target_is_read_back_in_the_order_its_stages_run(rollout: Rollout, stages: list[str]) -> None:
@@ -37,6 +38,8 @@ def test_every_target_is_read_back_in_the_order_its_stages_run(rollout: Rollout,
     staged = targets_of(definition, ARN)
 
     assert [item.stage for item in staged] == stages
+    keys = [stage.key for stage in fleet_stages(targets, rollout) for _ in stage.targets]
+    assert keys == stages, "as the fleet report names the stages"
     by_name = {item.target.name: item.target for item in staged}
     assert set(by_name) == {target.name for target in targets}
     assert by_name["t3"].databases == ("postgres", "app3") and by_name["t3"].port == 5435
