@@ -14,7 +14,9 @@ group matches every tenant (the same S3 reads as any fleet target, then the data
 another): the first against the second is what S3 and moto cost, the second against a fleet is
 what parallelism buys. Every measurement starts from freshly created tenant databases.
 *overhead / target* (concurrency 1): (fleet wall - the function's own time summed over
-invocations) / targets.
+invocations) / targets. Each execution's CPU is counted three ways: this process (moto and
+the ASL interpreter run in it), the function's processes, PostgreSQL; against the wall time
+it says how many of the machine's cores the fleet kept busy.
 
     .venv/bin/python -m bench.fleet_scale [--tenants 60] [--files 20] [--slices 6] [--append]
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -62,17 +65,26 @@ def tenant_names(count: int, slices: int) -> list[str]:
 
 
 def recreate(server: EmbeddedPostgres, tenants: list[str]) -> None:
+    """Fresh tenant databases; returns once the postmaster has reaped the backend, so that the CPU
+    this cost is counted before a measurement starts, not in it."""
     conn = psycopg2.connect(server.dsn("postgres"))
     conn.autocommit = True
     with conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        [(backend,)] = cur.fetchall()
         for name in tenants:
             cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
             cur.execute(f"CREATE DATABASE {name}")
     conn.close()
+    while Path(f"/proc/{backend}").exists():
+        time.sleep(0.01)
 
 
-def sequential(server: EmbeddedPostgres, tenants: list[str], files: dict[str, str], work: Path) -> float:
-    """One ``dbmigrate up`` over a folder per tenant: the databases one after another."""
+def sequential(
+    server: EmbeddedPostgres, tenants: list[str], files: dict[str, str], work: Path
+) -> tuple[float, tuple[float, ...]]:
+    """One ``dbmigrate up`` over a folder per tenant, the databases one after another: its wall time and
+    CPU (none here / the CLI's process / PostgreSQL)."""
     for tenant in tenants:
         for key, sql in files.items():
             path = work / "cli" / tenant / key
@@ -80,9 +92,12 @@ def sequential(server: EmbeddedPostgres, tenants: list[str], files: dict[str, st
             path.write_text(sql)
     recreate(server, tenants)
     command = [sys.executable, "-m", "dbmigrate", "up", "--dir", str(work / "cli"), "--database-url", server.url()]
+    cpu_before = cpu_seconds(server)
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    time.sleep(0.5)  # the postmaster reaps the CLI's backends
+    return wall, tuple(after - before for after, before in zip(cpu_seconds(server), cpu_before, strict=True))
 
 
 class Timed:
@@ -101,15 +116,27 @@ class Timed:
                 self.invocations += 1
 
 
+def cpu_seconds(server: EmbeddedPostgres) -> tuple[float, float, float]:
+    """CPU seconds so far of this process (moto and the ASL interpreter), of its ended children (the
+    function's processes) and of PostgreSQL (the postmaster and the backends it has reaped)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+    fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+    postgres = sum(int(ticks) for ticks in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime, postgres
+
+
 @dataclass(frozen=True)
 class Measured:
-    """One execution of the fleet: its wall time, and the function's time summed over its invocations."""
+    """One execution of the fleet: its wall time, the function's time summed over its invocations, and
+    the CPU seconds it cost (this process with moto, the function's processes, PostgreSQL)."""
 
     targets: int
     concurrency: int
     wall: float
     function_s: float
     invocations: int
+    cpu: tuple[float, float, float]
 
 
 class Bench:
@@ -128,28 +155,31 @@ class Bench:
                     f"fleet-{len(targets)}-{concurrency}", fleet_definition(targets, rollout, function_arn=FUNCTION_ARN)
                 )
                 recreate(self.server, self.tenants)
+                cpu_before = cpu_seconds(self.server)
                 started = time.perf_counter()
                 done = sfn.run(machine, {}, timeout_s=1800)
                 wall = time.perf_counter() - started
         finally:
             service.close()
+        cpu = tuple(after - before for after, before in zip(cpu_seconds(self.server), cpu_before, strict=True))
         if done.status != "SUCCEEDED" or done.output["failed"]:
             raise SystemExit(f"{len(targets)} targets at concurrency {concurrency}: {done.status} {done.cause}")
-        return Measured(len(targets), concurrency, wall, timed.seconds, timed.invocations)
+        return Measured(len(targets), concurrency, wall, timed.seconds, timed.invocations, (cpu[0], cpu[1], cpu[2]))
 
 
 def shape_table(runs: list[Measured], cli: float, alone: float) -> list[str]:
     """One shape's rows: each concurrency against both baselines."""
     rows = [
         "| MaxConcurrency | fleet wall (s) | vs sequential CLI | vs one invocation | function time / target (ms) "
-        "| overhead / target (ms) |",
-        "|---|---|---|---|---|---|",
+        "| overhead / target (ms) | CPU (s): moto + ASL / function / PostgreSQL | cores busy |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         overhead = f"{(run.wall - run.function_s) / run.targets * 1000:.0f}" if run.concurrency == 1 else "-"
         rows.append(
             f"| {run.concurrency} | {run.wall:.2f} | {cli / run.wall:.2f}x | {alone / run.wall:.2f}x "
-            f"| {run.function_s / run.targets * 1000:.0f} | {overhead} |"
+            f"| {run.function_s / run.targets * 1000:.0f} | {overhead} "
+            f"| {' / '.join(f'{seconds:.1f}' for seconds in run.cpu)} | {sum(run.cpu) / run.wall:.2f} |"
         )
     return rows
 
@@ -175,7 +205,7 @@ def main() -> None:
     files = {f"{m.version}_{m.description}.up.sql": m.sql for m in migrations}
     with tempfile.TemporaryDirectory(prefix="dbmigrate-fleet-scale-") as folder, EmbeddedPostgres() as server:
         work = Path(folder)
-        cli = sequential(server, tenants, files, work)
+        cli, cli_cpu = sequential(server, tenants, files, work)
         package = build_package(work / "lambda.zip").path
         image = PackageImage(package)
         with LocalAws("us-east-1") as aws:
@@ -232,12 +262,16 @@ def main() -> None:
             "Lambda service (one process per concurrent invocation), moto's ASL interpreter and S3; fresh tenant "
             f"databases each time; one run each on this 2-core machine shared with other work (load average "
             f"{load_start} at start, {load_average()} at end). Baselines, both sequential over the same databases: "
-            f"one `dbmigrate up` from a folder, **{cli:.2f} s**; one invocation of the function over a single "
+            f"one `dbmigrate up` from a folder, **{cli:.2f} s** (CPU: the CLI {cli_cpu[1]:.1f} s, PostgreSQL "
+            f"{cli_cpu[2]:.1f} s); one invocation of the function over a single "
             f"target matching all {args.tenants} tenants (its {args.files} files read from S3 once, then the databases "
             f"one after another), **{alone.function_s:.2f} s** ({alone.wall:.2f} s as the state machine's "
-            "execution). *function time / target*: the invocation as the state machine waits for it (a cold "
+            f"execution; CPU {' / '.join(f'{seconds:.1f}' for seconds in alone.cpu)} s, split as in the tables). "
+            "*function time / target*: the invocation as the state machine waits for it (a cold "
             "start for each new process included); *overhead / target* (concurrency 1): (wall - function "
-            "time) / targets.",
+            "time) / targets. *CPU*: seconds the execution cost this process (moto's S3 and Step Functions, "
+            "the ASL interpreter), the function's processes and PostgreSQL; *cores busy*: their sum over the "
+            "wall time, of the 2 cores (other work on the machine not counted).",
             *tables,
             "",
             f"Goal at MaxConcurrency 4, at least {GOAL}x faster than the sequential CLI run: {goal}.",
