@@ -57,7 +57,8 @@ FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:fleet-bench"
 CONCURRENCY = (1, 2, 4, 8)
 POLL_S = 0.1
 """How often the execution's status is asked for: each DescribeExecution costs this process and moto CPU
-that the fleet would otherwise have (every 10 ms, the default, took about a third of this process's CPU)."""
+that the fleet would otherwise have (every 10 ms, the default, took a third of this process's CPU in the
+slice shape)."""
 GOAL = 1.8
 """Issue 16: a fleet at MaxConcurrency 4 at least this many times faster than the sequential CLI run."""
 
