@@ -15,15 +15,17 @@ from cdktf_cdktf_provider_aws.provider import AwsProvider
 
 from infra.accepted_findings import ACCEPTED_FINDINGS
 from infra.config import ConfigError
+from infra.database_migrations import DatabaseMigrations, DatabaseMigrationsProps, DatabaseTarget, FleetSettings
 from infra.encryption import Account, EncryptionKey
 from infra.fleet import MigrationFleet, MigrationFleetProps
 from infra.fleet_definition import FleetTarget, Rollout, Tolerance, fleet_definition
+from infra.packaging import BuildResult
 from local.aws import LocalAws
 from local.stepfunctions import LocalStepFunctions
 
 from .conftest import Synth
 from .iam_policies import Request, decide, resolve
-from .terraform_json import only, ref, unresolved
+from .terraform_json import only, ref, resources, unresolved
 from .test_checkov import resource_types, run_checkov
 
 ACCOUNT = "123456789012"
@@ -273,6 +275,46 @@ def test_checkov_finds_nothing_in_the_fleet_stack(fleet_synth: Synth) -> None:
 
     assert [finding for finding in failed if finding not in ACCEPTED_FINDINGS] == []
     assert {"CKV_AWS_284", "CKV_AWS_285", "CKV_AWS_158", "CKV_AWS_338"} <= passed
+
+
+def test_the_construct_with_a_key_of_its_own_encrypts_its_fleet_with_it_and_lets_log_delivery_decrypt(
+    package: BuildResult, migrations_folder: Path, tmp_path: Path
+) -> None:
+    app = App(outdir=str(tmp_path), stack_traces=False)
+    stack = TerraformStack(app, "own-key")
+    AwsProvider(stack, "aws", region=REGION)
+    servers = [
+        DatabaseTarget(host=target.host, secret_arn=target.secret_arn, security_group_id=f"sg-{target.name}")
+        for target in TARGETS
+    ]
+    DatabaseMigrations(
+        stack,
+        "migrations",
+        DatabaseMigrationsProps(
+            name="shop",
+            vpc_id="vpc-0123456789abcdef0",
+            subnet_ids=["subnet-0aaaaaaaaaaaaaaaa"],
+            database=servers[0],
+            migrations_dir=migrations_folder,
+            package=package,
+            fleet=FleetSettings(targets=TARGETS, servers=servers[1:], rollout=ROLLOUT),
+        ),
+    )
+    app.synth()
+    synthesized = json.loads((tmp_path / "stacks" / "own-key" / "cdk.tf.json").read_text(encoding="utf-8"))
+
+    key_name, key = only(synthesized, "aws_kms_key")
+    _, machine = only(synthesized, "aws_sfn_state_machine")
+    assert machine["encryption_configuration"]["kms_key_id"] == ref("aws_kms_key", key_name, "arn")
+    statements = {statement["Sid"] for statement in json.loads(key["policy"])["Statement"]}
+    assert {"LogDeliveryDecryptsStateMachineLogs", "S3PublishesToEncryptedTopic"} <= statements  # one keeps the other
+    policies = {
+        name: json.loads(item["policy"]) for name, item in resources(synthesized, "aws_iam_role_policy").items()
+    }
+    for name in ("function", "fleet"):
+        (policy,) = [policy for found, policy in policies.items() if name in found]
+        (use,) = [item for item in policy["Statement"] if item["Sid"] in ("FleetData", "OwnData")]
+        assert use["Resource"] == ref("aws_kms_key", key_name, "arn"), name
 
 
 def test_a_fleet_name_too_long_for_its_state_machine_is_refused_naming_the_limit() -> None:
