@@ -192,6 +192,8 @@ class DatabaseMigrations(Construct):
             fleet_state_machine_arn=fleet_arn,
         )
         fleet = self._fleet(props, function.arn, key_arn, account)
+        if fleet is not None and own_key is not None:
+            own_key.allow_state_machine_log_delivery()
         objects = MigrationObjects(
             self,
             "objects",

@@ -1,5 +1,5 @@
 """The stack's customer-managed KMS key: database storage and secret, bucket, topic,
-queue, log groups and the function's environment are encrypted with it."""
+queue, log groups, the function's environment and a fleet's state machine are encrypted with it."""
 
 from __future__ import annotations
 
@@ -45,26 +45,37 @@ class EncryptionKey(Construct):
 
     def __init__(self, scope: Construct, id: str, *, name: str, account: Account) -> None:
         super().__init__(scope, id)
+        self._account = account
+        self._notifying_bucket_arns: tuple[str, ...] = ()
+        self._state_machine_log_delivery = False
         key = KmsKey(
             self,
             "key",
             description=f"{name}: database, migrations bucket, topic, queue, logs and function environment",
             enable_key_rotation=True,
             deletion_window_in_days=30,
-            policy=policies.kms_key_policy(
-                account_id=account.account_id, partition=account.partition, region=account.region
-            ),
+            policy=self._policy(),
         )
         KmsAlias(self, "alias", name=f"alias/{name}", target_key_id=key.key_id)
-        self._key, self._account = key, account
+        self._key = key
         self.arn = key.arn
 
     def allow_bucket_notifications(self, *bucket_arns: str) -> None:
         """Let S3 encrypt event notifications of these buckets (and only these) for the topic."""
+        self._notifying_bucket_arns = tuple(bucket_arns)
+        self._key.policy = self._policy()
+
+    def allow_state_machine_log_delivery(self) -> None:
+        """Let log delivery decrypt the logs of a state machine encrypted with this key (a fleet's)."""
+        self._state_machine_log_delivery = True
+        self._key.policy = self._policy()
+
+    def _policy(self) -> str:
         account = self._account
-        self._key.policy = policies.kms_key_policy(
+        return policies.kms_key_policy(
             account_id=account.account_id,
             partition=account.partition,
             region=account.region,
-            notifying_bucket_arns=bucket_arns,
+            notifying_bucket_arns=self._notifying_bucket_arns,
+            state_machine_log_delivery=self._state_machine_log_delivery,
         )

@@ -13,12 +13,15 @@
     ))
 
 It adds the state machine (STANDARD; its definition from ``infra.fleet_definition``), its role
-(it may invoke the migration function and its versions, deliver its logs, send traces, and
-nothing else), and its log group (retention, the stack's key). Logging is at ``ERROR`` by default
-with the execution data included (the targets' payloads and answers: hosts, secret ARNs,
-versions and errors, never a secret's value); tracing is on. The function must reach every
-target's server and may read every target's secret: that is the function's configuration, not
-this construct's.
+(it may invoke the migration function and its versions, use the key for this state machine's
+data, deliver its logs, send traces, and nothing else), and its log group (retention, the
+stack's key). The definition and the execution history (the targets' payloads and answers:
+hosts, secret ARNs, versions and errors, never a secret's value) are encrypted with
+``kms_key_arn``. Logging is at ``ERROR`` by default with the execution data included; tracing
+is on. The function must reach every target's server, may read every target's secret, and
+needs the key for this state machine's data to start and follow it: that is the function's
+configuration (``policies.fleet_starter``), not this construct's. The key's policy must let log
+delivery decrypt the state machine's logs (``EncryptionKey.allow_state_machine_log_delivery``).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.sfn_state_machine import (
     SfnStateMachine,
+    SfnStateMachineEncryptionConfiguration,
     SfnStateMachineLoggingConfiguration,
     SfnStateMachineTracingConfiguration,
 )
@@ -53,6 +57,9 @@ from .names import name_problems
 __all__ = ["MigrationFleet", "MigrationFleetProps", "state_machine_arn"]
 
 LogLevel = Literal["ALL", "ERROR", "FATAL"]
+# How long Step Functions may reuse a data key before it asks KMS for a new one (60-900 s; 300, the
+# default AWS CDK documents): a compromise between KMS calls (and their cost) and a data key's life.
+DATA_KEY_REUSE_SECONDS = 300
 ENDINGS_THAT_FAIL = ("ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted")
 
 
@@ -65,7 +72,8 @@ class MigrationFleetProps:
     function_arn: str
     """The migration function (unqualified ARN); the role may invoke it and its versions and aliases."""
     kms_key_arn: str
-    """The key that encrypts the log group (its policy must let CloudWatch Logs use it)."""
+    """The key that encrypts the state machine (definition, execution history) and its log group;
+    its policy must let CloudWatch Logs use it, and log delivery decrypt (``infra/encryption.py``)."""
     rollout: Rollout = field(default_factory=Rollout)
     account: Account | None = None
     log_retention_days: int = 365
@@ -106,6 +114,7 @@ class MigrationFleet(Construct):
         super().__init__(scope, id)
         account = props.account or Account(self, "account")
         name = state_machine_name(props.name)
+        arn = state_machine_arn(props.name, account)
         definition = fleet_definition(props.targets, props.rollout, function_arn=props.function_arn)
 
         log_group = CloudwatchLogGroup(
@@ -125,7 +134,14 @@ class MigrationFleet(Construct):
             self,
             "permissions",
             role=role.id,
-            policy=policies.fleet_permissions(function_arn=props.function_arn),
+            policy=policies.fleet_permissions(
+                function_arn=props.function_arn,
+                state_machine_arn=arn,
+                kms_key_arn=props.kms_key_arn,
+                log_source_arn=policies.state_machine_log_source(
+                    partition=account.partition, region=account.region, account_id=account.account_id
+                ),
+            ),
         )
         state_machine = SfnStateMachine(
             self,
@@ -140,6 +156,11 @@ class MigrationFleet(Construct):
                 level=props.log_level,
             ),
             tracing_configuration=SfnStateMachineTracingConfiguration(enabled=True),
+            encryption_configuration=SfnStateMachineEncryptionConfiguration(
+                type="CUSTOMER_MANAGED_KMS_KEY",
+                kms_key_id=props.kms_key_arn,
+                kms_data_key_reuse_period_seconds=DATA_KEY_REUSE_SECONDS,
+            ),
             # Step Functions checks the role's log delivery permissions when it creates the machine.
             depends_on=[role_policy],
         )

@@ -252,6 +252,7 @@ class MigrationFunction(Construct):
                 log_group_arn=log_group.arn,
                 dead_letter_queue_arn=dead_letters.arn,
                 fleet_state_machine_arn=fleet_state_machine_arn,
+                fleet_kms_key_arn=key_arn if fleet_state_machine_arn else None,
             ),
         )
         function = LambdaFunction(

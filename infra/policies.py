@@ -20,6 +20,7 @@ __all__ = [
     "log_delivery",
     "migrations_bucket_policy",
     "sns_topic_policy",
+    "state_machine_log_source",
     "tls_only_bucket_policy",
 ]
 
@@ -77,6 +78,7 @@ def function_permissions(  # noqa: PLR0913  keyword-only: one per resource the s
     log_group_arn: str,
     dead_letter_queue_arn: str,
     fleet_state_machine_arn: str | None = None,
+    fleet_kms_key_arn: str | None = None,
 ) -> str:
     """The migration function's permissions: no more than one run needs.
 
@@ -85,7 +87,9 @@ def function_permissions(  # noqa: PLR0913  keyword-only: one per resource the s
     secret, environment) and encrypt for the dead-letter queue, only through those services
     (``kms:ViaService``), write its own log group, send failed events to its queue, manage
     its network interfaces, and send traces. With a fleet: start, list and describe the
-    executions of the fleet's state machine (and describe it), nothing else of Step Functions.
+    executions of the fleet's state machine (and describe it), nothing else of Step Functions,
+    and use ``fleet_kms_key_arn`` (the key that encrypts the state machine) for that state
+    machine's data only.
     """
     secrets = list(dict.fromkeys(secret_arns))
     statements: list[Statement] = [
@@ -128,12 +132,20 @@ def function_permissions(  # noqa: PLR0913  keyword-only: one per resource the s
         },
     ]
     if fleet_state_machine_arn is not None:
-        statements += fleet_starter(fleet_state_machine_arn)
+        if fleet_kms_key_arn is None:
+            raise ValueError("a fleet's state machine is encrypted: name its key (fleet_kms_key_arn)")
+        statements += fleet_starter(fleet_state_machine_arn, kms_key_arn=fleet_kms_key_arn)
     return document(*statements)
 
 
-def fleet_starter(state_machine_arn: str) -> list[Statement]:
-    """Start the fleet's state machine and follow its executions (``lambda_src/fleet_run.py``)."""
+def fleet_starter(state_machine_arn: str, *, kms_key_arn: str) -> list[Statement]:
+    """Start the fleet's state machine and follow its executions (``lambda_src/fleet_run.py``).
+
+    The state machine is encrypted with ``kms_key_arn``: Step Functions uses the key with the
+    caller's permissions on StartExecution (encrypts the input: ``kms:GenerateDataKey``, and
+    ``kms:Decrypt``), DescribeExecution and DescribeStateMachine (decrypt the input, output and
+    definition); ListExecutions returns nothing encrypted.
+    """
     executions = state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":*"
     return [
         {
@@ -143,7 +155,21 @@ def fleet_starter(state_machine_arn: str) -> list[Statement]:
             "Resource": state_machine_arn,
         },
         {"Sid": "FollowFleet", "Effect": "Allow", "Action": "states:DescribeExecution", "Resource": executions},
+        state_machine_key_use("FleetData", kms_key_arn=kms_key_arn, state_machine_arn=state_machine_arn),
     ]
+
+
+def state_machine_key_use(sid: str, *, kms_key_arn: str, state_machine_arn: str) -> Statement:
+    """Use the key only for the data of one state machine: Step Functions puts the state machine's
+    ARN in the encryption context (``aws:states:stateMachineArn``) of every KMS call it makes for
+    its definition and executions."""
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+        "Resource": kms_key_arn,
+        "Condition": {"StringEquals": {"kms:EncryptionContext:aws:states:stateMachineArn": state_machine_arn}},
+    }
 
 
 # What a state machine's role needs to log to CloudWatch Logs, as the Step Functions guide lists
@@ -161,15 +187,30 @@ STATE_MACHINE_LOG_DELIVERY = (
 )
 
 
-def fleet_permissions(*, function_arn: str) -> str:
-    """The fleet state machine's permissions: invoke the migration function (and its versions), deliver
-    its logs, send traces."""
+def fleet_permissions(*, function_arn: str, state_machine_arn: str, kms_key_arn: str, log_source_arn: str) -> str:
+    """The fleet state machine's permissions: invoke the migration function (and its versions), use
+    the key for its own definition and execution history (and no other state machine's), deliver
+    its logs, send traces.
+
+    Its logs: a state machine encrypted with a customer key encrypts what it hands to log delivery
+    with that key too, under the encryption context ``SourceArn`` (``log_source_arn``, this
+    account's and region's CloudWatch Logs: ``arn:...:logs:<region>:<account>:*``); log delivery
+    decrypts it (``kms_key_policy(state_machine_log_delivery=True)``).
+    """
     return document(
         {
             "Sid": "InvokeMigrationFunction",
             "Effect": "Allow",
             "Action": "lambda:InvokeFunction",
             "Resource": [function_arn, f"{function_arn}:*"],
+        },
+        state_machine_key_use("OwnData", kms_key_arn=kms_key_arn, state_machine_arn=state_machine_arn),
+        {
+            "Sid": "EncryptLogsForDelivery",
+            "Effect": "Allow",
+            "Action": "kms:GenerateDataKey",
+            "Resource": kms_key_arn,
+            "Condition": {"ArnLike": {"kms:EncryptionContext:SourceArn": log_source_arn}},
         },
         {"Sid": "DeliverLogs", "Effect": "Allow", "Action": list(STATE_MACHINE_LOG_DELIVERY), "Resource": "*"},
         {
@@ -256,13 +297,24 @@ def sns_topic_policy(*, topic_arn: str, bucket_arn: str, account_id: str) -> str
     )
 
 
-def kms_key_policy(*, account_id: str, partition: str, region: str, notifying_bucket_arns: Sequence[str] = ()) -> str:
+def kms_key_policy(
+    *,
+    account_id: str,
+    partition: str,
+    region: str,
+    notifying_bucket_arns: Sequence[str] = (),
+    state_machine_log_delivery: bool = False,
+) -> str:
     """The stack's key: the account administers it through IAM; the services that encrypt
     with it on our behalf get only what they need.
 
     CloudWatch Logs encrypts the log groups; S3 publishes event notifications of the given
     buckets (``aws:SourceArn``) to the encrypted topic (without this, S3 cannot send to an
     SSE-KMS topic); CloudWatch alarms of this account publish to the encrypted alarm topic.
+    With ``state_machine_log_delivery`` (a fleet's state machine, encrypted with this key, logs):
+    log delivery decrypts what the state machine encrypted for it, with this account's and
+    region's logs as the encryption context's ``SourceArn`` (``fleet_permissions``). Step
+    Functions itself needs no statement: it uses the key with its callers' IAM permissions.
     """
     statements: list[Statement] = [
         {
@@ -308,4 +360,26 @@ def kms_key_policy(*, account_id: str, partition: str, region: str, notifying_bu
                 },
             }
         )
+    if state_machine_log_delivery:
+        statements.append(
+            {
+                "Sid": "LogDeliveryDecryptsStateMachineLogs",
+                "Effect": "Allow",
+                "Principal": {"Service": "delivery.logs.amazonaws.com"},
+                "Action": "kms:Decrypt",
+                "Resource": "*",
+                "Condition": {
+                    "ArnLike": {
+                        "kms:EncryptionContext:SourceArn": state_machine_log_source(
+                            partition=partition, region=region, account_id=account_id
+                        )
+                    }
+                },
+            }
+        )
     return document(*statements)
+
+
+def state_machine_log_source(*, partition: str, region: str, account_id: str) -> str:
+    """The encryption context's ``SourceArn`` of a state machine's logs on their way to log delivery."""
+    return f"arn:{partition}:logs:{region}:{account_id}:*"

@@ -153,6 +153,8 @@ class MigrationsStack(TerraformStack):
             ),
         )
         key.allow_bucket_notifications(migrations.bucket_arn)
+        if migrations.fleet is not None:
+            key.allow_state_machine_log_delivery()
 
         TerraformOutput(self, "function_name", value=migrations.function_name, description="The migration Lambda")
         TerraformOutput(self, "bucket", value=migrations.bucket_name, description="Where the migration files live")

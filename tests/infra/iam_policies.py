@@ -4,7 +4,14 @@ simulator: identity and resource policies, every condition operator), run under 
 ``decide`` sends one request and its policies to ``iam_simulate.cjs`` and returns the overall
 result: ``Allowed``, ``ExplicitlyDenied`` or ``ImplicitlyDenied``. The simulator does not fill in
 context keys from the principal: a test passes the ones AWS would set (``aws:PrincipalArn``,
-``aws:SecureTransport``, ``aws:SourceArn``, ``kms:ViaService``) in ``context``.
+``aws:SecureTransport``, ``aws:SourceArn``, ``kms:ViaService``, ``kms:EncryptionContext:<key>``) in
+``context``.
+
+One limitation is worked around here: the simulator (0.1.173) drops a context key whose variable part
+follows a colon, as ``kms:EncryptionContext:<key>`` does (it matches variable keys only after a slash,
+``aws:PrincipalTag/<key>``), so a statement conditioned on the encryption context would never match.
+``simulation()`` renames such keys, in the request's context and in every policy's conditions alike, to
+``aws:PrincipalTag/kms:EncryptionContext:<key>``, which it evaluates with the same operators and values.
 """
 
 from __future__ import annotations
@@ -21,6 +28,26 @@ ROOT = Path(__file__).resolve().parents[2]
 BRIDGE = Path(__file__).with_name("iam_simulate.cjs")
 NODE = ROOT / "node_modules" / ".bin" / "node"
 UNRESOLVED = re.compile(r"\$\{[^}]*\}")
+ENCRYPTION_CONTEXT = "kms:encryptioncontext:"
+STAND_IN = "aws:PrincipalTag/"
+
+
+def evaluable_key(key: str) -> str:
+    """The name the simulator evaluates a context key under (see the module docstring)."""
+    return STAND_IN + key if key.lower().startswith(ENCRYPTION_CONTEXT) else key
+
+
+def evaluable_policy(policy: Mapping[str, Any]) -> dict[str, Any]:
+    """``policy`` with its encryption-context condition keys renamed as ``evaluable_key`` does."""
+    statements = policy["Statement"]
+    renamed = []
+    for statement in statements if isinstance(statements, list) else [statements]:
+        conditions = {
+            operator: {evaluable_key(key): value for key, value in keys.items()}
+            for operator, keys in statement.get("Condition", {}).items()
+        }
+        renamed.append({**statement, **({"Condition": conditions} if conditions else {})})
+    return {**policy, "Statement": renamed}
 
 
 def resolve(text: str, values: Mapping[str, str]) -> dict[str, Any]:
@@ -51,14 +78,15 @@ class Request:
                 "principal": self.principal,
                 "action": self.action,
                 "resource": {"resource": self.resource, "accountId": self.account_id},
-                "contextVariables": dict(self.context),
+                "contextVariables": {evaluable_key(key): value for key, value in self.context.items()},
             },
             "identityPolicies": [
-                {"name": f"identity-{index}", "policy": policy} for index, policy in enumerate(self.identity_policies)
+                {"name": f"identity-{index}", "policy": evaluable_policy(policy)}
+                for index, policy in enumerate(self.identity_policies)
             ],
             "serviceControlPolicies": [],
             "resourceControlPolicies": [],
-            **({"resourcePolicy": self.resource_policy} if self.resource_policy is not None else {}),
+            **({"resourcePolicy": evaluable_policy(self.resource_policy)} if self.resource_policy is not None else {}),
         }
 
 

@@ -1,5 +1,6 @@
-"""The example stack with a fleet (``fleet_servers = eu,us``): two servers, the construct's state machine,
-the function that starts it at deploy time and reaches both servers, and nothing of it in the default stack."""
+"""The example stack with a fleet (``fleet_servers = eu,us``): two servers, the construct's state machine
+(encrypted with the stack's key), the function that starts it at deploy time and reaches both servers, and
+nothing of it in the default stack."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from .test_checkov import findings
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
 MACHINE = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:dbmigrate-fleet"
+KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1111-2222"
+OTHER_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/3333-4444"
 REFERENCE = re.compile(r"\$\{([^}]+)\}")
 
 
@@ -73,9 +76,9 @@ def test_the_function_names_the_state_machine_it_starts(fleet_example: dict[str,
     assert REFERENCE.sub("x", arn) == "arn:x:states:x:x:stateMachine:dbmigrate-fleet"
 
 
-def function_policy(stack: dict[str, Any]) -> dict[str, Any]:
-    (policy,) = [item for name, item in resources(stack, "aws_iam_role_policy").items() if "function" in name]
-    values = {reference: f"stand-in-{index}" for index, reference in enumerate(REFERENCE.findall(policy["policy"]))}
+def concrete(policy: str) -> dict[str, Any]:
+    """``policy`` with the values AWS decides at apply time in place of its references."""
+    values = {reference: f"stand-in-{index}" for index, reference in enumerate(REFERENCE.findall(policy))}
     for reference in values:
         if reference.endswith(".partition"):
             values[reference] = "aws"
@@ -83,10 +86,22 @@ def function_policy(stack: dict[str, Any]) -> dict[str, Any]:
             values[reference] = REGION
         elif reference.endswith(".account_id"):
             values[reference] = ACCOUNT
+        elif reference.startswith("aws_kms_key.") and reference.endswith(".arn"):
+            values[reference] = KEY
         elif "master_user_secret" in reference:
             server = "eu" if "database-eu" in reference else "us"
             values[reference] = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:rds!{server}-AbCdEf"
-    return resolve(policy["policy"], values)
+    return resolve(policy, values)
+
+
+def function_policy(stack: dict[str, Any]) -> dict[str, Any]:
+    (policy,) = [item for name, item in resources(stack, "aws_iam_role_policy").items() if "function" in name]
+    return concrete(policy["policy"])
+
+
+def key_policy(stack: dict[str, Any]) -> dict[str, Any]:
+    _, key = only(stack, "aws_kms_key")
+    return concrete(key["policy"])
 
 
 def test_the_function_may_read_both_secrets_and_start_and_follow_only_its_fleet(fleet_example: dict[str, Any]) -> None:
@@ -114,6 +129,71 @@ def test_the_function_may_read_both_secrets_and_start_and_follow_only_its_fleet(
         for action, resource in cases
     ]
     assert dict(zip(cases, decide(requests), strict=True)) == cases
+
+
+def test_the_state_machine_is_encrypted_with_the_stacks_key(fleet_example: dict[str, Any]) -> None:
+    key_name, _ = only(fleet_example, "aws_kms_key")
+    _, machine = only(fleet_example, "aws_sfn_state_machine")
+
+    assert machine["encryption_configuration"] == {
+        "type": "CUSTOMER_MANAGED_KMS_KEY",
+        "kms_key_id": f"${{aws_kms_key.{key_name}.arn}}",
+        "kms_data_key_reuse_period_seconds": 300,
+    }
+
+
+def test_the_function_uses_the_key_for_its_fleets_data_and_no_other_state_machines(
+    fleet_example: dict[str, Any],
+) -> None:
+    """StartExecution encrypts (GenerateDataKey) and decrypts, DescribeExecution and DescribeStateMachine
+    decrypt, each with the caller's permissions and the state machine's ARN as the encryption context."""
+    # Both keys delegate to IAM as the stack's does (the other key is given the same policy).
+    policy, key = function_policy(fleet_example), key_policy(fleet_example)
+    role = f"arn:aws:iam::{ACCOUNT}:role/dbmigrate-migrate"
+    other_machine = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:other-fleet"
+    cases = {
+        ("kms:GenerateDataKey", KEY, MACHINE): "Allowed",
+        ("kms:Decrypt", KEY, MACHINE): "Allowed",
+        ("kms:GenerateDataKey", KEY, other_machine): "ImplicitlyDenied",
+        ("kms:Decrypt", KEY, other_machine): "ImplicitlyDenied",
+        ("kms:Decrypt", KEY, None): "ImplicitlyDenied",
+        ("kms:Decrypt", OTHER_KEY, MACHINE): "ImplicitlyDenied",
+        ("kms:GenerateDataKey", OTHER_KEY, MACHINE): "ImplicitlyDenied",
+        ("kms:Encrypt", KEY, MACHINE): "ImplicitlyDenied",
+    }
+    requests = [
+        Request(
+            principal=role,
+            action=action,
+            resource=resource,
+            context={
+                "aws:PrincipalArn": role,
+                **({"kms:EncryptionContext:aws:states:stateMachineArn": machine} if machine else {}),
+            },
+            identity_policies=[policy],
+            resource_policy=key,
+        )
+        for action, resource, machine in cases
+    ]
+    assert dict(zip(cases, decide(requests), strict=True)) == cases
+
+
+def test_only_the_fleet_stacks_key_lets_log_delivery_decrypt(
+    fleet_example: dict[str, Any], stack: dict[str, Any]
+) -> None:
+    def delivery(policy: dict[str, Any]) -> Request:
+        return Request(
+            principal="delivery.logs.amazonaws.com",
+            action="kms:Decrypt",
+            resource=KEY,
+            context={"kms:EncryptionContext:SourceArn": f"arn:aws:logs:{REGION}:{ACCOUNT}:*"},
+            resource_policy=policy,
+        )
+
+    assert decide([delivery(key_policy(fleet_example)), delivery(key_policy(stack))]) == [
+        "Allowed",
+        "ImplicitlyDenied",
+    ]
 
 
 def test_the_function_reaches_both_servers_and_each_server_only_the_function(fleet_example: dict[str, Any]) -> None:
