@@ -41,6 +41,7 @@ from botocore.config import Config
 import aws_clients
 import dbmigrate.runner
 import handler as function
+from dbmigrate import s3source
 from dbmigrate.prefetch import DEFAULT_WORKERS, ReadAhead
 from dbmigrate.sources import LocalSource, MigrationSource
 from environment import VARIABLES
@@ -116,6 +117,7 @@ class Bench:
 
     def first_deploy(self, mode: Mode) -> None:
         fresh_database(self.server)
+        s3source.BODIES.clear()  # a first deploy: a process that has read nothing yet
         with self.reading(mode):
             wall, cpu, moto, result = self.invoke(FIRST_DEPLOY)
         assert applied(result) == FILES, result

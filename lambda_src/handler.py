@@ -21,7 +21,7 @@ from dbmigrate.errors import ConfigError, DatabaseConnectError, DeadlineError, M
 from dbmigrate.manifest import ManifestSource
 from dbmigrate.runner import Runner, RunReport
 from dbmigrate.s3source import S3Source
-from dbmigrate.sources import MigrationSource
+from dbmigrate.sources import ListedOnce, MigrationSource
 from dbmigrate.tenants import TenantGroup, tenant_source, tenants_of
 from environment import FunctionEnv, build_settings, explain_tls_failure, spell
 from events import DownRequest, RunRequest, Skip, parse_event
@@ -151,6 +151,7 @@ def _run_tenants(
     never migrated by two runs at a time.
     """
     root = settings.root_database
+    source = ListedOnce(source)  # the root's run and the tenants' see one listing
     run(source, [root])  # it may create tenants
     conn = connect(settings, root)
     try:

@@ -8,6 +8,8 @@ import psycopg2
 import pytest
 
 import aws_clients
+from dbmigrate import s3source
+from dbmigrate.s3source import BodyCache
 from local.pg_binaries import binaries_major, find_bindir, find_client_bindir
 from local.postgres import EmbeddedPostgres
 
@@ -27,9 +29,10 @@ def pytest_report_header() -> str:
 
 @pytest.fixture(autouse=True)
 def fresh_aws_clients(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test makes its own AWS clients: the function's per-process ones would carry one
-    test's hooks (and mocks) into the next."""
+    """Each test makes its own AWS clients and reads its own files: the function's per-process
+    clients would carry one test's hooks (and mocks) into the next, its bodies one test's reads."""
     monkeypatch.setattr(aws_clients, "_clients", {})
+    monkeypatch.setattr(s3source, "BODIES", BodyCache())
 
 
 def reset_cluster(server: EmbeddedPostgres) -> None:

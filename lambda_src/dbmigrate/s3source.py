@@ -7,6 +7,8 @@ seconds with that diagnosis instead of hanging until the Lambda times out).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import (
@@ -24,7 +26,7 @@ from .model import Entry, MigrationRef, parse_layout
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["UNREACHABLE_HINT", "S3Source", "normalize_prefix"]
+__all__ = ["BODIES", "UNREACHABLE_HINT", "BodyCache", "S3Source", "normalize_prefix"]
 
 UNREACHABLE_HINT = (
     "the function cannot reach S3: a Lambda in a VPC needs an S3 gateway endpoint "
@@ -51,6 +53,54 @@ ANSWERS: dict[str, tuple[str, str | None]] = {
 }
 
 
+class BodyCache:
+    """File bodies a warm process has read, by bucket, key and ETag: what S3 answered, never guessed.
+
+    A body is stored under the ETag of the GetObject answer that carried it and found under
+    the ETag the listing gives, so a hit is the very content the listing names: an object
+    written again has another ETag and is read again. The engine already trusts an unchanged
+    ETag for an applied file's checksum (``Runner._checksums``). Bounded: at most
+    ``max_bytes`` in all, none over ``max_body``; the least recently used go first.
+    """
+
+    def __init__(self, max_bytes: int = 32 << 20, max_body: int = 1 << 20) -> None:
+        self.max_bytes, self.max_body = max_bytes, max_body
+        self._bodies: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def get(self, bucket: str, key: str, etag: str | None) -> bytes | None:
+        if etag is None:
+            return None
+        with self._lock:
+            body = self._bodies.get((bucket, key, etag))
+            if body is not None:
+                self._bodies.move_to_end((bucket, key, etag))
+            return body
+
+    def put(self, bucket: str, key: str, etag: str | None, body: bytes) -> None:
+        if etag is None or len(body) > self.max_body:
+            return
+        with self._lock:
+            if (bucket, key, etag) in self._bodies:
+                return
+            self._bodies[(bucket, key, etag)] = body
+            self._held += len(body)
+            while self._held > self.max_bytes:
+                _, dropped = self._bodies.popitem(last=False)
+                self._held -= len(dropped)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._bodies.clear()
+            self._held = 0
+
+
+BODIES = BodyCache()
+"""The process's bodies: a warm function's invocations (a fleet's targets, a tenant group's
+runs) read an unchanged file once."""
+
+
 class S3Source:
     """Migration files stored as ``s3://<bucket>/<prefix><database>/<file>``.
 
@@ -61,10 +111,11 @@ class S3Source:
 
     Reads wait on the network, so the engine reads ahead (``prefetch.RemoteSource``):
     ``concurrent_reads`` is the client's connection pool; ``size(key)`` is the size the
-    last listing gave.
+    last listing gave. A file the process read before, unchanged since (the same ETag in
+    the last listing), is not read again (``bodies``, by default the process's ``BODIES``).
     """
 
-    def __init__(self, bucket: str, prefix: str, client: S3Client) -> None:
+    def __init__(self, bucket: str, prefix: str, client: S3Client, *, bodies: BodyCache | None = None) -> None:
         self.bucket = bucket
         self.prefix = prefix
         self.origin = f"s3://{bucket}/{prefix}"
@@ -72,33 +123,42 @@ class S3Source:
         config: Any = client.meta.config  # the stubs name none of its settings
         self.concurrent_reads: int = config.max_pool_connections or 1
         self._sizes: dict[str, int] = {}
+        self._etags: dict[str, str | None] = {}
+        self._bodies = BODIES if bodies is None else bodies
 
     def list(self) -> list[MigrationRef]:
         entries: list[Entry] = []
         sizes: dict[str, int] = {}
+        etags: dict[str, str | None] = {}
         try:
             paginator = self._client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
                 for item in page.get("Contents", []):
                     key = item["Key"][len(self.prefix) :]
                     if key:
-                        entries.append(Entry(key, _unquote(item.get("ETag"))))
+                        etags[key] = _unquote(item.get("ETag"))
+                        entries.append(Entry(key, etags[key]))
                         if "Size" in item:
                             sizes[key] = item["Size"]
         except (BotoCoreError, ClientError) as exc:
             raise self._error(exc, action="list") from exc
-        self._sizes = sizes
+        self._sizes, self._etags = sizes, etags
         return parse_layout(entries, origin=self.origin)
 
     def size(self, key: str) -> int | None:
         return self._sizes.get(key)
 
     def read(self, key: str) -> bytes:
+        name = self.prefix + key
+        known = self._bodies.get(self.bucket, name, self._etags.get(key))
+        if known is not None:
+            return known
         try:
-            response = self._client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+            response = self._client.get_object(Bucket=self.bucket, Key=name)
             body: bytes = response["Body"].read()
         except (BotoCoreError, ClientError) as exc:
             raise self._error(exc, action="read", key=key) from exc
+        self._bodies.put(self.bucket, name, _unquote(response.get("ETag")), body)
         return body
 
     def _error(self, exc: BotoCoreError | ClientError, *, action: str, key: str | None = None) -> SourceError:

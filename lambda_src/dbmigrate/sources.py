@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .errors import ConfigError, SourceError
 from .model import Entry, MigrationRef, parse_layout
 
-__all__ = ["ChecksumSource", "LocalSource", "MigrationSource"]
+__all__ = ["ChecksumSource", "ListedOnce", "LocalSource", "MigrationSource"]
 
 
 class MigrationSource(Protocol):
@@ -88,3 +88,25 @@ def _files(root: Path) -> list[str]:
                     else:
                         keys.append(f"{folder.name}/{entry.name}")
     return keys
+
+
+class ListedOnce:
+    """``source`` listed once, for several runs over the same files in one go (a tenant group's
+    root database, then each tenant): one listing, so one view of what there is. Everything else
+    (reads, sizes, a manifest's checksums) is the wrapped source's."""
+
+    def __init__(self, source: MigrationSource) -> None:
+        self._source = source
+        self.origin = source.origin
+        self._refs: list[MigrationRef] | None = None
+
+    def list(self) -> list[MigrationRef]:
+        if self._refs is None:
+            self._refs = self._source.list()
+        return list(self._refs)
+
+    def read(self, key: str) -> bytes:
+        return self._source.read(key)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._source, name)

@@ -406,6 +406,35 @@ def test_a_warm_function_makes_each_client_once_and_a_new_endpoint_gets_its_own(
     assert sorted(made) == ["s3", "s3", "secretsmanager", "secretsmanager"]
 
 
+def test_a_warm_function_reads_an_unchanged_file_once_and_a_rewritten_one_again(
+    function: Function, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[str] = []
+
+    def counted(service: str) -> Any:
+        client = new_client(service)
+        client.meta.events.register("before-call.s3.GetObject", lambda params, **_: reads.append(params["Key"]))
+        return client
+
+    monkeypatch.setattr(aws_clients, "new_client", counted)
+    function.upload({NEW_FILE: "CREATE TABLE widgets (id int REFERENCES nowhere);\n"})
+    with pytest.raises(SqlError, match="nowhere"):
+        function.invoke("invoke_migrate.json")
+    assert sorted(reads) == sorted(PREFIX + key for key in [*BASE, NEW_FILE])
+
+    reads.clear()
+    with pytest.raises(SqlError, match="nowhere"):
+        function.invoke("invoke_migrate.json")  # Lambda's retry: the same file, unchanged
+    assert reads == [], "the warm process read it before"
+
+    function.upload({NEW_FILE: "CREATE TABLE widgets (id int);\n"})  # fixed: another ETag
+    result = function.invoke("invoke_migrate.json")
+
+    assert by_name(result)["projectdb"]["applied"] == [202401020900]
+    assert reads == [PREFIX + NEW_FILE], "only the rewritten file is read again"
+    assert tables(pg, "projectdb") == ["users", "widgets"]
+
+
 def test_a_secret_without_a_host_asks_for_db_host(function: Function, migrator: str) -> None:
     arn = put_secret(function, {"username": migrator, "password": ODD_PASSWORD})
     with pytest.raises(ConfigError, match=f"no database host: DB_HOST is not set and the secret {arn} has no host"):
@@ -729,6 +758,26 @@ def test_a_tenant_group_gets_the_folder_on_every_matching_database_and_a_failing
         ("tenant_6", ["202402010000", "202402020000"]),
     ]
     assert (again["error"], again["errors"]) == (None, [])
+
+
+def test_a_tenant_groups_target_lists_the_bucket_once_and_reads_each_file_once(
+    function: Function, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+
+    def counted(service: str) -> Any:
+        client = new_client(service)
+        client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+        return client
+
+    monkeypatch.setattr(aws_clients, "new_client", counted)
+    function.upload(TENANT_FILES)
+
+    answer = function.invoke(target(function, pg, "eu-tenants", tenant_group=GROUP))
+
+    assert [entry["database"] for entry in answer["applied"]] == ["postgres", *(f"tenant_{n}" for n in range(1, 6))]
+    assert calls.count("ListObjectsV2") == 1, "the root's run and the five tenants' share one listing"
+    assert calls.count("GetObject") == len(BASE) + len(TENANT_FILES) - 1, "each file once (projectdb's not at all)"
 
 
 def test_a_tenant_group_runs_the_root_first_so_the_tenants_it_creates_are_migrated_at_once(
