@@ -413,7 +413,9 @@ def test_a_warm_function_reads_an_unchanged_file_once_and_a_rewritten_one_again(
 
     def counted(service: str) -> Any:
         client = new_client(service)
-        client.meta.events.register("before-call.s3.GetObject", lambda params, **_: reads.append(params["Key"]))
+        client.meta.events.register(
+            "before-parameter-build.s3.GetObject", lambda params, **_: reads.append(params["Key"])
+        )
         return client
 
     monkeypatch.setattr(aws_clients, "new_client", counted)
