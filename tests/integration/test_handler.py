@@ -406,19 +406,24 @@ def test_a_warm_function_makes_each_client_once_and_a_new_endpoint_gets_its_own(
     assert sorted(made) == ["s3", "s3", "secretsmanager", "secretsmanager"]
 
 
+def watch_s3(monkeypatch: pytest.MonkeyPatch, event: str, seen: Callable[..., str]) -> list[str]:
+    """What the function's S3 clients do, from now on: ``seen(**kwargs)`` of each botocore ``event``."""
+    calls: list[str] = []
+
+    def watched(service: str) -> Any:
+        client = new_client(service)
+        if service == "s3":
+            client.meta.events.register(event, lambda **kwargs: calls.append(seen(**kwargs)))
+        return client
+
+    monkeypatch.setattr(aws_clients, "new_client", watched)
+    return calls
+
+
 def test_a_warm_function_reads_an_unchanged_file_once_and_a_rewritten_one_again(
     function: Function, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reads: list[str] = []
-
-    def counted(service: str) -> Any:
-        client = new_client(service)
-        client.meta.events.register(
-            "before-parameter-build.s3.GetObject", lambda params, **_: reads.append(params["Key"])
-        )
-        return client
-
-    monkeypatch.setattr(aws_clients, "new_client", counted)
+    reads = watch_s3(monkeypatch, "before-parameter-build.s3.GetObject", lambda params, **_: params["Key"])
     function.upload({NEW_FILE: "CREATE TABLE widgets (id int REFERENCES nowhere);\n"})
     with pytest.raises(SqlError, match="nowhere"):
         function.invoke("invoke_migrate.json")
@@ -765,14 +770,7 @@ def test_a_tenant_group_gets_the_folder_on_every_matching_database_and_a_failing
 def test_a_tenant_groups_target_lists_the_bucket_once_and_reads_each_file_once(
     function: Function, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[str] = []
-
-    def counted(service: str) -> Any:
-        client = new_client(service)
-        client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
-        return client
-
-    monkeypatch.setattr(aws_clients, "new_client", counted)
+    calls = watch_s3(monkeypatch, "before-call.s3", lambda model, **_: model.name)
     function.upload(TENANT_FILES)
 
     answer = function.invoke(target(function, pg, "eu-tenants", tenant_group=GROUP))
