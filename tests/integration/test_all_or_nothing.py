@@ -139,8 +139,9 @@ def test_what_a_file_sets_in_its_session_does_not_reach_the_next_file(
     files = {
         "appdb/1_schema.up.sql": "CREATE SCHEMA other;\nSET search_path = other;\nCREATE TABLE inside ();\n",
         "appdb/2_after.up.sql": "CREATE TABLE outside ();\n",
-        "appdb/3_timeout.up.sql": "SET statement_timeout = '1ms';\nCREATE TABLE quick ();\n",
-        "appdb/4_slow.up.sql": "SELECT pg_sleep(0.05);\nCREATE TABLE slow ();\n",
+        # 300 ms: ample for file 3's own statement on a loaded machine, too short for file 4's
+        "appdb/3_timeout.up.sql": "SET statement_timeout = '300ms';\nCREATE TABLE quick ();\n",
+        "appdb/4_slow.up.sql": "SELECT pg_sleep(0.6);\nCREATE TABLE slow ();\n",
         "appdb/5_role.up.sql": "GRANT CREATE ON SCHEMA public TO file_owner;\nSET ROLE file_owner;\n"
         "CREATE TABLE owned ();\n",
         "appdb/6_mine.up.sql": "CREATE TABLE mine ();\nCREATE TEMP TABLE scratch ();\n",
