@@ -18,7 +18,7 @@ The answer, one document::
 
 A target that cannot be looked at (its server unreachable, its secret unreadable) has its
 error in ``errors`` and the others are still looked at; so does a target the invocation had
-no time left for. ``problems`` gathers every target's, each naming its target: a caller
+no time left for. The handler looks at several targets at once (``LOOKS_AT_ONCE``). ``problems`` gathers every target's, each naming its target: a caller
 exits non-zero when there is one. A database's status is a summary (versions, no history
 rows) so that a large fleet fits the 6 MB a Lambda answer may hold.
 """

@@ -268,16 +268,22 @@ class Masker:
         self.add(*secrets)
 
     def add(self, *secrets: str) -> None:
-        """Mask these secrets too, in every encoding."""
-        for secret in secrets:
-            for decoded in (secret, unquote(secret)):
-                self.secrets |= {decoded, quote(decoded, safe=""), quote_plus(decoded, safe=""), quote(decoded)}
-        self.secrets.discard("")
+        """Mask these secrets too, in every encoding.
+
+        The set is replaced, never changed in place: threads that learn secrets (a fleet's targets
+        looked at together) never change it under another that is masking."""
+        forms = {
+            form
+            for secret in secrets
+            for decoded in (secret, unquote(secret))
+            for form in (decoded, quote(decoded, safe=""), quote_plus(decoded, safe=""), quote(decoded))
+        }
+        self.secrets = (self.secrets | forms) - {""}
 
     def add_url(self, url: str | None) -> None:
         """Mask the passwords a URL or DSN holds (even a malformed one)."""
         if url:
-            self.secrets |= set(url_secrets(url))
+            self.secrets = self.secrets | set(url_secrets(url))
 
     def __call__(self, text: str) -> str:
         return mask_credentials(text, secrets=self.secrets)
