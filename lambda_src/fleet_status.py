@@ -16,11 +16,11 @@ The answer, one document::
                   "problems": [...], "errors": [<error document>, ...]}, ...],
      "problems": [{"target": "eu", "message": "eu: ...", ...}, ...]}
 
-A target that cannot be looked at (its server unreachable, its secret unreadable) has its
-error in ``errors`` and the others are still looked at; so does a target the invocation had
-no time left for. The handler looks at several targets at once (``LOOKS_AT_ONCE``). ``problems`` gathers every target's, each naming its target: a caller
-exits non-zero when there is one. A database's status is a summary (versions, no history
-rows) so that a large fleet fits the 6 MB a Lambda answer may hold.
+A target that cannot be looked at (its server unreachable, its secret unreadable) has its error in
+``errors`` and the others are still looked at; so does a target the invocation had no time left for.
+The handler looks at several targets at once (``LOOKS_AT_ONCE``). ``problems`` gathers every
+target's, each naming its target: a caller exits non-zero when there is one. A database's status is
+a summary (versions, no history rows) so that a large fleet fits the 6 MB a Lambda answer may hold.
 """
 
 from __future__ import annotations
