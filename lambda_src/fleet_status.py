@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from dbmigrate.errors import ConfigError, MigrationError
 from dbmigrate.manifest import parse_manifest
+from dbmigrate.report import target_problem
 from fleet_target import TargetRequest, parse_target
 
 __all__ = ["LOOKS", "FleetLook", "StagedTarget", "fleet_document", "parse_look", "target_document", "targets_of"]
@@ -138,7 +139,7 @@ def fleet_document(view: str, state_machine: str, targets: Sequence[Mapping[str,
         "state_machine": state_machine,
         "targets": list(targets),
         "problems": [
-            {**problem, "target": target["target"], "message": f"{target['target']}: {problem.get('message', '')}"}
+            target_problem(target["target"], problem)
             for target in targets
             for problem in (*target["problems"], *target["errors"])
         ],

@@ -23,7 +23,7 @@ from dbmigrate.manifest import ManifestSource
 from dbmigrate.runner import Runner, RunReport
 from dbmigrate.s3source import S3Source
 from dbmigrate.sources import ListedOnce, MigrationSource
-from dbmigrate.tenants import TenantGroup, tenant_source, tenants_of
+from dbmigrate.tenants import TenantGroup, TenantSource, tenants_of
 from environment import FunctionEnv, build_settings, explain_tls_failure, spell
 from events import DownRequest, RunRequest, Skip, parse_event
 from fleet_run import Fleet, FleetRequest, upload_execution_name
@@ -70,9 +70,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
                 hint="set allow_down = true in the stack (DBMIGRATE_ALLOW_DOWN=true) to let invocations revert "
                 "migrations, or run `dbmigrate down` from a machine that can reach the database",
             )
-        function = getattr(context, "function_name", None)
-        settings = build_settings(env, applied_by=f"lambda:{function}" if function else "lambda")
-        masker.add(*settings.masker().secrets)
+        settings = _settings(env, context, masker)
         runner = Runner(
             _source(request, env, context),
             settings,
@@ -93,6 +91,15 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     return result
 
 
+def _settings(env: FunctionEnv, context: Any, masker: Masker) -> Settings:
+    """The engine's settings from ``env`` (its secret read now), recorded as this function's; the masker
+    learns the password."""
+    function = getattr(context, "function_name", None)
+    settings = build_settings(env, applied_by=f"lambda:{function}" if function else "lambda")
+    masker.add(*settings.masker().secrets)
+    return settings
+
+
 def _run_target(request: TargetRequest, env: FunctionEnv, context: Any, masker: Masker) -> dict[str, Any]:
     """One fleet target: its answer, a migration error in it rather than raised (see fleet_target)."""
     unconcerned = request.unconcerned(env.root_database)
@@ -106,11 +113,9 @@ def _run_target(request: TargetRequest, env: FunctionEnv, context: Any, masker: 
         if progress.get("event") == "file_done":
             applied.setdefault(progress["database"], []).append(progress["version"])
 
-    function = getattr(context, "function_name", None)
     failures: list[MigrationError] = []
     try:
-        settings = build_settings(request.environment(env), applied_by=f"lambda:{function}" if function else "lambda")
-        masker.add(*settings.masker().secrets)
+        settings = _settings(request.environment(env), context, masker)
         source = S3Source(env.bucket, env.prefix, aws_clients.aws_client("s3"))
 
         def run(files: MigrationSource, databases: Sequence[str] | None, *, locked_on: str | None = None) -> None:
@@ -162,7 +167,7 @@ def _run_tenants(
         conn.close()
     log.info("tenant group %s: %d database(s)", group.folder, len(tenants), extra={"tenants": tenants})
     failures: list[MigrationError] = []
-    group_source = tenant_source(source, group, tenants, root_database=root)
+    group_source = TenantSource(source, group, tenants, root_database=root)
     for tenant in tenants:
         try:
             run(group_source, [tenant], locked_on=tenant)
@@ -202,9 +207,7 @@ def _look_at_fleet(request: FleetLook, env: FunctionEnv, context: Any, masker: M
         source = S3Source(env.bucket, env.prefix, aws_clients.aws_client("s3"))
 
     def settings_for(target: TargetRequest) -> Settings:
-        settings = build_settings(target.environment(env), applied_by="lambda")
-        masker.add(*settings.masker().secrets)
-        return settings
+        return _settings(target.environment(env), context, masker)
 
     left = _time_left(context)
 

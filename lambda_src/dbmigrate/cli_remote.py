@@ -18,6 +18,7 @@ from typing import Any
 from .apply import how_it_runs
 from .errors import ConfigError, MigrationError
 from .manifest import manifest_of
+from .report import target_problem
 from .sources import MigrationSource
 
 __all__ = ["RemotePlanError", "lambda_invoker", "remote_fleet", "remote_plan"]
@@ -53,10 +54,7 @@ def remote_fleet(view: str, invoke: Invoker, source: MigrationSource | None = No
     for target in result.get("targets", []):
         found = _read_pending_here(target.get("databases", []), source)
         target.setdefault("problems", []).extend(found)
-        name = target.get("target")
-        result.setdefault("problems", []).extend(
-            {**problem, "target": name, "message": f"{name}: {problem.get('message')}"} for problem in found
-        )
+        result.setdefault("problems", []).extend(target_problem(str(target.get("target")), p) for p in found)
     return result
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from .plan import DatabasePlan
 
-__all__ = ["DatabaseResult", "RunReport", "ms_since"]
+__all__ = ["DatabaseResult", "RunReport", "ms_since", "target_problem"]
 
 # What a plan shows of a database's state besides its pending files (status shows all of it).
 DRIFT = ("exists", "changed", "different", "missing", "out_of_order", "unfinished", "notes")
@@ -17,6 +17,11 @@ DRIFT = ("exists", "changed", "different", "missing", "out_of_order", "unfinishe
 def ms_since(started: float) -> int:
     """Milliseconds since ``started`` (a ``time.monotonic()`` reading)."""
     return int((time.monotonic() - started) * 1000)
+
+
+def target_problem(target: str, problem: dict[str, Any]) -> dict[str, Any]:
+    """A problem of one fleet target, in the fleet's list of problems: it names the target."""
+    return {**problem, "target": target, "message": f"{target}: {problem.get('message', '')}"}
 
 
 @dataclass

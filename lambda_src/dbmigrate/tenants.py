@@ -14,13 +14,14 @@ import builtins
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from .db import Connection
 from .errors import ConfigError
 from .model import DATABASE_NAME, MigrationRef, validate_database_name
-from .sources import ChecksumSource, MigrationSource
+from .sources import MigrationSource
 
-__all__ = ["TenantGroup", "TenantSource", "tenant_source", "tenants_of"]
+__all__ = ["TenantGroup", "TenantSource", "tenants_of"]
 
 MATCH = re.compile(r"^[a-z0-9_%]{1,63}$")
 TENANTS_QUERY = (
@@ -100,19 +101,6 @@ class TenantSource:
         size = getattr(self._source, "size", None)
         return size(key) if size else None
 
-
-class _ManifestTenantSource(TenantSource):
-    """A tenant group over a manifest (a remote plan): its checksums, as the manifest has no bodies."""
-
-    def checksum(self, key: str) -> str:
-        source = self._source
-        assert isinstance(source, ChecksumSource)
-        return source.checksum(key)
-
-
-def tenant_source(
-    source: MigrationSource, group: TenantGroup, tenants: list[str], *, root_database: str
-) -> TenantSource:
-    """``source`` seen from the group's tenants; a manifest's checksums stay visible (``ChecksumSource``)."""
-    kind = _ManifestTenantSource if isinstance(source, ChecksumSource) else TenantSource
-    return kind(source, group, tenants, root_database=root_database)
+    def __getattr__(self, name: str) -> Any:
+        """Whatever else the wrapped source offers: a manifest's ``checksum`` stays visible (``ChecksumSource``)."""
+        return getattr(self._source, name)
