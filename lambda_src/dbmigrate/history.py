@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg2.errors
 from psycopg2 import sql
+from psycopg2.extensions import encodings
 
 from .db import Connection
 
@@ -113,6 +114,7 @@ class History:
         self._conn = conn
         self.schema = sql.Identifier(schema)
         self.table = sql.Identifier(schema, "history")
+        self._insert_into: str | None = None
 
     def read(self) -> list[HistoryRow] | None:
         """Every row, oldest version first, in one query; None when the table does not exist."""
@@ -157,13 +159,16 @@ class History:
         query string that carries the insert (the file's SQL).
         """
         columns = INSERTED[:-1] if measured else INSERTED
-        values: list[sql.Composable] = [sql.Literal(getattr(row, name)) for name in columns]
-        statement = sql.SQL("INSERT INTO {table} ({columns}) VALUES ({values})").format(
-            table=self.table,
-            columns=sql.SQL(", ").join(map(sql.Identifier, INSERTED)),
-            values=sql.SQL(", ").join([*values, *([sql.SQL(MEASURED_DURATION)] if measured else [])]),
-        )
-        return statement.as_string(self._conn)
+        if self._insert_into is None:
+            self._insert_into = (
+                sql.SQL("INSERT INTO {table} ({columns}) VALUES (")
+                .format(table=self.table, columns=sql.SQL(", ").join(map(sql.Identifier, INSERTED)))
+                .as_string(self._conn)
+            )
+        with self._conn.cursor() as cur:  # the driver quotes each value as sql.Literal would, at a fifth of its cost
+            values = cur.mogrify(", ".join(["%s"] * len(columns)), [getattr(row, name) for name in columns])
+        measure = f", {MEASURED_DURATION}" if measured else ""
+        return f"{self._insert_into}{values.decode(encodings[self._conn.encoding])}{measure})"
 
     def put_sql(self, row: HistoryRow) -> str:
         """The INSERT of a row that replaces the row of its version, if any (applied_at and db_user stay)."""

@@ -117,8 +117,8 @@ def refuse_unsendable(sql: str, *, database: str, file: str) -> None:
 def refuse_encoding_change(statement: Statement, *, database: str, file: str) -> None:
     """Text is sent as UTF-8: a statement must not change how the server decodes what follows."""
     names = set(statement.set_configs) & {"client_encoding", CONFORMING_STRINGS}
-    tree, line = statement.tree, statement.line
-    if statement.node == "VariableSetStmt" and tree.get("name") == "client_encoding":
+    tree = statement.tree if statement.node == "VariableSetStmt" else {}  # parsed again unless kept
+    if tree.get("name") == "client_encoding":
         args = tree.get("args", [])
         value = args[0].get("A_Const", {}).get("sval", {}).get("sval", "") if len(args) == 1 else ""
         if str(value).upper().replace("-", "") not in ("UTF8", "UNICODE"):  # pg_dump writes 'UTF8'
@@ -129,7 +129,7 @@ def refuse_encoding_change(statement: Statement, *, database: str, file: str) ->
         f"the file changes {sorted(names)[0]}, which changes how the server reads the SQL sent after it",
         database=database,
         file=file,
-        line=line,
+        line=statement.line,
         hint="remove it: files are sent as UTF-8 (use E'' strings for backslash escapes, and "
         "SET standard_conforming_strings rather than set_config); nothing of this file was run",
     )

@@ -10,6 +10,7 @@ touches its connection. ``RunLifecycle.session`` opens it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import replace
 
@@ -37,6 +38,8 @@ from .sqlscript import Mode, analyze
 
 __all__ = ["DatabaseSession"]
 
+PREPARING_THREAD = "dbmigrate-prepare"
+
 
 class DatabaseSession:
     """The connection to one database and its history; ``connect()`` opens (and reopens) it.
@@ -62,6 +65,9 @@ class DatabaseSession:
         self._history = History(self._conn, schema)
         self._rows: dict[int, HistoryRow] = {}
         self._prepared: dict[str, Prepared] = {}
+        self._preparing: ThreadPoolExecutor | None = None
+        self._ahead: Future[dict[str, Prepared]] | None = None
+        self._closing = False  # the preparing thread stops at its next file
 
     @property
     def connection(self) -> Connection:
@@ -79,6 +85,9 @@ class DatabaseSession:
                 self._conn.cancel()
 
     def close(self) -> None:
+        self._closing = True
+        if self._preparing is not None:
+            self._preparing.shutdown(wait=True, cancel_futures=True)
         self._conn.close()
 
     def __enter__(self) -> DatabaseSession:
@@ -153,7 +162,16 @@ class DatabaseSession:
         return self._step(ref, ref.down_key or ref.key, before=self._rows[ref.version])
 
     def together(self, refs: Sequence[MigrationRef]) -> list[MigrationRef]:
-        """The first of ``refs`` and those after it that may travel with it in one round trip."""
+        """The first of ``refs`` and those after it that may travel with it in one round trip.
+
+        The files of the round trip after it are read and parsed meanwhile, on a thread of
+        the session's own, while this one runs on the server.
+        """
+        group = self._group(refs)
+        self._prepare_ahead(refs[len(group) :])
+        return group
+
+    def _group(self, refs: Sequence[MigrationRef]) -> list[MigrationRef]:
         group: list[MigrationRef] = []
         size = 0
         for ref in refs[:MAX_TOGETHER]:
@@ -187,16 +205,62 @@ class DatabaseSession:
 
     def _prepare(self, ref: MigrationRef, key: str, *, before: HistoryRow | None) -> Prepared:
         """``key`` of ``ref`` read, parsed and given its ledger (kept until it runs: ``together`` reads ahead)."""
-        if key in self._prepared:
-            return self._prepared[key]
+        if key not in self._prepared and self._ahead is not None:
+            self._prepared.update(self._ahead.result())
+            self._ahead = None
+        if key not in self._prepared:
+            self._prepared[key] = self._prepared_file(ref, key, before=before)
+        return self._prepared[key]
+
+    def _prepared_file(self, ref: MigrationRef, key: str, *, before: HistoryRow | None) -> Prepared:
+        """``key`` of ``ref`` read and parsed; changes nothing of the session (it may run on the preparing thread)."""
         data = self._read(key)
         script = analyze(decode(data, ref), database=ref.database, file=key)
         total = len(script.statements)
         row = self.row(ref, data, status=Status.APPLIED, mode=script.mode.value)
         after = None if before else replace(row, statements_done=total, statements_total=total)
         ledger = Ledger(self._history, before=before, after=after, key=key, as_session_user=script.changes_role)
-        self._prepared[key] = Prepared(ref, key, script, ledger, len(data))
-        return self._prepared[key]
+        return Prepared(ref, key, script, ledger, len(data))
+
+    def _prepare_ahead(self, refs: Sequence[MigrationRef]) -> None:
+        """Start preparing what could be the next round trip (the files after ``together``'s group)."""
+        refs = [ref for ref in refs[:MAX_TOGETHER] if ref.key not in self._prepared]
+        if not refs or self._ahead is not None:
+            return
+        if self._preparing is None:
+            self._preparing = ThreadPoolExecutor(max_workers=1, thread_name_prefix=PREPARING_THREAD)
+        self._ahead = self._preparing.submit(self._prepared_ahead, refs)
+
+    def _prepared_ahead(self, refs: Sequence[MigrationRef]) -> dict[str, Prepared]:
+        """On the preparing thread: ``refs`` in order, up to a round trip's bytes or a file that travels alone.
+
+        A file that cannot be prepared ends it: it is prepared again when the run reaches
+        it, and raises its error there, in turn.
+        """
+        prepared: dict[str, Prepared] = {}
+        size = 0
+        for ref in refs:
+            if self._closing:
+                break
+            try:
+                file = self._prepared_file(ref, ref.key, before=None)
+            except Exception:  # raised again in the run's own thread, where the file is reached
+                break
+            prepared[ref.key] = file
+            size += file.size
+            if size > MAX_TOGETHER_BYTES or not file.travels_together:
+                break
+        return prepared
+
+    def _reconnect(self) -> None:
+        """A new session for the files after one that changed what only a new session sees."""
+        if self._ahead is not None:  # its ledgers would write through the old connection
+            self._ahead.result()
+            self._ahead = None
+        self._prepared.clear()
+        self._conn.close()
+        self._conn = self._connect()
+        self._history = History(self._conn, self.schema)
 
     def apply_as_one(self, refs: Sequence[MigrationRef], on_applied: Callable[[AppliedFile], None]) -> int:
         """Apply ``refs`` in one transaction: all, or none (every file is read and checked first)."""
@@ -214,9 +278,7 @@ class DatabaseSession:
                 files=[file.key for file in apart],
             )
         if run_as_one(self._conn, files, on_applied):
-            self._conn.close()
-            self._conn = self._connect()
-            self._history = History(self._conn, self.schema)
+            self._reconnect()
         return len(files)
 
     def _take(self, ref: MigrationRef, key: str, *, before: HistoryRow | None) -> Prepared:
@@ -229,8 +291,6 @@ class DatabaseSession:
 
     def _run(self, file: Prepared) -> AppliedFile:
         outcome = run_file(self._conn, file)
-        if outcome.reconnect:  # the file changed what only a new session sees
-            self._conn.close()
-            self._conn = self._connect()
-            self._history = History(self._conn, self.schema)
+        if outcome.reconnect:
+            self._reconnect()
         return outcome

@@ -249,7 +249,7 @@ def _statements(sql: str, *, database: str, file: str, keep_trees: bool) -> list
     """Every statement of ``sql``, parsed a chunk at a time; pglast's ParseError on a syntax error."""
     positions = _Positions(sql)
     try:
-        return [_statement(positions, raw, keep_trees) for raw in _raw_statements(sql, positions)]
+        return [_statement(positions, raw, keep_trees, calls) for raw, calls in _raw_statements(sql, positions)]
     except _StatementTooBigError as big:
         raise SqlError(
             f"a statement of {big.size:,} characters is over the limit of {MAX_STATEMENT_CHARS:,} "
@@ -343,8 +343,9 @@ class _Positions:
         return self.line
 
 
-def _raw_statements(sql: str, positions: _Positions) -> Iterator[dict[str, Any]]:
-    """The parser's statements of a file, a chunk at a time (offsets into the chunk ``positions`` holds).
+def _raw_statements(sql: str, positions: _Positions) -> Iterator[tuple[dict[str, Any], bool]]:
+    """The parser's statements of a file, a chunk at a time (offsets into the chunk ``positions`` holds),
+    each with whether its chunk may call set_config (its tree names it: searched only then).
 
     The scanner gives candidate statement boundaries; a chunk of statements ends at
     one and is parsed on its own. The scanner splits inside a BEGIN ATOMIC body (its
@@ -375,7 +376,7 @@ def _raw_statements(sql: str, positions: _Positions) -> Iterator[dict[str, Any]]
         while True:
             end = ends[last] if last < len(ends) - 1 else len(sql)
             try:
-                tree = json.loads(pg_parser.parse_sql_json(sql[start:end]))
+                parsed = pg_parser.parse_sql_json(sql[start:end])
                 break
             except pg_parser.ParseError as exc:
                 if end == len(sql):
@@ -383,9 +384,12 @@ def _raw_statements(sql: str, positions: _Positions) -> Iterator[dict[str, Any]]
                     raise pg_parser.ParseError(message, *(i + start for i in index if isinstance(i, int))) from exc
                 last = min(len(ends) - 1, last + (last - first) + 1)  # grow: twice the statements
         positions.start_chunk(start, sql[start:end])
-        for raw in tree.get("stmts", []):
+        # Every name in the tree is a JSON string as the parser decoded it (quotes, U& escapes):
+        # a call of set_config, qualified or not, puts this string in the text.
+        calls_set_config = '"set_config"' in parsed
+        for raw in json.loads(parsed).get("stmts", []):
             raw["stmt_len"] = raw.get("stmt_len") or len(positions.encoded) - raw.get("stmt_location", 0)
-            yield raw
+            yield raw, calls_set_config
         if end == len(sql):
             return
         start, first = end, last + 1
@@ -408,7 +412,7 @@ def _parse_one(text: str) -> dict[str, Any]:
     return dict(next(iter(statements[0]["stmt"].values()))) if statements else {}
 
 
-def _statement(positions: _Positions, raw: dict[str, Any], keep_tree: bool) -> Statement:
+def _statement(positions: _Positions, raw: dict[str, Any], keep_tree: bool, calls_set_config: bool) -> Statement:
     start = raw.get("stmt_location", 0)
     length = raw.get("stmt_len", 0)
     encoded = positions.encoded
@@ -416,7 +420,7 @@ def _statement(positions: _Positions, raw: dict[str, Any], keep_tree: bool) -> S
     lead = _leading_trivia(text)
     offset = positions.char_of(start) + lead
     node_name, node = next(iter(raw["stmt"].items()))
-    configs = tuple(set_config_names(node))
+    configs = tuple(set_config_names(node)) if calls_set_config else ()
     return Statement(
         source=positions.sql,
         length=len(text[lead:].rstrip()),

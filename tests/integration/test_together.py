@@ -3,14 +3,19 @@ transaction with its history row; what fails is attributed to its file and line;
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from dbmigrate.errors import SourceError
+from dbmigrate.session import PREPARING_THREAD
+from dbmigrate.sources import LocalSource
 from local.postgres import EmbeddedPostgres
-from tests.helpers import history, query, tables
+from tests.helpers import history, query, tables, write_files
 from tests.integration.conftest import CliResult, Files
 
 Cli = Callable[..., CliResult]
@@ -173,3 +178,79 @@ def test_a_crash_right_after_the_run_loses_nothing_it_reported(
         query(pg, "postgres", "ALTER SYSTEM RESET wal_writer_delay")
         query(pg, "postgres", "ALTER SYSTEM RESET wal_writer_flush_after")
         query(pg, "postgres", "SELECT pg_reload_conf()")
+
+
+def test_the_next_round_trip_is_read_and_parsed_while_one_runs_on_the_server(
+    pg: EmbeddedPostgres, cli: Cli, write_migrations: Write, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """File 100 holds the first round trip on the server for half a second; file 150 is read meanwhile."""
+    files = {**CREATE_APPDB, **plain(250), "appdb/100_t100.up.sql": "SELECT pg_sleep(0.5);\nCREATE TABLE t100 ();\n"}
+    root = write_migrations(files)
+    seen: dict[str, tuple[str, int]] = {}
+    read = LocalSource.read
+
+    def watched(source: LocalSource, key: str) -> bytes:
+        if key == "appdb/150_t150.up.sql":  # waits up to 2 s for round trip 1 to be running (it may not have started)
+            sleeping = "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'"  # the text is cut at 1 kB
+            deadline = time.monotonic() + 2
+            while not query(pg, "appdb", sleeping)[0][0] and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen[key] = (threading.current_thread().name, query(pg, "appdb", sleeping)[0][0])
+        return read(source, key)
+
+    monkeypatch.setattr(LocalSource, "read", watched)
+    result = cli("up", "--dir", str(root), "--json")
+    assert result.code == 0, result.out
+    thread, running = seen["appdb/150_t150.up.sql"]
+    assert thread.startswith(PREPARING_THREAD) and running == 1, "read while round trip 1 ran on the server"
+    assert history(pg, "appdb") == [(v, "applied") for v in range(1, 251)]
+    assert not [t for t in threading.enumerate() if t.name.startswith(PREPARING_THREAD)], "no thread left"
+
+
+Tree = dict[str, str | bytes]
+
+
+def _unreadable(monkeypatch: pytest.MonkeyPatch, files: Tree) -> None:
+    read = LocalSource.read
+
+    def failing(source: LocalSource, key: str) -> bytes:
+        if key == "appdb/150_t150.up.sql":
+            raise SourceError(f"cannot read {key}: gone", file=key)
+        return read(source, key)
+
+    monkeypatch.setattr(LocalSource, "read", failing)
+
+
+AHEAD_FAILURES = {
+    # how file 150 (read ahead, in the second round trip) fails: the error it raises, and its line
+    "syntax": (lambda _, files: files.update({"appdb/150_t150.up.sql": "CREATE TABLE t150 ();\nSELEC 1;\n"}), 2),
+    "not-utf-8": (lambda _, files: files.update({"appdb/150_t150.up.sql": b"SELECT '\xff';\n"}), 1),
+    "unreadable": (_unreadable, None),
+}
+
+
+@pytest.mark.parametrize("failure", list(AHEAD_FAILURES.values()), ids=list(AHEAD_FAILURES))
+def test_a_file_that_fails_when_read_ahead_fails_in_its_turn_after_the_files_before_it(
+    pg: EmbeddedPostgres,
+    cli: Cli,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: tuple[Callable[[pytest.MonkeyPatch, Tree], None], int | None],
+) -> None:
+    break_it, line = failure
+    files: Tree = {**CREATE_APPDB, **plain(250)}
+    break_it(monkeypatch, files)
+    error = cli("up", "--dir", str(write_files(tmp_path / "migrations", files)), "--json").error()
+    assert (error["file"], error.get("line")) == ("appdb/150_t150.up.sql", line)
+    assert history(pg, "appdb") == [(v, "applied") for v in range(1, 150)], "the 149 before it, nothing after"
+    assert not [t for t in threading.enumerate() if t.name.startswith(PREPARING_THREAD)], "no thread left"
+
+
+def test_files_after_one_that_needs_a_new_session_are_recorded_through_the_new_one(
+    pg: EmbeddedPostgres, cli: Cli, write_migrations: Write
+) -> None:
+    """File 4 sets a custom setting (a new session follows it); 5-104 were read ahead meanwhile, for the old one."""
+    files = {**CREATE_APPDB, **plain(150), "appdb/4_t4.up.sql": "SET app.tenant = 'x';\nCREATE TABLE t4 ();\n"}
+    result = cli("up", "--dir", str(write_migrations(files)), "--json")
+    assert result.code == 0, result.out
+    assert history(pg, "appdb") == [(v, "applied") for v in range(1, 151)]

@@ -279,6 +279,11 @@ def test_enum_values_added_in_a_do_block_are_found_in_its_parsed_body() -> None:
         ("DO $$ BEGIN RAISE NOTICE 'set_config(''app.x'', ''y'', false)'; END $$;", SessionEffect.NONE),
         ("DO $$ BEGIN EXECUTE format('SET %s = 1', 'x'); END $$;", SessionEffect.RECONNECT),
         ("SELECT 'set_config(''app.x'', 1)';", SessionEffect.NONE),
+        ("SELECT \"set_config\"('app.tenant', 'x', false);", SessionEffect.RECONNECT),
+        ("SELECT U&\"set\\005fconfig\"('search_path', '', false);", SessionEffect.DISCARD),
+        ("SELECT pg_catalog.\"set_config\"('app.tenant', 'x', false);", SessionEffect.RECONNECT),
+        ("CREATE TABLE a (x int);\nSELECT 1;\nSELECT set_config('search_path', '', false);", SessionEffect.DISCARD),
+        ("SELECT 'set_config' AS name, set_config('search_path', '', true);", SessionEffect.DISCARD),
     ],
 )
 def test_session_effects_of_set_config_come_from_the_tree(sql: str, effect: SessionEffect) -> None:
