@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -210,7 +210,7 @@ def run_as_one(conn: Connection, files: Sequence[Prepared], on_applied: Callable
     started = time.monotonic()
     with conn.cursor() as cur:
         cur.execute("BEGIN")
-    for chunk in together(files):
+    for chunk in round_trips(files, last=changes_session):
         texts = [_File(conn, f.ref, f.key, f.script).within(f.ledger.in_transaction()) for f in chunk]
         try:
             _read_as_parsed(conn)
@@ -224,22 +224,40 @@ def run_as_one(conn: Connection, files: Sequence[Prepared], on_applied: Callable
     return _commit_as_one(conn, files, on_applied, started)
 
 
-def together(files: Sequence[Prepared]) -> Iterator[list[Prepared]]:
-    """Consecutive runs of ``files`` for one round trip: at most MAX_TOGETHER files and MAX_TOGETHER_BYTES,
-    and a file that changes its session last in its round trip (the next one starts after the check of it)."""
+def round_trips(
+    files: Iterable[Prepared],
+    *,
+    alone: Callable[[Prepared], bool] = lambda _: False,
+    last: Callable[[Prepared], bool] = lambda _: False,
+) -> Iterator[list[Prepared]]:
+    """Consecutive runs of ``files`` for one round trip each: at most MAX_TOGETHER files and MAX_TOGETHER_BYTES
+    (a bigger file alone); a file that is ``alone`` has one to itself, one that is ``last`` ends its own.
+
+    ``files`` are taken one at a time: a round trip is yielded once the file after it is seen.
+    """
     chunk: list[Prepared] = []
     size = 0
     for file in files:
-        if chunk and (len(chunk) == MAX_TOGETHER or size + file.size > MAX_TOGETHER_BYTES):
+        if chunk and (alone(file) or len(chunk) == MAX_TOGETHER or size + file.size > MAX_TOGETHER_BYTES):
             yield chunk
             chunk, size = [], 0
         chunk.append(file)
         size += file.size
-        if file.script.session_effect is not SessionEffect.NONE:
+        if alone(file) or last(file):
             yield chunk
             chunk, size = [], 0
     if chunk:
         yield chunk
+
+
+def travels_alone(file: Prepared) -> bool:
+    """Each file in its own transaction: one that does not travel together has its round trip to itself."""
+    return not file.travels_together
+
+
+def changes_session(file: Prepared) -> bool:
+    """All in one transaction: a file that changes its session ends its round trip (the next starts after it)."""
+    return file.script.session_effect is not SessionEffect.NONE
 
 
 def _as_one_file_by_file(

@@ -242,14 +242,7 @@ class Runner:
             self._check_time(first, [(ref, ref.key) for ref in refs[len(done) :]], done)
             self._run.before_file(first, first.key, done)
             group = session.together(refs[len(done) :])
-            for index, ref in enumerate(group, start=len(done) + 1):
-                self.on_event({"event": "file_start", **_file_event(ref, ref.key, index, total)})
-
-            def applied(outcome: AppliedFile) -> None:
-                done.append(outcome.ref.version)
-                event = _file_event(outcome.ref, outcome.ref.key, len(done), total)
-                self.on_event({"event": "file_done", **event, **outcome.measured()})
-
+            applied = self._progress(group, done, total)
             budget = None if self.time_left is None else self.time_left() - self.settings.min_time_left_s
             send = partial(session.apply_together, group, applied, start_within_s=budget)
             self._run.run_file(session, send, first, first.key, done)
@@ -261,16 +254,22 @@ class Runner:
         first = refs[0]
         self._check_time(first, [(ref, ref.key) for ref in refs], done)
         self._run.before_file(first, first.key, done)
-        for index, ref in enumerate(refs, start=1):
-            self.on_event({"event": "file_start", **_file_event(ref, ref.key, index, len(refs))})
+        applied = self._progress(refs, done, len(refs))
+        self._run.run_file(session, partial(session.apply_as_one, refs, applied), first, first.key, done)
+        return done
+
+    def _progress(self, refs: Sequence[MigrationRef], done: list[int], total: int) -> Callable[[AppliedFile], None]:
+        """``file_start`` for each of ``refs`` (files ``len(done) + 1``... of ``total``); then, given to
+        the session, what reports each one applied (``file_done``) and adds its version to ``done``."""
+        for index, ref in enumerate(refs, start=len(done) + 1):
+            self.on_event({"event": "file_start", **_file_event(ref, ref.key, index, total)})
 
         def applied(outcome: AppliedFile) -> None:
             done.append(outcome.ref.version)
-            event = _file_event(outcome.ref, outcome.ref.key, len(done), len(refs))
+            event = _file_event(outcome.ref, outcome.ref.key, len(done), total)
             self.on_event({"event": "file_done", **event, **outcome.measured()})
 
-        self._run.run_file(session, partial(session.apply_as_one, refs, applied), first, first.key, done)
-        return done
+        return applied
 
     def _check_time(self, ref: MigrationRef, remaining: Sequence[tuple[MigrationRef, str]], applied: list[int]) -> None:
         if self.time_left is None:

@@ -9,7 +9,7 @@ touches its connection. ``RunLifecycle.session`` opens it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import replace
@@ -20,14 +20,15 @@ import psycopg2.errors
 from .access import check_access
 from .apply import (
     MAX_TOGETHER,
-    MAX_TOGETHER_BYTES,
     AppliedFile,
     Prepared,
     decode,
+    round_trips,
     run_as_one,
     run_file,
     run_together,
     sha256,
+    travels_alone,
 )
 from .db import Connection
 from .errors import ConfigError, MigrationError, PrivilegeError
@@ -172,22 +173,16 @@ class DatabaseSession:
         return group
 
     def _group(self, refs: Sequence[MigrationRef]) -> list[MigrationRef]:
-        group: list[MigrationRef] = []
-        size = 0
-        for ref in refs[:MAX_TOGETHER]:
-            try:
-                file = self._prepare(ref, ref.key, before=None)
-            except MigrationError:
-                if not group:
-                    raise
-                break  # the files before it run first; its error comes when it is reached
-            size += file.size
-            if group and (not file.travels_together or size > MAX_TOGETHER_BYTES):
-                break
-            group.append(ref)
-            if not file.travels_together:
-                break
-        return group
+        def in_turn() -> Iterator[Prepared]:  # up to the first that cannot be prepared (unless it is the first)
+            for index, ref in enumerate(refs[:MAX_TOGETHER]):
+                try:
+                    yield self._prepare(ref, ref.key, before=None)
+                except MigrationError:
+                    if not index:
+                        raise
+                    return  # the files before it run first; its error comes when it is reached
+
+        return [file.ref for file in next(round_trips(in_turn(), alone=travels_alone))]
 
     def apply_together(
         self,
@@ -232,24 +227,25 @@ class DatabaseSession:
         self._ahead = self._preparing.submit(self._prepared_ahead, refs)
 
     def _prepared_ahead(self, refs: Sequence[MigrationRef]) -> dict[str, Prepared]:
-        """On the preparing thread: ``refs`` in order, up to a round trip's bytes or a file that travels alone.
+        """On the preparing thread: ``refs`` in order, as far as the first round trip they make.
 
         A file that cannot be prepared ends it: it is prepared again when the run reaches
         it, and raises its error there, in turn.
         """
         prepared: dict[str, Prepared] = {}
-        size = 0
-        for ref in refs:
-            if self._closing:
-                break
-            try:
-                file = self._prepared_file(ref, ref.key, before=None)
-            except Exception:  # raised again in the run's own thread, where the file is reached
-                break
-            prepared[ref.key] = file
-            size += file.size
-            if size > MAX_TOGETHER_BYTES or not file.travels_together:
-                break
+
+        def in_turn() -> Iterator[Prepared]:
+            for ref in refs:
+                if self._closing:
+                    return
+                try:
+                    file = self._prepared_file(ref, ref.key, before=None)
+                except Exception:  # raised again in the run's own thread, where the file is reached
+                    return
+                prepared[ref.key] = file
+                yield file
+
+        next(round_trips(in_turn(), alone=travels_alone), None)
         return prepared
 
     def _reconnect(self) -> None:
