@@ -5,6 +5,7 @@ The password of the URL never appears on stdout or stderr, in any encoding.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -152,3 +153,18 @@ def test_status_and_plan_of_an_empty_migrations_folder_warn(tmp_path: Path, comm
     assert f"warning: no migrations found at {folder}" in done.stderr
     as_json = run(command, "--json", "--dir", folder, url="postgresql://u:pw@127.0.0.1/{database}")
     assert '"warnings": [' in as_json.stdout
+
+
+def test_everything_printed_arrives_before_the_command_exits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command leaves without the interpreter's teardown: its output, far over a pipe's buffer, is flushed first."""
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)  # buffered, as on most machines
+    sql = "CREATE INDEX i{0} ON t{0} (id);\nDROP TABLE x{0};\n"
+    files = {f"projectdb/{v}_t{v}.up.sql": sql.format(v) for v in range(1, 301)}
+    root = str(write_files(tmp_path / "migrations", files))
+    done = run("lint", "--dir", root, "--json")
+    assert len(done.stdout) > 100_000, "more than a pipe holds (64 KiB)"
+    assert done.stdout.endswith("}\n") and done.returncode == 1, done.stderr
+    findings = json.loads(done.stdout)["findings"]
+    assert {finding["file"] for finding in findings} == set(files)
+    table = run("lint", "--dir", root)  # a line at a time
+    assert table.stdout.splitlines()[-1].startswith("300 error(s), 300 warning(s)"), table.stdout[-300:]
