@@ -18,24 +18,14 @@ import psycopg2
 import psycopg2.errors
 
 from .access import check_access
-from .apply import (
-    MAX_TOGETHER,
-    AppliedFile,
-    Prepared,
-    decode,
-    round_trips,
-    run_as_one,
-    run_file,
-    run_together,
-    sha256,
-    travels_alone,
-)
+from .apply import AppliedFile, Prepared, decode, run_file, sha256
 from .db import Connection
 from .errors import ConfigError, MigrationError, PrivilegeError
 from .history import History, HistoryRow, Ledger, Status
 from .legacy import adopt
 from .model import MigrationRef
 from .sqlscript import Mode, analyze
+from .together import MAX_TOGETHER, round_trips, run_as_one, run_together, travels_alone
 
 __all__ = ["DatabaseSession"]
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import cast
 
-from dbmigrate.apply import MAX_TOGETHER, MAX_TOGETHER_BYTES, Prepared, changes_session, round_trips, travels_alone
+from dbmigrate.apply import Prepared
 from dbmigrate.history import Ledger
 from dbmigrate.model import MigrationRef
 from dbmigrate.sqlscript import analyze
+from dbmigrate.together import MAX_TOGETHER, MAX_TOGETHER_BYTES, changes_session, round_trips, travels_alone
 
 PLAIN = "CREATE TABLE t (id int);\n"
 SETS = "SET search_path = app;\nCREATE TABLE t (id int);\n"
