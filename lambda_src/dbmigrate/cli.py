@@ -17,7 +17,7 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -56,12 +56,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MigrationError as exc:
         _print_error(masker.error(exc.name_settings(spell)), as_json=args.json)
         return EXIT_TERMINATED if isinstance(exc, StoppedError) else _exit_code(exc)
+    except BrokenPipeError:
+        return _unread()
     except Exception as exc:  # a bug, or a library's surprise: one masked line, never a traceback
         masked = masker.error(exc)
         text = str(masked) if masked is not exc else f"{type(exc).__name__}: {exc}"
         print(f"error: unexpected {text} (please report this)", file=sys.stderr)
         return EXIT_FAILED
-    return _print_result(report.to_dict(), as_json=args.json)
+    try:
+        return _print_result(report.to_dict(), as_json=args.json)
+    except BrokenPipeError:
+        return _unread()
+
+
+def _unread() -> int:
+    """The output's reader closed the pipe (``| head``): say so where it can still be read, and fail."""
+    with suppress(OSError):
+        print(
+            "error: the output was not read to its end (its pipe was closed); `dbmigrate status` shows what "
+            "the run did",
+            file=sys.stderr,
+        )
+    return EXIT_FAILED
 
 
 def _exit_code(exc: MigrationError) -> int:
@@ -372,7 +388,7 @@ class _Progress:
     """Human progress on stderr: the lock wait and one line per file."""
 
     def __init__(self, out: TextIO) -> None:
-        self.out = out
+        self.out: TextIO | None = out
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event["event"]
@@ -395,7 +411,12 @@ class _Progress:
             )
 
     def _say(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        if self.out is None:
+            return
+        try:
+            print(text, file=self.out, flush=True)
+        except OSError:  # nobody reads the progress any more (a closed pipe): the run goes on without it
+            self.out = None
 
 
 def _print_error(exc: MigrationError, *, as_json: bool) -> None:

@@ -14,7 +14,8 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from tests.helpers import write_files
+from local.postgres import EmbeddedPostgres
+from tests.helpers import history, query, write_files
 
 SECRET = "s3cret pass@word%"
 FORMS = [
@@ -168,3 +169,33 @@ def test_everything_printed_arrives_before_the_command_exits(tmp_path: Path, mon
     assert {finding["file"] for finding in findings} == set(files)
     table = run("lint", "--dir", root)  # a line at a time
     assert table.stdout.splitlines()[-1].startswith("300 error(s), 300 warning(s)"), table.stdout[-300:]
+
+
+def test_a_reader_that_stops_reading_the_output_ends_the_command_with_a_line_saying_so(tmp_path: Path) -> None:
+    sql = "CREATE INDEX i{0} ON t{0} (id);\nDROP TABLE x{0};\n"
+    root = write_files(tmp_path / "migrations", {f"db/{v}_t{v}.up.sql": sql.format(v) for v in range(1, 301)})
+    command = [sys.executable, "-m", "dbmigrate", "lint", "--dir", str(root), "--json"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as lint:
+        assert lint.stdout and lint.stderr
+        lint.stdout.read(1)  # as `| head -c 1` does
+        lint.stdout.close()
+        err = lint.stderr.read()
+        code = lint.wait(timeout=60)
+    assert code == 1 and "the output was not read to its end" in err, err
+    assert "unexpected" not in err and "Traceback" not in err
+
+
+def test_a_run_goes_on_when_nobody_reads_its_progress(tmp_path: Path, pg: EmbeddedPostgres) -> None:
+    root = write_files(
+        tmp_path / "migrations", {f"appdb/{v}_t{v}.up.sql": f"CREATE TABLE t{v} ();\n" for v in range(1, 31)}
+    )
+    command = [sys.executable, "-m", "dbmigrate", "up", "--dir", str(root), "--database", "appdb"]
+    query(pg, "postgres", "CREATE DATABASE appdb")
+    env = {**os.environ, "DATABASE_URL": pg.url()}
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as up:
+        assert up.stdout and up.stderr
+        up.stderr.close()  # progress goes to stderr: its reader is gone before the first line
+        out = up.stdout.read()
+        code = up.wait(timeout=60)
+    assert code == 0, out
+    assert history(pg, "appdb") == [(v, "applied") for v in range(1, 31)]
