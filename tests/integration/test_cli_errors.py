@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import pstats
 import subprocess
 import sys
 from pathlib import Path
@@ -199,3 +200,13 @@ def test_a_run_goes_on_when_nobody_reads_its_progress(tmp_path: Path, pg: Embedd
         code = up.wait(timeout=60)
     assert code == 0, out
     assert history(pg, "appdb") == [(v, "applied") for v in range(1, 31)]
+
+
+def test_a_profiler_watching_the_command_still_gets_to_write_its_results(tmp_path: Path, folder: Path) -> None:
+    """The command skips the interpreter's teardown only when nothing watches it (cProfile writes at exit)."""
+    out = tmp_path / "profile.out"
+    command = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "dbmigrate", "lint", "--dir", str(folder)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    functions = pstats.Stats(str(out)).get_stats_profile().func_profiles
+    assert "main" in functions and "run" in functions, "the profile holds the command's own functions"
