@@ -25,7 +25,7 @@ from .history import History, HistoryRow, Ledger, Status
 from .legacy import adopt
 from .model import MigrationRef
 from .sqlscript import Mode, analyze
-from .together import MAX_TOGETHER, round_trips, run_as_one, run_together, travels_alone
+from .together import MAX_TOGETHER, MAX_TOGETHER_BYTES, round_trips, run_as_one, run_together, travels_alone
 
 __all__ = ["DatabaseSession"]
 
@@ -208,16 +208,22 @@ class DatabaseSession:
         return Prepared(ref, key, script, ledger, len(data))
 
     def _prepare_ahead(self, refs: Sequence[MigrationRef]) -> None:
-        """Start preparing what could be the next round trip (the files after ``together``'s group)."""
+        """Start preparing what could be the next round trip (the files after ``together``'s group).
+
+        What is held ahead stays within one round trip's bytes, counting a file ``together``
+        has already prepared (the one that ended the group), or is one file bigger than that.
+        """
+        held = sum(self._prepared[ref.key].size for ref in refs[:MAX_TOGETHER] if ref.key in self._prepared)
         refs = [ref for ref in refs[:MAX_TOGETHER] if ref.key not in self._prepared]
         if not refs or self._ahead is not None:
             return
         if self._preparing is None:
             self._preparing = ThreadPoolExecutor(max_workers=1, thread_name_prefix=PREPARING_THREAD)
-        self._ahead = self._preparing.submit(self._prepared_ahead, refs)
+        self._ahead = self._preparing.submit(self._prepared_ahead, refs, held)
 
-    def _prepared_ahead(self, refs: Sequence[MigrationRef]) -> dict[str, Prepared]:
-        """On the preparing thread: ``refs`` in order, as far as the first round trip they make.
+    def _prepared_ahead(self, refs: Sequence[MigrationRef], held: int) -> dict[str, Prepared]:
+        """On the preparing thread: ``refs`` in order, as far as the first round trip they make, or until
+        what is held (``held`` bytes before them) reaches a round trip's bytes.
 
         A file that cannot be prepared ends it: it is prepared again when the run reaches
         it, and raises its error there, in turn.
@@ -225,14 +231,16 @@ class DatabaseSession:
         prepared: dict[str, Prepared] = {}
 
         def in_turn() -> Iterator[Prepared]:
+            size = held
             for ref in refs:
-                if self._closing:
+                if self._closing or size >= MAX_TOGETHER_BYTES:
                     return
                 try:
                     file = self._prepared_file(ref, ref.key, before=None)
                 except Exception:  # raised again in the run's own thread, where the file is reached
                     return
                 prepared[ref.key] = file
+                size += file.size
                 yield file
 
         next(round_trips(in_turn(), alone=travels_alone), None)

@@ -14,6 +14,7 @@ import pytest
 from dbmigrate.errors import SourceError
 from dbmigrate.session import PREPARING_THREAD
 from dbmigrate.sources import LocalSource
+from dbmigrate.together import MAX_TOGETHER_BYTES
 from local.postgres import EmbeddedPostgres
 from tests.helpers import history, query, tables, write_files
 from tests.integration.conftest import CliResult, Files
@@ -254,3 +255,39 @@ def test_files_after_one_that_needs_a_new_session_are_recorded_through_the_new_o
     result = cli("up", "--dir", str(write_migrations(files)), "--json")
     assert result.code == 0, result.out
     assert history(pg, "appdb") == [(v, "applied") for v in range(1, 151)]
+
+
+def test_what_is_read_ahead_stays_within_a_round_trip_s_bytes(
+    pg: EmbeddedPostgres, cli: Cli, write_migrations: Write, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files over a round trip's bytes each travel alone. While file 1 runs, file 2 is held (it ended file 1's
+    round trip), which is all the bytes there is room for: file 3 is read once file 1 is applied, when file 2's
+    round trip is made (as file 2 was for file 1's)."""
+    filler = "-- " + "x" * MAX_TOGETHER_BYTES + "\n"
+    files = {
+        **CREATE_APPDB,
+        "appdb/1_big.up.sql": "SELECT pg_sleep(0.5);\n" + filler,
+        "appdb/2_big.up.sql": "CREATE TABLE two ();\n" + filler,
+        "appdb/3_big.up.sql": "CREATE TABLE three ();\n" + filler,
+        "appdb/4_small.up.sql": "CREATE TABLE four ();\n",
+    }
+    root = write_migrations(files)
+    applied_before: list[list[tuple[int, str]]] = []
+    read = LocalSource.read
+
+    def watched(source: LocalSource, key: str) -> bytes:
+        if key == "appdb/3_big.up.sql":  # read ahead, it would be while file 1 sleeps (waited for, up to 2 s)
+            sleeping = "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'"
+            deadline = time.monotonic() + 2
+            while not query(pg, "appdb", sleeping)[0][0] and not history(pg, "appdb"):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
+            applied_before.append(history(pg, "appdb"))
+        return read(source, key)
+
+    monkeypatch.setattr(LocalSource, "read", watched)
+    result = cli("up", "--dir", str(root), "--json")
+    assert result.code == 0, result.out
+    assert applied_before == [[(1, "applied")]], "file 3 was not read while file 1 ran"
+    assert history(pg, "appdb") == [(v, "applied") for v in range(1, 5)]
