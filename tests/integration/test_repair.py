@@ -10,10 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg2
+import pytest
 
 from local.postgres import EmbeddedPostgres
 from tests.helpers import history, query, tables
 from tests.integration.conftest import CliResult, Files
+
+pytestmark = pytest.mark.every_pg_version
 
 Cli = Callable[..., CliResult]
 Write = Callable[[Files], Path]
