@@ -5,6 +5,10 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
+# Independent prerequisites build side by side: the installs (the venv, checkov, Node, the PostgreSQL
+# packages) wait on the network and on unpacking, not on each other; lint and types run as the rest
+# installs. A recipe itself is one job: the test suites still run one after the other.
+MAKEFLAGS += --jobs=4
 
 PYTHON ?= python3
 PIPENV_VERSION := 2026.10.3
