@@ -7,8 +7,11 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 # Independent prerequisites build side by side: the installs (the venv, checkov, Node, the PostgreSQL
 # packages) wait on the network and on unpacking, not on each other; lint and types run as the rest
-# installs. A recipe itself is one job: the test suites still run one after the other.
+# installs. A recipe itself is one job: the test suites still run one after the other. Sub-makes share
+# the top one's jobs (set again there, make warns and starts a jobserver of their own).
+ifeq ($(MAKELEVEL),0)
 MAKEFLAGS += --jobs=4
+endif
 
 PYTHON ?= python3
 PIPENV_VERSION := 2026.10.3
