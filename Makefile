@@ -5,6 +5,13 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
+# Independent prerequisites build side by side: the installs (the venv, checkov, Node, the PostgreSQL
+# packages) wait on the network and on unpacking, not on each other; lint and types run as the rest
+# installs. A recipe itself is one job: the test suites still run one after the other. Sub-makes share
+# the top one's jobs (set again there, make warns and starts a jobserver of their own).
+ifeq ($(MAKELEVEL),0)
+MAKEFLAGS += --jobs=4
+endif
 
 PYTHON ?= python3
 PIPENV_VERSION := 2026.10.3
@@ -21,8 +28,11 @@ NODE := node_modules/.bin/node
 # PostgreSQL: PG_VERSION=N picks the server's major version; unset, the stack's default engine version.
 PG_SUPPORTED := 13 14 15 16 17 18
 PG_MATRIX := $(PG_SUPPORTED)
-# `make test` runs tests/integration on these too (the whole matrix would not fit CI's time budget).
+# `make test` runs the tests/integration modules marked every_pg_version (pyproject.toml's markers:
+# those whose outcome depends on the server's version) on these too; `make test-matrix` runs all of
+# tests/integration on every version of PG_MATRIX.
 PG_EDGES := 13 18
+PG_MARK ?=
 PG_DEFAULT := $(shell $(PYTHON) -c 'import sys; sys.path.insert(0, "."); from local.pg_binaries import DEFAULT_MAJOR; print(DEFAULT_MAJOR)')
 PG_MAJOR := $(or $(PG_VERSION),$(PG_DEFAULT))
 PG_CLIENT := tools/pg/client/.installed
@@ -34,7 +44,7 @@ endif
 
 help:
 	@echo "make demo   - the main job: synthesize the stack and deploy it locally (PostgreSQL, moto, the packaged function)"
-	@echo "make test   - the whole test suite (lint, types, tests) on PostgreSQL \$$PG_VERSION (default $(PG_DEFAULT)), tests/integration on $(PG_EDGES) too"
+	@echo "make test   - the whole test suite (lint, types, tests) on PostgreSQL \$$PG_VERSION (default $(PG_DEFAULT)), the version-dependent integration tests on $(PG_EDGES) too"
 	@echo "make test-matrix - the integration and corpus tests on PostgreSQL $(PG_MATRIX)"
 
 demo: deps $(NODE)
@@ -42,12 +52,13 @@ demo: deps $(NODE)
 
 test: deps infra-tools lint typecheck
 	PATH="$(CURDIR)/node_modules/.bin:$$PATH" $(RUN) pytest
-	$(if $(filter-out $(PG_MAJOR),$(PG_EDGES)),@$(MAKE) --no-print-directory test-matrix PG_MATRIX="$(filter-out $(PG_MAJOR),$(PG_EDGES))")
+	$(if $(filter-out $(PG_MAJOR),$(PG_EDGES)),@$(MAKE) --no-print-directory test-matrix PG_MATRIX="$(filter-out $(PG_MAJOR),$(PG_EDGES))" PG_MARK=every_pg_version)
 
-# tests/integration on each version of PG_MATRIX, PG_JOBS (default 1) at a time.
+# tests/integration on each version of PG_MATRIX, PG_JOBS (default 1) at a time; PG_MARK=every_pg_version
+# (what `make test` passes) runs only the modules whose outcome depends on the version.
 test-matrix: deps
 	@for v in $(PG_MATRIX); do $(MAKE) --no-print-directory postgres-binaries PG_VERSION=$$v; done
-	PYTEST="$(RUN) pytest" tools/pg/matrix.sh $(PG_MATRIX)
+	PG_MARK="$(PG_MARK)" PYTEST="$(RUN) pytest" tools/pg/matrix.sh $(PG_MATRIX)
 
 lint: deps
 	$(RUN) ruff check .

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -25,6 +28,22 @@ def pytest_report_header() -> str:
         return f"PostgreSQL {major}: server {server}, client tools {find_client_bindir(major)}"
     except (RuntimeError, ValueError) as exc:
         return f"PostgreSQL: {exc}"
+
+
+@pytest.fixture(scope="session")
+def main_stack_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example stack as the main job synthesizes it, ``python main.py`` in a fresh process; its stack file.
+
+    Once per session for the e2e tests (which play it) and tests/infra/test_reproducible_synth.py
+    (which compares it with a synth in this process): the fresh process spends some 15 s loading
+    cdktf and the provider. Its string-hash seed is another than this session's.
+    """
+    from local.demo import Demo  # noqa: PLC0415  only the sessions that synthesize import the deploy
+
+    seed = "54321" if os.environ.get("PYTHONHASHSEED") == "12345" else "12345"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONHASHSEED", seed)
+        return Demo(io.StringIO()).synthesize(tmp_path_factory.mktemp("cdktf.out")).file
 
 
 @pytest.fixture(autouse=True)

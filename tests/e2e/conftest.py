@@ -1,13 +1,12 @@
 """The end-to-end tests play the synthesized example stack on local stand-ins.
 
 The stack is synthesized once per session exactly as the main job does it
-(``python main.py`` into a temporary ``CDKTF_OUTDIR``); each test gets a fresh
+(``python main.py`` into a temporary ``CDKTF_OUTDIR``: ``main_stack_file`` in tests/conftest.py); each test gets a fresh
 PostgreSQL state, a fresh moto state and its own function process.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ from typing import Any
 import pytest
 
 from local.aws import LocalAws
-from local.demo import Demo
 from local.deploy import LocalDeploy, runnable_package
 from local.function import PackageImage
 from local.postgres import EmbeddedPostgres
@@ -23,8 +21,8 @@ from local.stack import SynthesizedStack
 
 
 @pytest.fixture(scope="session")
-def stack_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return Demo(io.StringIO()).synthesize(tmp_path_factory.mktemp("cdktf.out")).file
+def stack_file(main_stack_file: Path) -> Path:
+    return main_stack_file
 
 
 @pytest.fixture

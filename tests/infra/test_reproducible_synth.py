@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-from .conftest import ROOT, Synth
+from infra.packaging import BuildResult
+from infra.stack import synthesize
+from main import load_config
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
@@ -20,19 +20,11 @@ def tree_digest(folder: Path) -> dict[str, str]:
     }
 
 
-def test_main_synthesizes_the_same_bytes_again_in_a_fresh_process(
-    synth: Synth, migrations_folder: Path, tmp_path: Path
+def test_main_synthesizes_the_same_bytes_in_a_fresh_process_as_in_this_one(
+    main_stack_file: Path, package: BuildResult, tmp_path: Path
 ) -> None:
-    env = {
-        **os.environ,
-        "DBMIGRATE_MIGRATIONS_DIR": str(migrations_folder),
-        "CDKTF_OUTDIR": str(tmp_path),
-        "PYTHONHASHSEED": "12345",  # another string-hash order than the session's
-    }
-    completed = subprocess.run(
-        [sys.executable, str(ROOT / "main.py")], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
-    )
-    assert completed.returncode == 0, completed.stderr[-2000:]
-    again = tmp_path / "stacks" / synth.stack_dir.name
-    assert (again / "cdk.tf.json").read_bytes() == (synth.stack_dir / "cdk.tf.json").read_bytes()
-    assert tree_digest(again) == tree_digest(synth.stack_dir), "assets (the Lambda zip, migration files) differ"
+    # main_stack_file: `python main.py` in a fresh process with another string-hash seed (tests/conftest.py).
+    here = synthesize(load_config(os.environ), package=package, outdir=tmp_path)
+    assert here.parent.name == main_stack_file.parent.name
+    assert here.read_bytes() == main_stack_file.read_bytes()
+    assert tree_digest(here.parent) == tree_digest(main_stack_file.parent), "assets (the Lambda zip, migrations) differ"

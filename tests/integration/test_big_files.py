@@ -9,10 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from dbmigrate import sqlscript
 from local.postgres import EmbeddedPostgres
 from tests.helpers import history, query
 from tests.integration.conftest import CliResult, Files
+
+pytestmark = pytest.mark.every_pg_version
 
 Cli = Callable[..., CliResult]
 Write = Callable[[Files], Path]

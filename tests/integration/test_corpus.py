@@ -27,6 +27,8 @@ from tests.corpus.oracle import apply_with_psql, ordered_files
 from tests.corpus.schema import Fingerprint, assert_same_fingerprint, fingerprint
 from tests.helpers import write_files
 
+pytestmark = pytest.mark.every_pg_version
+
 TRICKY = Path(__file__).resolve().parents[1] / "corpus" / "tricky"
 TRICKY_CASES = sorted(TRICKY.glob("*.sql"))
 # A tricky case that needs a newer server says so on its first line: "... (PostgreSQL 14+)".

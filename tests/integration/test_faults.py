@@ -18,6 +18,8 @@ from tests.integration.conftest import Files
 from tests.integration.processes import backend_alive, finish, run_cli, start_cli, wait_until_running
 from tests.integration.proxy import BlackHoleProxy
 
+pytestmark = pytest.mark.every_pg_version
+
 Write = Callable[[Files], Path]
 
 ROOT = {"postgres/1_create_appdb.up.sql": "CREATE DATABASE appdb;"}

@@ -24,6 +24,8 @@ from local.lambda_runtime import Context
 from local.postgres import EmbeddedPostgres
 from tests.helpers import query, tables
 
+pytestmark = pytest.mark.every_pg_version
+
 BUCKET = "acme-secure-migrations"
 PREFIX = "migrations/"
 FILES = {

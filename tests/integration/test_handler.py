@@ -42,6 +42,10 @@ from local.stepfunctions import LocalStepFunctions
 from tests.conftest import reset_cluster
 from tests.helpers import history, query, tables, write_files
 
+pytestmark = pytest.mark.any_pg_version(
+    "events, actions, secrets and the fleet on moto; the SQL it applies is plain (the engine's is every_pg_version)"
+)
+
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 BUCKET = "acme-dbmigrate-migrations"  # the bucket of the event fixtures
 PREFIX = "migrations/"

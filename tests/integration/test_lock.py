@@ -22,6 +22,8 @@ from local.postgres import EmbeddedPostgres
 from tests.helpers import history, query
 from tests.integration.conftest import CliResult, Files
 
+pytestmark = pytest.mark.every_pg_version
+
 Write = Callable[[Files], Path]
 
 FILES = 10

@@ -20,6 +20,8 @@ from tests.helpers import history, query, require_major, tables
 from tests.integration.conftest import CliResult, Files
 from tests.integration.processes import run_cli
 
+pytestmark = pytest.mark.every_pg_version
+
 Write = Callable[[Files], Path]
 
 SLOW_THEN_MORE = {

@@ -6,10 +6,14 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from local.net import free_port
 from local.postgres import EmbeddedPostgres
 from tests.helpers import history, query, tables
 from tests.integration.conftest import CliResult, Files
+
+pytestmark = pytest.mark.every_pg_version
 
 REPO_MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 

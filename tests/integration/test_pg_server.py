@@ -14,6 +14,8 @@ import pytest
 from local.pg_binaries import DEFAULT_MAJOR, find_bindir, requested_major
 from local.postgres import EmbeddedPostgres
 
+pytestmark = pytest.mark.every_pg_version
+
 
 def test_the_session_server_runs_the_requested_major_version(pg: EmbeddedPostgres) -> None:
     conn = psycopg2.connect(pg.dsn())

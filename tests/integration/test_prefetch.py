@@ -36,6 +36,8 @@ from local.postgres import EmbeddedPostgres
 from tests.helpers import history, query, write_files
 from tests.integration.proxy import BlackHoleProxy
 
+pytestmark = pytest.mark.any_pg_version("the order and timing of S3 reads; the SQL it applies is plain")
+
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 BUCKET = "acme-dbmigrate-migrations"  # the bucket of the event fixtures
 PREFIX = "migrations/"

@@ -22,6 +22,8 @@ import pytest
 from local.postgres import SERVICE_USER, EmbeddedPostgres
 from tests.integration.conftest import CliResult, Files
 
+pytestmark = pytest.mark.every_pg_version
+
 PASSWORD = "role-password-1"
 FILES = {"projectdb/1_users.up.sql": "CREATE TABLE users (id int);\n"}
 Cli = Callable[..., CliResult]

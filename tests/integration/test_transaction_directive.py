@@ -11,6 +11,8 @@ from local.postgres import EmbeddedPostgres
 from tests.helpers import history, query, tables
 from tests.integration.conftest import CliResult, Files
 
+pytestmark = pytest.mark.every_pg_version
+
 Cli = Callable[..., CliResult]
 Write = Callable[[Files], Path]
 

@@ -3,17 +3,22 @@
 # (default 1) at a time. Two side by side take little longer than one, but twice in a row
 # the moto server of one of them stopped answering a reset (an error at set-up of
 # tests/integration/test_s3source.py, cause not found), so they run one after the other
-# unless asked. Prints each version's output in the order given; fails
-# when one version failed. `make test-matrix` and `make test` call it; PYTEST is the runner.
+# unless asked. PG_MARK, when set, is a pytest -m expression that picks the modules to run
+# (`make test` passes every_pg_version: the modules whose outcome depends on the server's
+# version, see pyproject.toml's markers); unset, all of tests/integration. Prints each
+# version's output in the order given; fails when one version failed. `make test-matrix`
+# and `make test` call it; PYTEST is the runner.
 set -euo pipefail
 jobs=${PG_JOBS:-1}
+select=()
+[ -z "${PG_MARK:-}" ] || select=(-m "$PG_MARK")
 read -r -a pytest <<<"${PYTEST:-.venv/bin/pytest}"
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 
 run() {
   local version=$1 start=$SECONDS status=0
-  PG_VERSION=$version "${pytest[@]}" tests/integration -q -p no:cacheprovider >"$logs/$version.log" 2>&1 || status=$?
+  PG_VERSION=$version "${pytest[@]}" tests/integration "${select[@]}" -q -p no:cacheprovider >"$logs/$version.log" 2>&1 || status=$?
   echo "$status $((SECONDS - start))" >"$logs/$version.result"
 }
 
@@ -27,7 +32,7 @@ done
 failed=()
 for version in "$@"; do
   read -r status seconds <"$logs/$version.result"
-  echo "== PostgreSQL $version: tests/integration, $seconds s"
+  echo "== PostgreSQL $version: tests/integration${PG_MARK:+ -m $PG_MARK}, $seconds s"
   cat "$logs/$version.log"
   [ "$status" = 0 ] || failed+=("$version")
 done
