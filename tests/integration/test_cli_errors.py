@@ -18,6 +18,8 @@ import pytest
 from local.postgres import EmbeddedPostgres
 from tests.helpers import history, query, write_files
 
+pytestmark = pytest.mark.any_pg_version("the command line's own exits and output; its one run applies plain SQL")
+
 SECRET = "s3cret pass@word%"
 FORMS = [
     SECRET,
