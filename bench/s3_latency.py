@@ -1,14 +1,16 @@
-"""A first deploy from S3 at a real network's latency: read file by file, read ahead, and from a folder.
+"""A first deploy from S3 at a real network's latency: from the deploy's bundle, read ahead, and from a folder.
 
 The real handler (``handler.handler``) applies ``small_set(1000)`` to a fresh database
 from moto S3, with ``--latency-ms`` slept before every request the function's S3 client
 sends (a botocore ``before-send`` hook on the client ``aws_clients.aws_client`` makes), as
-a Lambda in a VPC sees S3 (tens of ms a request). Each way of reading is one row: ahead
-(``dbmigrate.prefetch``, as shipped, or with other worker counts), file by file
-(``ReadAhead`` with no workers: the reads before it existed), the same two at no added
-latency (what S3 requests cost here besides waiting), and the same handler with its
-source swapped for the set's folder on disk (``LocalSource``). Then the no-op run on
-5,000 keys at the latency: its S3 calls and what the server saw.
+a Lambda in a VPC sees S3 (tens of ms a request). Each way of reading is one row: the
+set uploaded as the stack does (each file with its checksum, and the bundle:
+``dbmigrate.bundle``), as shipped; the set without a bundle, read ahead file by file
+(``dbmigrate.prefetch``, with ``--workers``); the same at no added latency (what S3
+requests cost here besides waiting); and the same handler with its source swapped for
+the set's folder on disk (``LocalSource``). ``--file-by-file`` adds the reads before
+reading ahead existed (``ReadAhead`` with no workers: 30 s a run at 20 ms). Then the
+no-op run on 5,000 keys at the latency: its S3 calls and what the server saw.
 
 moto runs in a child process (``moto.server``): S3's own work is not the function's, and
 in-process it would take the function's CPU and its GIL. CPU columns: the function's
@@ -56,6 +58,7 @@ from .sets import small_set, write_layouts
 RESULTS = Path(__file__).resolve().with_name("RESULTS.md")
 BUCKET = "bench-migrations"
 FIRST_DEPLOY = "first-deploy/"
+BUNDLED = "bundled/"
 NOOP = "noop/"
 FILES, NOOP_FILES = 1000, 5000
 TARGET_RATIO = 1.3
@@ -68,6 +71,8 @@ class Mode:
     name: str
     latency_s: float = 0.0
     workers: int | None = None  # None: the folder
+    prefix: str = FIRST_DEPLOY
+    shipped: bool = False
     walls: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     moto_cpu: list[float] = field(default_factory=list)
@@ -119,7 +124,7 @@ class Bench:
         fresh_database(self.server)
         s3source.BODIES.clear()  # a first deploy: a process that has read nothing yet
         with self.reading(mode):
-            wall, cpu, moto, result = self.invoke(FIRST_DEPLOY)
+            wall, cpu, moto, result = self.invoke(mode.prefix)
         assert applied(result) == FILES, result
         mode.walls.append(wall)
         mode.cpu.append(cpu)
@@ -186,14 +191,16 @@ def moto_process(region: str) -> Iterator[tuple[LocalAws, int]]:
         child.wait()
 
 
-def modes(latency_s: float, workers: list[int]) -> list[Mode]:
+def modes(latency_s: float, workers: list[int], *, file_by_file: bool) -> list[Mode]:
     ms = f"{latency_s * 1000:g}"
+    by_file = [Mode("S3 +0 ms, file by file", 0.0, 0), Mode(f"S3 +{ms} ms, file by file", latency_s, 0)]
     return [
         Mode("local folder (LocalSource)"),
-        Mode("S3 +0 ms, file by file", 0.0, 0),
-        Mode(f"S3 +0 ms, read ahead, {DEFAULT_WORKERS} workers", 0.0, DEFAULT_WORKERS),
-        Mode(f"S3 +{ms} ms, file by file (before)", latency_s, 0),
-        *(Mode(f"S3 +{ms} ms, read ahead, {n} workers", latency_s, n) for n in workers),
+        Mode("S3 +0 ms, from the bundle", 0.0, DEFAULT_WORKERS, BUNDLED),
+        Mode(f"S3 +0 ms, no bundle, read ahead, {DEFAULT_WORKERS} workers", 0.0, DEFAULT_WORKERS),
+        *(by_file if file_by_file else []),
+        Mode(f"S3 +{ms} ms, from the bundle", latency_s, DEFAULT_WORKERS, BUNDLED, shipped=True),
+        *(Mode(f"S3 +{ms} ms, no bundle, read ahead, {n} workers", latency_s, n) for n in workers),
     ]
 
 
@@ -204,13 +211,13 @@ def cell(values: list[float], digits: int = 2) -> str:
 def section(args: argparse.Namespace, rows: list[Mode], noop: tuple[list[float], Counter[str], QueryLog]) -> str:
     local = statistics.median(rows[0].walls)
     table = [
-        f"| {mode.name}{' (as shipped)' if mode.workers == DEFAULT_WORKERS and mode.latency_s else ''} "
+        f"| {mode.name}{' (as shipped)' if mode.shipped else ''} "
         f"| {cell(mode.walls)} | {statistics.median(mode.walls) / local:.2f}x "
         f"| {statistics.median(mode.cpu):.2f} | {statistics.median(mode.moto_cpu):.2f} |"
         for mode in rows
     ]
     verdicts = ", ".join(
-        f"{mode.workers} workers {statistics.median(mode.walls) / local:.2f}x "
+        f"{mode.name.split(', ', 1)[1]} {statistics.median(mode.walls) / local:.2f}x "
         f"({'met' if statistics.median(mode.walls) / local <= TARGET_RATIO else 'MISSED'})"
         for mode in rows
         if mode.latency_s and mode.workers
@@ -220,14 +227,17 @@ def section(args: argparse.Namespace, rows: list[Mode], noop: tuple[list[float],
     command = f"python -m bench.s3_latency --runs {args.runs} --latency-ms {args.latency_ms:g} --workers " + " ".join(
         str(n) for n in args.workers
     )
+    command += " --file-by-file" if args.file_by_file else ""
     return "\n".join(
         [
             "",
-            "## S3 latency: a first deploy read ahead (issue 15)",
+            "## S3 latency: a first deploy from the bundle, and read ahead (issue 15)",
             "",
             f"`PYTHONPATH=lambda_src {command}`: the real handler applies `small_set({FILES})` to a fresh "
             f"database from moto S3 (a child process), {args.latency_ms:g} ms slept before every request of the "
             "function's S3 client (a `before-send` hook), against the same handler reading the set's folder. "
+            "*From the bundle*: the set uploaded as the stack uploads it (each file with its SHA-256 checksum, "
+            "its bundle's parts and index: `dbmigrate.bundle`); *no bundle*: the files alone. "
             f"Median of {args.runs} runs (min-max), modes interleaved, on this 2-core machine shared with other "
             "work (PostgreSQL and moto on the same cores): compare rows, not runs. CPU: seconds of the "
             "function's process (all threads) and of the moto process, medians.",
@@ -251,10 +261,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--workers", type=int, nargs="+", default=[DEFAULT_WORKERS], help="read-ahead workers to try")
+    parser.add_argument("--file-by-file", action="store_true", help="add the reads before reading ahead")
     parser.add_argument("--append", action="store_true", help="append the section to bench/RESULTS.md")
     args = parser.parse_args()
     slow = SlowS3()
-    rows = modes(args.latency_ms / 1000, args.workers)
+    rows = modes(args.latency_ms / 1000, args.workers, file_by_file=args.file_by_file)
     with (
         pytest.MonkeyPatch.context() as patch,
         tempfile.TemporaryDirectory(prefix="dbmigrate-s3-latency-") as work,
@@ -271,6 +282,7 @@ def main() -> None:
         aws.bucket(BUCKET)
         folder = write_layouts(small_set(FILES), Path(work) / "small").ours
         aws.upload(BUCKET, _objects(folder), FIRST_DEPLOY)
+        aws.upload(BUCKET, _objects(folder), BUNDLED, bundled=True)
         aws.upload(BUCKET, _objects(write_layouts(small_set(NOOP_FILES), Path(work) / "noop").ours), NOOP)
         bench = Bench(server, slow, folder, moto_pid)
         for run in range(args.runs):

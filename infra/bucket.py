@@ -3,15 +3,21 @@
 The bucket is private (public access blocked, ACLs disabled, TLS-only policy),
 versioned and encrypted with the stack's key. Objects are laid out as
 ``<prefix><database>/<file>``, exactly as in the repository's ``migrations/`` folder,
-and carry the file's sha256 so an edited file shows in ``terraform plan``.
+and carry the file's sha256 so an edited file shows in ``terraform plan``. Beside them,
+under ``<prefix>.dbmigrate/bundle/``, the same bodies packed into a few parts and an
+index of them (``dbmigrate.bundle``), so that a first deploy reads a few objects.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cdktf import AssetType, ITerraformDependable, TerraformAsset
 from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
@@ -40,6 +46,7 @@ from cdktf_cdktf_provider_aws.s3_bucket_versioning import (
 from cdktf_cdktf_provider_aws.s3_object import S3Object
 from constructs import Construct
 
+from dbmigrate import bundle
 from dbmigrate.manifest import manifest_of
 from dbmigrate.sources import LocalSource
 
@@ -146,13 +153,17 @@ class MigrationsBucket(Construct):
 
 
 class MigrationObjects(Construct):
-    """One ``aws_s3_object`` per migration file, at ``<prefix><database>/<file>``.
+    """One ``aws_s3_object`` per migration file, at ``<prefix><database>/<file>``, and the files' bundle.
 
     The folder is copied into the synthesized stack as an asset (named by the hash of
     its migration files, so the output does not depend on where the repository lives).
+    Each object is uploaded with a SHA-256 checksum, which S3 checks and reports back.
+    The bundle (``dbmigrate.bundle``): the bodies packed into parts (an asset of their own),
+    and an index written after every upload, naming each object by the ETag and checksum
+    Terraform read back from it.
     ``after``: what must be in place first: the bucket policy that admits the deployer, and
     the function, whose environment says whose uploads are the deploy's own.
-    Attributes: ``objects`` (for ordering) and ``files``.
+    Attributes: ``objects`` (the files', for ordering) and ``files``.
     """
 
     def __init__(  # noqa: PLR0913  a cdktf construct: (scope, id), then keyword-only props, as the provider's resources take theirs
@@ -170,6 +181,11 @@ class MigrationObjects(Construct):
         super().__init__(scope, id)
         content = hashlib.sha256("".join(f"{item.key}\0{item.sha256}\n" for item in files).encode()).hexdigest()
         asset = TerraformAsset(self, "files", path=str(folder), type=AssetType.DIRECTORY, asset_hash=content[:32])
+        encrypted: dict[str, Any] = {
+            "server_side_encryption": "aws:kms",
+            "kms_key_id": kms_key_arn,
+            "bucket_key_enabled": True,
+        }
         self.objects = []
         for item in files:
             database, file_name = item.key.split("/")
@@ -184,10 +200,64 @@ class MigrationObjects(Construct):
                     source=f"{asset.path}/{item.key}",
                     source_hash=item.sha256,
                     content_type="application/sql; charset=utf-8",
-                    server_side_encryption="aws:kms",
-                    kms_key_id=kms_key_arn,
-                    bucket_key_enabled=True,
+                    checksum_algorithm="SHA256",
                     depends_on=list(after) or None,
+                    **encrypted,
                 )
             )
         self.files = tuple(files)
+        if files:
+            self._bundle(folder, bucket_name, prefix, encrypted, after)
+
+    def _bundle(
+        self,
+        folder: Path,
+        bucket_name: str,
+        prefix: str,
+        encrypted: dict[str, Any],
+        after: Sequence[ITerraformDependable],
+    ) -> None:
+        """The parts, from a folder written here (removed when the synth's process ends), then the index."""
+        parts, placed = bundle.pack([(item.key, (folder / item.key).read_bytes()) for item in self.files])
+        written = Path(tempfile.mkdtemp(prefix="dbmigrate-bundle-"))
+        atexit.register(shutil.rmtree, written, ignore_errors=True)
+        digests = [hashlib.sha256(part).hexdigest() for part in parts]
+        for number, part in enumerate(parts):
+            (written / f"part-{number:04d}").write_bytes(part)
+        asset = TerraformAsset(
+            self,
+            "bundle-parts",
+            path=str(written),
+            type=AssetType.DIRECTORY,
+            asset_hash=hashlib.sha256("".join(digests).encode()).hexdigest()[:32],
+        )
+        part_objects = [
+            S3Object(
+                self,
+                f"bundle-part-{number}",
+                bucket=bucket_name,
+                key=f"{prefix}{bundle.part_key(number)}",
+                source=f"{asset.path}/part-{number:04d}",
+                source_hash=digest,
+                content_type="application/octet-stream",
+                depends_on=list(after) or None,
+                **encrypted,
+            )
+            for number, digest in enumerate(digests)
+        ]
+        by_file = dict(zip((item.key for item in self.files), self.objects, strict=True))
+        S3Object(
+            self,
+            "bundle-index",
+            bucket=bucket_name,
+            key=f"{prefix}{bundle.INDEX_KEY}",
+            content=bundle.index_text(
+                placed,
+                [part.etag for part in part_objects],
+                {file: obj.etag for file, obj in by_file.items()},
+                {file: obj.checksum_sha256 for file, obj in by_file.items()},
+            ),
+            content_type="application/x-ndjson",
+            depends_on=list(after) or None,
+            **encrypted,
+        )

@@ -6,7 +6,7 @@ Only the function uses it (``handler.py``, for S3 and SNS events); the engine kn
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from dbmigrate.errors import SourceError
 from dbmigrate.model import MigrationRef
@@ -59,6 +59,12 @@ class SettledSource:
 
     def read(self, key: str) -> bytes:
         return self.source.read(key)
+
+    def gather(self, keys: Sequence[str]) -> None:
+        """The wrapped source's (a bucket reads many files from its bundle: ``dbmigrate.prefetch``)."""
+        gather = getattr(self.source, "gather", None)
+        if gather is not None:
+            gather(keys)
 
     @property
     def concurrent_reads(self) -> int:

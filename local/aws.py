@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import boto3.session
 from moto.server import ThreadedMotoServer
 
+from dbmigrate import bundle
 from local.net import free_port
 
 if TYPE_CHECKING:
@@ -77,15 +78,34 @@ class LocalAws:
         self.s3.create_bucket(Bucket=name, CreateBucketConfiguration=location)
         return name
 
-    def upload(self, bucket: str, files: Mapping[str, str | bytes], prefix: str = "") -> None:
-        """Put each ``key: body`` of ``files`` under ``prefix`` (in parallel: thousands for the paging tests)."""
+    def upload(self, bucket: str, files: Mapping[str, str | bytes], prefix: str = "", *, bundled: bool = False) -> None:
+        """Put each ``key: body`` of ``files`` under ``prefix`` (in parallel: thousands for the paging tests).
 
-        def put(item: tuple[str, str | bytes]) -> None:
+        ``bundled``: as the stack's objects do (``infra/bucket.py``): each file with its
+        SHA-256 checksum, then the files' bundle, its parts and an index naming the ETag and
+        checksum each put answered (``dbmigrate.bundle``).
+        """
+        bodies = {key: body.encode() if isinstance(body, str) else body for key, body in files.items()}
+        extra: dict[str, Any] = {"ChecksumAlgorithm": "SHA256"} if bundled else {}
+
+        def put(item: tuple[str, bytes]) -> tuple[str, Any]:
             key, body = item
-            self.s3.put_object(Bucket=bucket, Key=prefix + key, Body=body.encode() if isinstance(body, str) else body)
+            return key, self.s3.put_object(Bucket=bucket, Key=prefix + key, Body=body, **extra)
 
         with ThreadPoolExecutor(16) as pool:
-            list(pool.map(put, files.items()))
+            answers = dict(pool.map(put, bodies.items()))
+        if not bundled:
+            return
+        keys = sorted(bodies)
+        parts, placed = bundle.pack([(key, bodies[key]) for key in keys])
+        part_etags = [
+            self.s3.put_object(Bucket=bucket, Key=prefix + bundle.part_key(n), Body=part)["ETag"].strip('"')
+            for n, part in enumerate(parts)
+        ]
+        etags = {key: answers[key]["ETag"].strip('"') for key in keys}
+        checksums = {key: answers[key]["ChecksumSHA256"] for key in keys}
+        index = bundle.index_text(placed, part_etags, etags, checksums)
+        self.s3.put_object(Bucket=bucket, Key=prefix + bundle.INDEX_KEY, Body=index.encode())
 
     def client(self, service: str) -> Any:
         session: Any = boto3.session.Session()

@@ -15,7 +15,9 @@ dead-letter queue). What to create, upload and invoke is read from the synthesiz
    (``verify-full``), the local server's own CA stands in for the packaged bundle;
 2. every ``aws_s3_object`` (bucket, key, source file), put as the deploying principal;
    as on AWS, each put makes an S3 event that the bucket notification sends through SNS
-   to the function, asynchronously (``s3_events.py``);
+   to the function, asynchronously (``s3_events.py``); an object whose ``content`` names
+   other objects' ``etag`` or ``checksum_sha256`` (the bundle's index) is put after them,
+   with what S3 answered their puts, as Terraform reads those back;
 3. the function (``aws_lambda_function``: package, handler, timeout, environment, reserved
    concurrency, dead-letter target), then the ``aws_lambda_invocation`` input wrapped in
    the CRUD lifecycle envelope, invoked synchronously and retried while throttled as the
@@ -28,6 +30,7 @@ async retries) run on a ``ModelClock``, scaled down.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import sys
@@ -196,7 +199,12 @@ class LocalDeploy:
         throttled).
         """
         objects = self.stack.resources("aws_s3_object") if upload else []
-        uploaded = [self._upload_object(obj) for obj in objects if self._object_changed(obj)]
+        written = [obj for obj in objects if "content" in obj.args]  # from the others' attributes: after them
+        ordered = [obj for obj in objects if "content" not in obj.args] + written
+        for obj in ordered:
+            if obj.address in self.object_state:
+                self._refresh_object(obj)
+        uploaded = [self._upload_object(obj) for obj in ordered if self._object_changed(obj)]
         invocation = self.stack.one("aws_lambda_invocation")
         triggers = _resolved_triggers(invocation.args.get("triggers", {}))
         if self.applies == 0:
@@ -216,8 +224,11 @@ class LocalDeploy:
         return {"uploaded": len(uploaded), "result": result, "invokes": actions, "attempts": attempts}
 
     def _object_changed(self, obj: Resource) -> bool:
-        """Whether Terraform would put the object: new, or its content hash changed."""
-        digest = str(obj.args.get("source_hash") or obj.args.get("etag") or obj.args["source"])
+        """Whether Terraform would put the object: new, or its content hash (or its content) changed."""
+        if "content" in obj.args:
+            digest = hashlib.sha256(str(self.stack.resolve(obj.args["content"])).encode()).hexdigest()
+        else:
+            digest = str(obj.args.get("source_hash") or obj.args.get("etag") or obj.args["source"])
         changed = self.object_state.get(obj.address) != digest
         self.object_state[obj.address] = digest
         return changed
@@ -237,13 +248,32 @@ class LocalDeploy:
         self.previous_input = payload
         return result
 
+    def _refresh_object(self, obj: Resource) -> None:
+        """Terraform's refresh of an object put before: its ETag and checksum as S3 now has them (HeadObject).
+
+        An object written since by someone else keeps its ``source_hash`` (and is not put
+        again), but these are what its state now says.
+        """
+        key = self.stack.resolve(obj.args["key"])
+        head = self.aws.s3.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+        self.stack.stand_in(obj, "etag", str(head.get("ETag", "")).strip('"'))
+        self.stack.stand_in(obj, "checksum_sha256", str(head.get("ChecksumSHA256", "")))
+
     def _upload_object(self, obj: Resource) -> Put:
         args = self.stack.resolve({name: obj.args[name] for name in ("bucket", "key") if name in obj.args})
         if args["bucket"] != self.bucket:
             raise ValueError(f"{obj.address} uploads to {args['bucket']}, not the stack's bucket {self.bucket}")
-        body = self.stack.path(obj.args["source"]).read_bytes()
+        if "content" in obj.args:
+            body = str(self.stack.resolve(obj.args["content"])).encode()
+        else:
+            body = self.stack.path(obj.args["source"]).read_bytes()
         extra = {"ContentType": obj.args["content_type"]} if "content_type" in obj.args else {}
-        return self.events.put(args["key"], body, self.deployer, **extra)
+        if "checksum_algorithm" in obj.args:
+            extra["ChecksumAlgorithm"] = obj.args["checksum_algorithm"]
+        put = self.events.put(args["key"], body, self.deployer, **extra)
+        self.stack.stand_in(obj, "etag", put.etag)
+        self.stack.stand_in(obj, "checksum_sha256", put.checksum_sha256)
+        return put
 
     @property
     def service(self) -> LocalLambda:

@@ -52,6 +52,10 @@ class Put:
     key: str
     principal: Principal
     deliveries: tuple[str, ...]
+    etag: str = ""
+    """As S3 answered the put, without quotes (as Terraform keeps an object's ``etag``)."""
+    checksum_sha256: str = ""
+    """The object's SHA-256 checksum S3 answered, when the put sent one (``ChecksumAlgorithm``)."""
 
 
 class BucketEvents:
@@ -78,7 +82,8 @@ class BucketEvents:
             record = self._record(key, len(body), response, principal, configuration_id)
             envelope = self._sns_envelope(topic_arn, record)
             deliveries += [self._deliver(endpoint, envelope) for endpoint in self._lambda_subscribers(topic_arn)]
-        return Put(key, principal, tuple(deliveries))
+        etag, checksum = str(response.get("ETag", "")).strip('"'), str(response.get("ChecksumSHA256", ""))
+        return Put(key, principal, tuple(deliveries), etag, checksum)
 
     def _topics_for(self, key: str) -> Iterator[tuple[str, str]]:
         """(topic ARN, configuration id) of every topic configuration that sends ``key``'s put."""

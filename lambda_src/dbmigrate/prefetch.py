@@ -80,6 +80,7 @@ class ReadAhead:
         max_files: int = DEFAULT_MAX_FILES,
     ) -> None:
         self._read = source.read
+        self._gather = getattr(source, "gather", None)
         self._source: RemoteSource | None = source if isinstance(source, RemoteSource) else None
         self._workers = min(workers, self._source.concurrent_reads) if self._source else 0
         self._max_bytes = max_bytes
@@ -102,7 +103,13 @@ class ReadAhead:
         self.close()
 
     def ahead(self, keys: Sequence[str]) -> None:
-        """Start fetching ``keys``, in this order, after any given before (nothing for a local source)."""
+        """Start fetching ``keys``, in this order, after any given before (nothing for a local source).
+
+        A source that can read many keys in fewer requests (``gather``: a bucket with the
+        deploy's bundle) is first given them all; what it took is handed over at once.
+        """
+        if self._gather is not None and not self._stopped:
+            self._gather(keys)
         if not self._workers:
             return
         with self._cond:

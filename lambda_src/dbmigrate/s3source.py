@@ -7,8 +7,10 @@ seconds with that diagnosis instead of hanging until the Lambda times out).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import (
@@ -20,13 +22,21 @@ from botocore.exceptions import (
     SSLError,
 )
 
+from . import bundle
 from .errors import SourceError
 from .model import Entry, MigrationRef, parse_layout
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["BODIES", "UNREACHABLE_HINT", "BodyCache", "S3Source", "normalize_prefix"]
+__all__ = ["BODIES", "GATHER_MAX_BYTES", "GATHER_MIN", "UNREACHABLE_HINT", "BodyCache", "S3Source", "normalize_prefix"]
+
+log = logging.getLogger(__name__)
+
+GATHER_MIN = 16
+"""Files to read, at least, for the bundle to be read instead (fewer take one round of parallel reads)."""
+GATHER_MAX_BYTES = 32 * 1024 * 1024
+"""Bodies taken from the bundle and not yet read, at most: the rest is read file by file."""
 
 UNREACHABLE_HINT = (
     "the function cannot reach S3: a Lambda in a VPC needs an S3 gateway endpoint "
@@ -125,6 +135,9 @@ class S3Source:
         self._sizes: dict[str, int] = {}
         self._etags: dict[str, str | None] = {}
         self._bodies = BODIES if bodies is None else bodies
+        self._index: bundle.Index | None = None
+        self._gathered: dict[str, bytes] = {}
+        self._gather_lock = threading.Lock()
 
     def list(self) -> list[MigrationRef]:
         entries: list[Entry] = []
@@ -143,6 +156,7 @@ class S3Source:
         except (BotoCoreError, ClientError) as exc:
             raise self._error(exc, action="list") from exc
         self._sizes, self._etags = sizes, etags
+        self._index, self._gathered = None, {}
         return parse_layout(entries, origin=self.origin)
 
     def size(self, key: str) -> int | None:
@@ -153,12 +167,69 @@ class S3Source:
         known = self._bodies.get(self.bucket, name, self._etags.get(key))
         if known is not None:
             return known
+        gathered = self._gathered.pop(key, None)
+        if gathered is not None:
+            self._bodies.put(self.bucket, name, self._etags.get(key), gathered)
+            return gathered
         try:
             response = self._client.get_object(Bucket=self.bucket, Key=name)
             body: bytes = response["Body"].read()
         except (BotoCoreError, ClientError) as exc:
             raise self._error(exc, action="read", key=key) from exc
         self._bodies.put(self.bucket, name, _unquote(response.get("ETag")), body)
+        return body
+
+    def gather(self, keys: Sequence[str]) -> None:
+        """Take the bodies of ``keys`` from the deploy's bundle, in a request per part, where it holds them unchanged.
+
+        Only for at least GATHER_MIN keys not read before, and only when the last listing
+        has the bundle's index. ``read`` then hands those bodies over; every other key is
+        read from its own object. A bundle that cannot be read or parsed is logged and left.
+        """
+        with self._gather_lock:
+            wanted = [
+                key
+                for key in keys
+                if key not in self._gathered
+                and self._bodies.get(self.bucket, self.prefix + key, self._etags.get(key)) is None
+            ]
+            index_etag = self._etags.get(bundle.INDEX_KEY)
+            if len(wanted) < GATHER_MIN or not index_etag:
+                return
+            try:
+                self._index = self._index or bundle.Index.parse(self._get(bundle.INDEX_KEY, etag=index_etag))
+                held = sum(len(body) for body in self._gathered.values())
+                places = self._index.wanted(wanted, self._etags, GATHER_MAX_BYTES - held)
+                for part, placed in places.items():
+                    first, last = bundle.span(placed)
+                    etag = self._index.part_etags[part]  # the listing's too (``wanted``): not replaced since
+                    data = self._get(bundle.part_key(part), etag=etag, byte_range=f"bytes={first}-{last}")
+                    self._gathered.update(bundle.unpack(self._index, placed, first, data))
+            except (BotoCoreError, ClientError, ValueError) as exc:
+                log.warning(
+                    "the bundle at %s%s was not used, each file is read from its own object: %s",
+                    self.origin,
+                    bundle.INDEX_KEY,
+                    exc,
+                )
+                return
+            log.info(
+                "%d of %d files to read taken from the bundle at %s%s in %d requests",
+                len(set(wanted) & self._gathered.keys()),
+                len(wanted),
+                self.origin,
+                bundle.INDEX_KEY,
+                1 + len(places),
+            )
+
+    def _get(self, key: str, *, etag: str, byte_range: str = "") -> bytes:
+        """The object ``key`` (or ``byte_range`` of it) if it still has ``etag``; S3 answers 412 if not."""
+        name, quoted = self.prefix + key, f'"{etag}"'
+        if byte_range:
+            response = self._client.get_object(Bucket=self.bucket, Key=name, IfMatch=quoted, Range=byte_range)
+        else:
+            response = self._client.get_object(Bucket=self.bucket, Key=name, IfMatch=quoted)
+        body: bytes = response["Body"].read()
         return body
 
     def _error(self, exc: BotoCoreError | ClientError, *, action: str, key: str | None = None) -> SourceError:

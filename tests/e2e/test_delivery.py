@@ -29,7 +29,7 @@ BROKEN = b"ALTER TABLE widgets ADD COLUMN notes text;\nALTER TABLE nowhere ADD x
 def add_to_the_stack(deploy: LocalDeploy, folder: Path, files: dict[str, bytes]) -> None:
     """New migration files in the synthesized stack, as the next synth of a changed folder has them."""
     objects = deploy.stack.document["resource"]["aws_s3_object"]
-    template = next(iter(objects.values()))
+    template = next(item for item in objects.values() if item["key"].endswith(".sql"))  # a file's, not the bundle's
     for key, body in files.items():
         source = folder / key.replace("/", "--")
         source.write_bytes(body)
@@ -53,7 +53,7 @@ def test_a_deploy_with_new_files_makes_exactly_one_run_that_applies_them(
     deployed: LocalDeploy, pg: EmbeddedPostgres, tmp_path: Path
 ) -> None:
     deployed_once(deployed)
-    objects = len(deployed.stack.resources("aws_s3_object"))
+    objects = len([item for item in deployed.stack.resources("aws_s3_object") if item.args["key"].endswith(".sql")])
     first = deployed.service.invocations
     assert [item.kind for item in first if item.did_work] == ["sync"]
     assert len([item for item in first if item.kind == "async"]) == objects  # one event per put, each skipped

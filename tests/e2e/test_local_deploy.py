@@ -7,6 +7,7 @@ Every assertion is on the database's real schema and history, not on printed tex
 from __future__ import annotations
 
 import io
+import json
 import re
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from dbmigrate import bundle, s3source
 from local.aws import LocalAws
 from local.demo import run
 from local.deploy import LocalDeploy
@@ -174,3 +176,45 @@ def test_the_main_job_prints_each_step_and_succeeds(stack_file: Path, local_aws:
     status = printed[printed.index("dbmigrate fleet status") :]
     assert re.search(r"tenant_17\s+202402020000\s+2\s+0", status), "a table per target, tenant_17 caught up"
     assert "3 target(s): 3 up to date, 0 pending, 0 with problems" in status
+
+
+def gathered(deploy: LocalDeploy, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """What a run reading every file takes from the deployed bundle, and what each file's own object holds."""
+    monkeypatch.setattr(s3source, "GATHER_MIN", 1)
+    client, own_reads = deploy.aws.client("s3"), []
+    client.meta.events.register(
+        "before-parameter-build.s3.GetObject", lambda params, **_: own_reads.append(params["Key"])
+    )
+    source = s3source.S3Source(deploy.bucket, "migrations/", client, bodies=s3source.BodyCache())
+    keys = [key for ref in source.list() for key in (ref.key, ref.down_key) if key]
+    source.gather(keys)
+    own_reads.clear()
+    bodies = {key: source.read(key) for key in keys}
+    taken = {key: body for key, body in bodies.items() if f"migrations/{key}" not in own_reads}
+    objects = {
+        key: deploy.aws.s3.get_object(Bucket=deploy.bucket, Key=f"migrations/{key}")["Body"].read() for key in keys
+    }
+    assert bodies == objects
+    return taken, objects
+
+
+def test_the_deployed_bundle_holds_each_object_as_uploaded_and_drops_one_written_out_of_band(
+    deployed: LocalDeploy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deployed.apply()
+    taken, objects = gathered(deployed, monkeypatch)
+    assert taken == objects
+    assert len(objects) == len(list(EXAMPLE.glob("*/*.sql")))
+
+    changed = "projectdb/202401050800_widget_counts.up.sql"
+    deployed.upload(changed, b"SELECT 1;\n")  # out of band, without a checksum; its run refuses the drift
+    with pytest.raises(FunctionError, match="ChecksumMismatchError"):  # the drift fails the run
+        deployed.apply()  # after Terraform's refresh read the object's new ETag, and its checksum: none
+    key, s3 = f"migrations/{changed}", deployed.aws.s3
+    index = s3.get_object(Bucket=deployed.bucket, Key=f"migrations/{bundle.INDEX_KEY}")["Body"].read().decode()
+    (line,) = [entry for entry in map(json.loads, index.splitlines()) if entry.get("file") == changed]
+    assert (line["etag"], line["sha256"]) == (s3.head_object(Bucket=deployed.bucket, Key=key)["ETag"].strip('"'), "")
+    taken, objects = gathered(deployed, monkeypatch)
+    assert objects[changed] == b"SELECT 1;\n"
+    assert set(taken) == set(objects) - {changed}
+    assert all(taken[key] == objects[key] for key in taken)

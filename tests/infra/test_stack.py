@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dbmigrate import bundle
 from infra.packaging import BuildResult
 
 from .conftest import BYO, MIGRATIONS, ROOT, Synth, SynthesizeWith
@@ -151,8 +152,13 @@ def test_package_is_the_built_zip_with_its_hash(synth: Synth, package: BuildResu
     assert hashlib.sha256(shipped.read_bytes()).hexdigest() == package.sha256
 
 
+def migration_objects(stack: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The objects of the migration files, by name (not the bundle's, under ``.dbmigrate/``)."""
+    return {name: item for name, item in resources(stack, "aws_s3_object").items() if "/.dbmigrate/" not in item["key"]}
+
+
 def test_one_object_per_migration_file_at_prefix_database_file(synth: Synth, migrations_folder: Path) -> None:
-    objects = resources(synth.stack, "aws_s3_object")
+    objects = migration_objects(synth.stack)
     bucket, _ = only(synth.stack, "aws_s3_bucket")
     assert sorted(item["key"] for item in objects.values()) == [f"migrations/{key}" for key in MIGRATION_KEYS]
     for item in objects.values():
@@ -162,6 +168,38 @@ def test_one_object_per_migration_file_at_prefix_database_file(synth: Synth, mig
         assert item["source_hash"] == hashlib.sha256(content).hexdigest(), "an edited file must show in plan"
         assert (synth.stack_dir / item["source"]).read_bytes() == content
         assert item["kms_key_id"].startswith("${aws_kms_key.")
+        assert item["checksum_algorithm"] == "SHA256", "S3 checks the body and reports its checksum back"
+
+
+def test_the_bundle_holds_every_file_and_its_index_names_each_object_by_what_terraform_read_back(
+    synth: Synth, migrations_folder: Path
+) -> None:
+    everything = resources(synth.stack, "aws_s3_object")
+    bundled = {name: item for name, item in everything.items() if "/.dbmigrate/" in item["key"]}
+    by_key = {item["key"].removeprefix("migrations/"): name for name, item in migration_objects(synth.stack).items()}
+    index_name = next(name for name, item in bundled.items() if item["key"] == f"migrations/{bundle.INDEX_KEY}")
+    parts = {item["key"].removeprefix("migrations/"): (name, item) for name, item in bundled.items()}
+    del parts[bundle.INDEX_KEY]
+    lines = [json.loads(line) for line in bundled[index_name]["content"].splitlines()]
+    assert lines[0] == {"format": bundle.FORMAT, "parts": len(parts), "files": len(MIGRATION_KEYS)}
+    part_lines = [line for line in lines[1:] if "file" not in line]
+    assert {line["key"]: line["etag"] for line in part_lines} == {
+        key: ref("aws_s3_object", name, "etag") for key, (name, _) in parts.items()
+    }
+    file_lines = [line for line in lines[1:] if "file" in line]
+    assert [line["file"] for line in file_lines] == MIGRATION_KEYS
+    for line in file_lines:
+        name = by_key[line["file"]]
+        assert line["etag"] == ref("aws_s3_object", name, "etag")
+        assert line["sha256"] == ref("aws_s3_object", name, "checksum_sha256")
+        _, part = parts[bundle.part_key(line["part"])]
+        body = (synth.stack_dir / part["source"]).read_bytes()[line["offset"] : line["offset"] + line["length"]]
+        assert body == (migrations_folder / line["file"]).read_bytes()
+    for _, part in parts.values():
+        assert part["source_hash"] == hashlib.sha256((synth.stack_dir / part["source"]).read_bytes()).hexdigest()
+    for item in bundled.values():
+        assert item["kms_key_id"].startswith("${aws_kms_key.")
+        assert not item["key"].endswith(".sql"), "the upload notification sends .sql keys only"
 
 
 def test_invocation_migrates_on_every_apply_after_objects_endpoints_and_policies(stack: dict[str, Any]) -> None:

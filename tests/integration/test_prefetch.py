@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 import aws_clients
+from dbmigrate import bundle, s3source
 from dbmigrate.config import Settings
 from dbmigrate.errors import SourceError
 from dbmigrate.prefetch import THREAD_NAME, ReadAhead
@@ -62,6 +63,7 @@ class S3Calls:
     def __init__(self, delay: Callable[[], float] = lambda: 0.0) -> None:
         self.delay = delay
         self.calls: Counter[str] = Counter()
+        self.read: list[str] = []  # the keys of every GetObject, in the order sent
         self.in_flight = 0
         self.most_in_flight = 0
         self._lock = threading.Lock()
@@ -70,6 +72,7 @@ class S3Calls:
         def made(service: str) -> Any:
             client = make(service)
             client.meta.events.register(f"before-call.{service}", self._count)
+            client.meta.events.register("before-parameter-build.s3.GetObject", self._key)
             client.meta.events.register("before-send.s3.GetObject", self._slow)
             return client
 
@@ -78,6 +81,10 @@ class S3Calls:
     def _count(self, model: Any, **_: Any) -> None:
         with self._lock:
             self.calls.update([model.name])
+
+    def _key(self, params: dict[str, Any], **_: Any) -> None:
+        with self._lock:
+            self.read.append(params["Key"].removeprefix(PREFIX))
 
     def _slow(self, **_: Any) -> None:
         with self._lock:
@@ -303,3 +310,150 @@ def test_a_local_folder_is_read_file_by_file(pg: EmbeddedPostgres, tmp_path: Pat
 
     Runner(LocalSource(root), Settings(pg.url()), on_event=count_threads).migrate()
     assert seen == [0] * 21
+
+
+# -- the deploy's bundle (dbmigrate.bundle): many files in a few requests ------------------------
+INDEX = bundle.INDEX_KEY
+PART = bundle.part_key(0)
+
+
+def applied_checksums(pg: EmbeddedPostgres) -> dict[str, str]:
+    return dict(query(pg, "projectdb", "SELECT file, checksum FROM dbmigrate.history"))
+
+
+def checksums_of(files: dict[str, str]) -> dict[str, str]:
+    return {key: hashlib.sha256(body.encode()).hexdigest() for key, body in files.items() if "projectdb/" in key}
+
+
+def reindex(aws: LocalAws, file: str, *, etag: str, checksum: str) -> None:
+    """Rewrite the index's line of ``file``, as Terraform's next apply writes it after a refresh of that object."""
+    key = PREFIX + INDEX
+    lines = aws.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode().splitlines()
+    for number, line in enumerate(lines):
+        entry = json.loads(line)
+        if entry.get("file") == file:
+            lines[number] = json.dumps({**entry, "etag": etag, "sha256": checksum})
+    aws.s3.put_object(Bucket=BUCKET, Key=key, Body="\n".join(lines).encode())
+
+
+def test_a_first_deploy_from_the_bundle_reads_its_index_and_one_part_and_applies_in_order(
+    function: S3Calls, aws: LocalAws, pg: EmbeddedPostgres
+) -> None:
+    files = {**ROOT, **numbered(150)}
+    aws.upload(BUCKET, files, PREFIX, bundled=True)
+    result = handler({"action": "migrate"}, Context())
+    assert [database["applied"] for database in result["databases"]] == [[1], list(range(1, 151))]
+    order = query(pg, "projectdb", "SELECT version FROM applied ORDER BY n")
+    assert [version for (version,) in order] == list(range(2, 151))
+    assert applied_checksums(pg) == checksums_of(files)
+    # The root database's one file is too few for the bundle; projectdb's 150 come from it.
+    assert function.read == [*ROOT, INDEX, PART]
+
+
+CHANGES = ["written out of band", "written out of band, the index refreshed", "added after the bundle"]
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_a_file_not_as_the_bundle_has_it_is_read_from_its_own_object(
+    change: str, function: S3Calls, aws: LocalAws, pg: EmbeddedPostgres
+) -> None:
+    files = {**ROOT, **numbered(60)}
+    file = "projectdb/30_record_30.up.sql"
+    if change.startswith("added"):
+        del files[file]
+    aws.upload(BUCKET, files, PREFIX, bundled=True)
+    body = "INSERT INTO applied (version) VALUES (-30);\n"
+    put = aws.s3.put_object(Bucket=BUCKET, Key=PREFIX + file, Body=body.encode())  # no SHA-256 checksum
+    if change.endswith("refreshed"):  # the index names the new object, but with no checksum of its content
+        reindex(aws, file, etag=put["ETag"].strip('"'), checksum="")
+    result = handler({"action": "migrate"}, Context())
+    assert result["databases"][1]["applied"] == list(range(1, 61))
+    assert query(pg, "projectdb", "SELECT version FROM applied WHERE version IN (30, -30)") == [(-30,)]
+    assert applied_checksums(pg) == checksums_of({**files, file: body})
+    assert sorted(function.read) == sorted([*ROOT, INDEX, PART, file])
+
+
+def replace_the_part(aws: LocalAws) -> None:
+    part = aws.s3.get_object(Bucket=BUCKET, Key=PREFIX + PART)["Body"].read()
+    aws.s3.put_object(Bucket=BUCKET, Key=PREFIX + PART, Body=part + b"\n")
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "the index is not one",
+        "the index is gone after the listing",
+        "the part is replaced after the listing",
+        "the part was replaced before the listing",
+    ],
+)
+def test_a_bundle_that_cannot_be_used_leaves_every_file_to_its_own_object(
+    fault: str, aws: LocalAws, pg: EmbeddedPostgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    aws.bucket(BUCKET)
+    files = numbered(40)
+    aws.upload(BUCKET, {**ROOT, **files}, PREFIX, bundled=True)
+    if fault == "the index is not one":
+        aws.s3.put_object(Bucket=BUCKET, Key=PREFIX + INDEX, Body=b"<html>proxy error</html>")
+    if fault.endswith("before the listing"):
+        replace_the_part(aws)
+    calls = S3Calls()
+    source = S3Source(BUCKET, PREFIX, calls.client(aws_clients.aws_client)("s3"))
+
+    def after_listing(event: dict[str, Any]) -> None:
+        if event["event"] == "lock_acquired":  # the bucket was listed
+            if fault == "the index is gone after the listing":
+                aws.s3.delete_object(Bucket=BUCKET, Key=PREFIX + INDEX)
+            elif fault.endswith("after the listing"):
+                replace_the_part(aws)
+
+    report = Runner(source, Settings(pg.url()), on_event=after_listing).migrate()
+    assert report.databases[1].applied == list(range(1, 41))
+    assert applied_checksums(pg) == checksums_of(files)
+    assert sorted(key for key in calls.read if key in files) == sorted(files)  # each from its own object
+    said = [record.getMessage() for record in caplog.records if record.name == "dbmigrate.s3source"]
+    if fault.endswith("before the listing"):  # the listing shows it is not the index's: not even read
+        assert PART not in calls.read
+        assert said == []
+        return
+    (warning,) = said
+    assert warning.startswith(
+        f"the bundle at s3://{BUCKET}/{PREFIX}{INDEX} was not used, each file is read from its own object: "
+    )
+    assert REASONS[fault] in warning
+
+
+REASONS = {
+    "the index is not one": f"it is not a {bundle.FORMAT} index",
+    "the index is gone after the listing": "NoSuchKey",
+    "the part is replaced after the listing": "PreconditionFailed",
+}
+
+
+def test_a_few_files_to_read_are_read_from_their_own_objects_without_the_index(
+    function: S3Calls, aws: LocalAws, pg: EmbeddedPostgres
+) -> None:
+    first = {**ROOT, **numbered(100)}
+    aws.upload(BUCKET, first, PREFIX, bundled=True)
+    handler({"action": "migrate"}, Context())
+    more = {
+        f"projectdb/{v}_record_{v}.up.sql": f"INSERT INTO applied (version) VALUES ({v});\n" for v in range(101, 111)
+    }
+    aws.upload(BUCKET, {**first, **more}, PREFIX, bundled=True)
+    function.read.clear()
+    result = handler({"action": "migrate"}, Context())
+    assert result["databases"][1]["applied"] == list(range(101, 111))
+    assert sorted(function.read) == sorted(more)  # ten: fewer than one read each costs, in parallel
+
+
+def test_what_the_bundle_hands_over_stays_within_its_byte_budget(
+    function: S3Calls, aws: LocalAws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {**ROOT, **numbered(80)}
+    aws.upload(BUCKET, files, PREFIX, bundled=True)
+    in_order = [f"projectdb/{v}_{'create_applied' if v == 1 else f'record_{v}'}.up.sql" for v in range(1, 81)]
+    monkeypatch.setattr(s3source, "GATHER_MAX_BYTES", sum(len(files[key].encode()) for key in in_order[:50]))
+    handler({"action": "migrate"}, Context())
+    assert applied_checksums(pg) == checksums_of(files)
+    assert [key for key in function.read if key.startswith("projectdb/")] != []
+    assert {key for key in function.read if key.startswith("projectdb/")} == set(in_order[50:])
