@@ -82,28 +82,34 @@ class LocalAws:
         """Put each ``key: body`` of ``files`` under ``prefix`` (in parallel: thousands for the paging tests).
 
         ``bundled``: as the stack's objects do (``infra/bucket.py``): each file with its
-        SHA-256 checksum, then the files' bundle, its parts and an index naming the ETag and
-        checksum each put answered (``dbmigrate.bundle``).
+        SHA-256 checksum, then their bundle (``put_bundle``).
         """
         bodies = {key: body.encode() if isinstance(body, str) else body for key, body in files.items()}
         extra: dict[str, Any] = {"ChecksumAlgorithm": "SHA256"} if bundled else {}
 
-        def put(item: tuple[str, bytes]) -> tuple[str, Any]:
+        def put(item: tuple[str, bytes]) -> tuple[str, tuple[bytes, Any]]:
             key, body = item
-            return key, self.s3.put_object(Bucket=bucket, Key=prefix + key, Body=body, **extra)
+            return key, (body, self.s3.put_object(Bucket=bucket, Key=prefix + key, Body=body, **extra))
 
         with ThreadPoolExecutor(16) as pool:
             answers = dict(pool.map(put, bodies.items()))
-        if not bundled:
-            return
-        keys = sorted(bodies)
-        parts, placed = bundle.pack([(key, bodies[key]) for key in keys])
+        if bundled:
+            self.put_bundle(bucket, prefix, answers)
+
+    def put_bundle(self, bucket: str, prefix: str, files: Mapping[str, tuple[bytes, Mapping[str, Any]]]) -> None:
+        """The bundle of ``files`` (each key's body and what its put answered), as the stack writes it.
+
+        The parts, then the index naming each object by the ETag and SHA-256 checksum its put
+        answered (``dbmigrate.bundle``).
+        """
+        keys = sorted(files)
+        parts, placed = bundle.pack([(key, files[key][0]) for key in keys])
         part_etags = [
             self.s3.put_object(Bucket=bucket, Key=prefix + bundle.part_key(n), Body=part)["ETag"].strip('"')
             for n, part in enumerate(parts)
         ]
-        etags = {key: answers[key]["ETag"].strip('"') for key in keys}
-        checksums = {key: answers[key]["ChecksumSHA256"] for key in keys}
+        etags = {key: str(files[key][1]["ETag"]).strip('"') for key in keys}
+        checksums = {key: str(files[key][1].get("ChecksumSHA256", "")) for key in keys}
         index = bundle.index_text(placed, part_etags, etags, checksums)
         self.s3.put_object(Bucket=bucket, Key=prefix + bundle.INDEX_KEY, Body=index.encode())
 

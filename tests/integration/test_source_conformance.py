@@ -8,11 +8,12 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
 from aws_clients import aws_client
+from dbmigrate import s3source
 from dbmigrate.errors import LayoutError, SourceError
 from dbmigrate.model import MigrationRef
 from dbmigrate.s3source import S3Source
@@ -72,11 +73,48 @@ class BucketStore:
         return S3Source(BUCKET, PREFIX, aws_client("s3"))
 
 
-@pytest.fixture(params=["folder", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+class BundledBucketStore(BucketStore):
+    """Objects put with their SHA-256 checksums, and the bundle of them a deploy writes when the source is made.
+
+    Its source takes every file it lists from the bundle where it can (``gather``), as a
+    run with many files to read does: what it reads must be what the objects hold.
+    """
+
+    def __init__(self, aws: LocalAws) -> None:
+        super().__init__(aws)
+        self.answers: dict[str, tuple[bytes, dict[str, Any]]] = {}
+
+    def put(self, key: str, body: bytes) -> None:
+        answer = self.aws.s3.put_object(Bucket=BUCKET, Key=PREFIX + key, Body=body, ChecksumAlgorithm="SHA256")
+        self.answers[key] = (body, dict(answer))
+
+    def remove(self, key: str) -> None:
+        super().remove(key)
+        self.answers.pop(key, None)
+
+    def source(self) -> MigrationSource:
+        files = {key: answer for key, answer in self.answers.items() if not key.endswith("/")}
+        self.aws.put_bundle(BUCKET, PREFIX, files)
+        return GatheringSource(BUCKET, PREFIX, aws_client("s3"))
+
+
+class GatheringSource(S3Source):
+    """Every file listed is asked of the bundle right away (``GATHER_MIN`` is 1 for these tests)."""
+
+    def list(self) -> list[MigrationRef]:
+        refs = super().list()
+        self.gather([key for ref in refs for key in (ref.key, ref.down_key) if key])
+        return refs
+
+
+@pytest.fixture(params=["folder", "s3", "s3 with bundle"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
     if request.param == "folder":
         return FolderStore(tmp_path / "migrations")
-    return BucketStore(request.getfixturevalue("aws"))
+    if request.param == "s3":
+        return BucketStore(request.getfixturevalue("aws"))
+    monkeypatch.setattr(s3source, "GATHER_MIN", 1)
+    return BundledBucketStore(request.getfixturevalue("aws"))
 
 
 def put_all(store: Store, files: dict[str, str | bytes]) -> None:
@@ -221,6 +259,9 @@ def test_reading_a_file_that_is_gone_raises_a_source_error_naming_it(store: Stor
     source = store.source()
     ref: MigrationRef = source.list()[0]
     store.remove(ref.key)
+    if isinstance(source, GatheringSource):  # it took the body from the bundle with the listing, as a run does
+        assert source.read(ref.key) == b"SELECT 1;"
+        return
     with pytest.raises(SourceError) as caught:
         source.read(ref.key)
     assert "projectdb/1_a.up.sql" in str(caught.value)
