@@ -146,6 +146,9 @@ class Index:
             raise ValueError(f"it is not a {FORMAT} index ({type(exc).__name__}: {exc})") from exc
         if len(parts) != header.get("parts") or len(files) != header.get("files"):
             raise ValueError(f"it names {len(parts)} parts and {len(files)} files, its header {header}")
+        for entry in files.values():
+            if entry.place.part not in parts or entry.place.offset < 0 or entry.place.length < 0:
+                raise ValueError(f"{entry.place.file} is placed outside the parts it names: {entry.place}")
         return cls(parts, files)
 
     def wanted(self, files: Sequence[str], etags: Mapping[str, str | None], max_bytes: int) -> dict[int, list[Placed]]:
@@ -161,7 +164,7 @@ class Index:
             if entry is None or not entry.etag or etags.get(file) != entry.etag:
                 continue
             part = entry.place.part
-            if etags.get(part_key(part)) != self.part_etags.get(part):
+            if not self.part_etags.get(part) or etags.get(part_key(part)) != self.part_etags[part]:
                 continue
             if total + entry.place.length > max_bytes:
                 break
@@ -173,9 +176,12 @@ class Index:
         return self.files[file].checksum
 
 
-def span(places: Sequence[Placed]) -> tuple[int, int]:
-    """The byte range of one part that holds ``places``: first byte and last byte, inclusive."""
-    return min(p.offset for p in places), max(p.offset + p.length for p in places) - 1
+def span(places: Sequence[Placed]) -> tuple[int, int] | None:
+    """The byte range of one part that holds ``places``: first byte and last byte, inclusive (None: no bytes)."""
+    sized = [place for place in places if place.length]
+    if not sized:
+        return None
+    return min(p.offset for p in sized), max(p.offset + p.length for p in sized) - 1
 
 
 def unpack(index: Index, places: Sequence[Placed], first: int, data: bytes) -> dict[str, bytes]:

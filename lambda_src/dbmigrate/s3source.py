@@ -201,9 +201,11 @@ class S3Source:
                 held = sum(len(body) for body in self._gathered.values())
                 places = self._index.wanted(wanted, self._etags, GATHER_MAX_BYTES - held)
                 for part, placed in places.items():
-                    first, last = bundle.span(placed)
-                    etag = self._index.part_etags[part]  # the listing's too (``wanted``): not replaced since
-                    data = self._get(bundle.part_key(part), etag=etag, byte_range=f"bytes={first}-{last}")
+                    first, data = 0, b""  # empty files only: no bytes to read
+                    if (span := bundle.span(placed)) is not None:
+                        first, last = span
+                        etag = self._index.part_etags[part]  # the listing's too (``wanted``): not replaced since
+                        data = self._get(bundle.part_key(part), etag=etag, byte_range=f"bytes={first}-{last}")
                     self._gathered.update(bundle.unpack(self._index, placed, first, data))
             except (BotoCoreError, ClientError, ValueError) as exc:
                 log.warning(

@@ -59,9 +59,21 @@ def test_every_file_unchanged_is_taken_from_its_part() -> None:
     wanted = index.wanted([file for file, _ in BODIES], listing(BODIES, len(parts)), max_bytes=1 << 20)
     taken: dict[str, bytes] = {}
     for number, places in wanted.items():
-        first, last = bundle.span(places)
+        span = bundle.span(places)
+        assert span is not None
+        first, last = span
         taken |= bundle.unpack(index, places, first, parts[number][first : last + 1])
     assert taken == dict(BODIES)
+
+
+def test_empty_files_need_no_bytes_of_their_part() -> None:
+    bodies = [("app/1_a.up.sql", b""), ("app/2_b.up.sql", b"SELECT 1;\n"), ("app/3_c.up.sql", b"")]
+    parts, index = index_of(bodies)
+    wanted = index.wanted([file for file, _ in bodies], listing(bodies, len(parts)), max_bytes=1 << 20)
+    assert bundle.span(wanted[0]) == (0, len(b"SELECT 1;\n") - 1)
+    empty = [place for place in wanted[0] if not place.length]
+    assert bundle.span(empty) is None
+    assert bundle.unpack(index, empty, 0, b"") == {"app/1_a.up.sql": b"", "app/3_c.up.sql": b""}
 
 
 @pytest.mark.parametrize(
@@ -146,9 +158,12 @@ def good_text() -> str:
         (good_text().replace('"offset":0', '"offset":"zero"').encode(), "ValueError"),
         (b"\xff\xfe", "UnicodeDecodeError"),
         (b'{"format": "dbmigrate-bundle/1", "parts": 0, "files": 0}\n"a string"\n', "TypeError"),
+        (good_text().replace('"part":0,"offset"', '"part":7,"offset"').encode(), "outside the parts"),
+        (good_text().replace('"offset":0', '"offset":-1').encode(), "outside the parts"),
+        (good_text().replace('"length":20', '"length":-20').encode(), "outside the parts"),
     ],
     ids=["empty", "not JSON", "another format", "not an object", "cut short", "a field missing", "a bad number",
-         "not UTF-8", "a line not an object"],
+         "not UTF-8", "a line not an object", "a part it does not name", "before its part", "a negative length"],
 )  # fmt: skip
 def test_an_index_that_is_not_one_is_refused_saying_why(text: bytes, said: str) -> None:
     with pytest.raises(ValueError, match=said):
