@@ -2,7 +2,7 @@
 
 A deploy uploads each file as its own object (``<prefix><database>/<file>``): that object is
 what a run applies. Beside them it uploads the same bodies packed in order into parts
-(``PART_KEY``) and, once those uploads are done, an index (``INDEX_KEY``). The index names
+(``part_key``) and, once those uploads are done, an index (``INDEX_KEY``). The index names
 each file's object by the ETag and the SHA-256 checksum S3 reported for it (Terraform's
 ``etag`` and ``checksum_sha256`` of the ``aws_s3_object``, read back together in one
 HeadObject) and says where its body sits in which part.
@@ -79,12 +79,19 @@ class Entry:
 
 
 def pack(bodies: Sequence[tuple[str, bytes]], part_bytes: int = PART_BYTES) -> tuple[list[bytes], list[Placed]]:
-    """``(file, body)`` in order, packed into parts of at most ``part_bytes``: the parts, and each file's place."""
+    """``(file, body)`` in order, packed into parts of at most ``part_bytes``: the parts, and each file's place.
+
+    Each database folder (``<database>/<file>``) has parts of its own: a file added to one
+    changes that folder's parts only, and a run of one database reads only those.
+    """
     parts: list[bytearray] = []
     placed: list[Placed] = []
+    folder = None
     for file, body in bodies:
-        if not parts or (parts[-1] and len(parts[-1]) + len(body) > part_bytes):
+        full = bool(parts) and bool(parts[-1]) and len(parts[-1]) + len(body) > part_bytes
+        if not parts or full or file.split("/", 1)[0] != folder:
             parts.append(bytearray())
+        folder = file.split("/", 1)[0]
         placed.append(Placed(file, len(parts) - 1, len(parts[-1]), len(body)))
         parts[-1] += body
     return [bytes(part) for part in parts], placed
@@ -98,8 +105,8 @@ def index_text(
 ) -> str:
     """The index: a header line, a line per part (its ETag), a line per file (its object's ETag and checksum).
 
-    One JSON object per line, so that a plan shows a new file as a new line. The values may
-    be Terraform references, resolved when the objects they name are uploaded.
+    One JSON object per line: a file added or changed adds or changes its own line. The
+    values may be Terraform references, resolved when the objects they name are uploaded.
     """
     lines = [{"format": FORMAT, "parts": len(part_etags), "files": len(placed)}]
     lines += [{"part": number, "key": part_key(number), "etag": etag} for number, etag in enumerate(part_etags)]

@@ -45,6 +45,16 @@ def test_packing_keeps_order_and_bytes_and_parts_within_their_size(part_bytes: i
         assert len(parts) == expected[part_bytes]
 
 
+def test_each_database_folder_has_parts_of_its_own() -> None:
+    bodies = [("app/1_a.up.sql", b"A1"), ("app/2_b.up.sql", b"A2"), ("billing/1_a.up.sql", b"B1")]
+    bodies += [("postgres/1_db.up.sql", b""), ("zeta/1_a.up.sql", b"Z1")]
+    parts, placed = bundle.pack(bodies)
+    assert parts == [b"A1A2", b"B1", b"", b"Z1"]
+    assert [place.part for place in placed] == [0, 0, 1, 2, 3]
+    more, _ = bundle.pack([*bodies[:2], ("app/3_c.up.sql", b"A3"), *bodies[2:]])
+    assert more[1:] == parts[1:], "a file added to one folder leaves the other folders' parts as they were"
+
+
 def test_an_index_reads_back_what_was_written() -> None:
     parts, index = index_of(BODIES, part_bytes=300)
     assert len(parts) > 1
