@@ -221,9 +221,10 @@ class MigrationObjects(Construct):
         parts, placed = bundle.pack([(item.key, (folder / item.key).read_bytes()) for item in self.files])
         written = Path(tempfile.mkdtemp(prefix="dbmigrate-bundle-"))
         atexit.register(shutil.rmtree, written, ignore_errors=True)
-        digests = [hashlib.sha256(part).hexdigest() for part in parts]
-        for number, part in enumerate(parts):
-            (written / f"part-{number:04d}").write_bytes(part)
+        digests = [hashlib.sha256(part.body).hexdigest() for part in parts]
+        for part in parts:
+            (written / part.key).parent.mkdir(parents=True, exist_ok=True)
+            (written / part.key).write_bytes(part.body)
         asset = TerraformAsset(
             self,
             "bundle-parts",
@@ -234,16 +235,17 @@ class MigrationObjects(Construct):
         part_objects = [
             S3Object(
                 self,
-                f"bundle-part-{number}",
+                # Named for its folder and number there: a file added to another folder moves nothing here.
+                "bundle-" + part.key.removeprefix(".dbmigrate/bundle/").replace("/", "-"),
                 bucket=bucket_name,
-                key=f"{prefix}{bundle.part_key(number)}",
-                source=f"{asset.path}/part-{number:04d}",
+                key=f"{prefix}{part.key}",
+                source=f"{asset.path}/{part.key}",
                 source_hash=digest,
                 content_type="application/octet-stream",
                 depends_on=list(after) or None,
                 **encrypted,
             )
-            for number, digest in enumerate(digests)
+            for part, digest in zip(parts, digests, strict=True)
         ]
         by_file = dict(zip((item.key for item in self.files), self.objects, strict=True))
         S3Object(
@@ -253,7 +255,7 @@ class MigrationObjects(Construct):
             key=f"{prefix}{bundle.INDEX_KEY}",
             content=bundle.index_text(
                 placed,
-                [part.etag for part in part_objects],
+                [bundle.Part(part.key, obj.etag) for part, obj in zip(parts, part_objects, strict=True)],
                 {file: obj.etag for file, obj in by_file.items()},
                 {file: obj.checksum_sha256 for file, obj in by_file.items()},
             ),

@@ -104,13 +104,15 @@ class LocalAws:
         """
         keys = sorted(files)
         parts, placed = bundle.pack([(key, files[key][0]) for key in keys])
-        part_etags = [
-            self.s3.put_object(Bucket=bucket, Key=prefix + bundle.part_key(n), Body=part)["ETag"].strip('"')
-            for n, part in enumerate(parts)
+        put = [
+            bundle.Part(
+                part.key, self.s3.put_object(Bucket=bucket, Key=prefix + part.key, Body=part.body)["ETag"].strip('"')
+            )
+            for part in parts
         ]
         etags = {key: str(files[key][1]["ETag"]).strip('"') for key in keys}
         checksums = {key: str(files[key][1].get("ChecksumSHA256", "")) for key in keys}
-        index = bundle.index_text(placed, part_etags, etags, checksums)
+        index = bundle.index_text(placed, put, etags, checksums)
         self.s3.put_object(Bucket=bucket, Key=prefix + bundle.INDEX_KEY, Body=index.encode())
 
     def client(self, service: str) -> Any:

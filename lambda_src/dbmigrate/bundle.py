@@ -34,6 +34,7 @@ __all__ = [
     "PART_BYTES",
     "Entry",
     "Index",
+    "Part",
     "Placed",
     "index_text",
     "pack",
@@ -49,9 +50,9 @@ PART_BYTES = 8 * 1024 * 1024
 """A part's size, at most (a file bigger than that has a part to itself)."""
 
 
-def part_key(number: int) -> str:
-    """The key of part ``number``, relative to the migrations prefix (``.dbmigrate/bundle/part-0003``)."""
-    return f".dbmigrate/bundle/part-{number:04d}"
+def part_key(folder: str, number: int) -> str:
+    """A folder's part ``number``, relative to the migrations prefix: ``.dbmigrate/bundle/app/part-0003``."""
+    return f".dbmigrate/bundle/{folder}/part-{number:04d}"
 
 
 def s3_checksum(body: bytes) -> str:
@@ -60,8 +61,17 @@ def s3_checksum(body: bytes) -> str:
 
 
 @dataclass(frozen=True)
+class Part:
+    """One part: its key (``part_key``) and, as the index has it, its ETag (or its body, when packed)."""
+
+    key: str
+    etag: str = ""
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
 class Placed:
-    """Where one file's body sits: part ``part``, ``length`` bytes from ``offset``."""
+    """Where one file's body sits: part ``part`` (its number in the index), ``length`` bytes from ``offset``."""
 
     file: str
     part: int
@@ -78,38 +88,43 @@ class Entry:
     place: Placed
 
 
-def pack(bodies: Sequence[tuple[str, bytes]], part_bytes: int = PART_BYTES) -> tuple[list[bytes], list[Placed]]:
+def pack(bodies: Sequence[tuple[str, bytes]], part_bytes: int = PART_BYTES) -> tuple[list[Part], list[Placed]]:
     """``(file, body)`` in order, packed into parts of at most ``part_bytes``: the parts, and each file's place.
 
-    Each database folder (``<database>/<file>``) has parts of its own: a file added to one
-    changes that folder's parts only, and a run of one database reads only those.
+    Each database folder (``<database>/<file>``) has parts of its own, named for it: a file
+    added to one folder changes that folder's parts only, and a run of one database reads
+    only those.
     """
-    parts: list[bytearray] = []
+    parts: list[tuple[str, bytearray]] = []
     placed: list[Placed] = []
-    folder = None
     for file, body in bodies:
-        full = bool(parts) and bool(parts[-1]) and len(parts[-1]) + len(body) > part_bytes
-        if not parts or full or file.split("/", 1)[0] != folder:
-            parts.append(bytearray())
         folder = file.split("/", 1)[0]
-        placed.append(Placed(file, len(parts) - 1, len(parts[-1]), len(body)))
-        parts[-1] += body
-    return [bytes(part) for part in parts], placed
+        same = bool(parts) and parts[-1][0] == folder
+        if not same or (parts[-1][1] and len(parts[-1][1]) + len(body) > part_bytes):
+            parts.append((folder, bytearray()))
+        placed.append(Placed(file, len(parts) - 1, len(parts[-1][1]), len(body)))
+        parts[-1][1].extend(body)
+    numbers: dict[str, int] = {}
+    named = []
+    for folder, collected in parts:
+        numbers[folder] = numbers.get(folder, -1) + 1
+        named.append(Part(part_key(folder, numbers[folder]), body=bytes(collected)))
+    return named, placed
 
 
 def index_text(
     placed: Sequence[Placed],
-    part_etags: Sequence[str],
+    parts: Sequence[Part],
     etags: Mapping[str, str],
     checksums: Mapping[str, str],
 ) -> str:
-    """The index: a header line, a line per part (its ETag), a line per file (its object's ETag and checksum).
+    """The index: a header line, a line per part (its key and ETag), a line per file (its object's ETag and checksum).
 
     One JSON object per line: a file added or changed adds or changes its own line. The
     values may be Terraform references, resolved when the objects they name are uploaded.
     """
-    lines = [{"format": FORMAT, "parts": len(part_etags), "files": len(placed)}]
-    lines += [{"part": number, "key": part_key(number), "etag": etag} for number, etag in enumerate(part_etags)]
+    lines: list[dict[str, object]] = [{"format": FORMAT, "parts": len(parts), "files": len(placed)}]
+    lines += [{"part": number, "key": part.key, "etag": part.etag} for number, part in enumerate(parts)]
     for item in placed:
         lines.append(
             {
@@ -126,9 +141,9 @@ def index_text(
 
 @dataclass(frozen=True)
 class Index:
-    """A parsed index: each part's ETag, and each file's entry."""
+    """A parsed index: each part (by its number) with its key and ETag, and each file's entry."""
 
-    part_etags: Mapping[int, str]
+    parts: Mapping[int, Part]
     files: Mapping[str, Entry]
 
     @classmethod
@@ -139,7 +154,9 @@ class Index:
             header, rest = lines[0], lines[1:]
             if not isinstance(header, dict) or header.get("format") != FORMAT:
                 raise ValueError(f"its first line is not a {FORMAT} header")
-            parts = {int(line["part"]): str(line["etag"]) for line in rest if "file" not in line}
+            parts = {
+                int(line["part"]): Part(str(line["key"]), str(line["etag"])) for line in rest if "file" not in line
+            }
             files = {
                 str(line["file"]): Entry(
                     str(line["etag"]),
@@ -170,13 +187,13 @@ class Index:
             entry = self.files.get(file)
             if entry is None or not entry.etag or etags.get(file) != entry.etag:
                 continue
-            part = entry.place.part
-            if not self.part_etags.get(part) or etags.get(part_key(part)) != self.part_etags[part]:
+            part = self.parts.get(entry.place.part)
+            if part is None or not part.etag or etags.get(part.key) != part.etag:
                 continue
             if total + entry.place.length > max_bytes:
                 break
             total += entry.place.length
-            found.setdefault(part, []).append(entry.place)
+            found.setdefault(entry.place.part, []).append(entry.place)
         return found
 
     def checksum(self, file: str) -> str:

@@ -204,8 +204,8 @@ class S3Source:
                     first, data = 0, b""  # empty files only: no bytes to read
                     if (span := bundle.span(placed)) is not None:
                         first, last = span
-                        etag = self._index.part_etags[part]  # the listing's too (``wanted``): not replaced since
-                        data = self._get(bundle.part_key(part), etag=etag, byte_range=f"bytes={first}-{last}")
+                        named = self._index.parts[part]  # its ETag is the listing's (``wanted``): not replaced since
+                        data = self._get(named.key, etag=named.etag, byte_range=f"bytes={first}-{last}")
                     self._gathered.update(bundle.unpack(self._index, placed, first, data))
             except (BotoCoreError, ClientError, ValueError) as exc:
                 log.warning(

@@ -186,13 +186,15 @@ def test_the_bundle_holds_every_file_and_its_index_names_each_object_by_what_ter
     assert {line["key"]: line["etag"] for line in part_lines} == {
         key: ref("aws_s3_object", name, "etag") for key, (name, _) in parts.items()
     }
+    part_keys = {line["part"]: line["key"] for line in part_lines}
     file_lines = [line for line in lines[1:] if "file" in line]
     assert [line["file"] for line in file_lines] == MIGRATION_KEYS
     for line in file_lines:
         name = by_key[line["file"]]
         assert line["etag"] == ref("aws_s3_object", name, "etag")
         assert line["sha256"] == ref("aws_s3_object", name, "checksum_sha256")
-        _, part = parts[bundle.part_key(line["part"])]
+        assert part_keys[line["part"]].startswith(f".dbmigrate/bundle/{line['file'].split('/')[0]}/part-")
+        _, part = parts[part_keys[line["part"]]]
         body = (synth.stack_dir / part["source"]).read_bytes()[line["offset"] : line["offset"] + line["length"]]
         assert body == (migrations_folder / line["file"]).read_bytes()
     for _, part in parts.values():

@@ -314,7 +314,7 @@ def test_a_local_folder_is_read_file_by_file(pg: EmbeddedPostgres, tmp_path: Pat
 
 # -- the deploy's bundle (dbmigrate.bundle): many files in a few requests ------------------------
 INDEX = bundle.INDEX_KEY
-PART = bundle.part_key(1)  # projectdb's: each folder has parts of its own, and postgres/ sorts first
+PART = bundle.part_key("projectdb", 0)  # each database folder has parts of its own
 
 
 def applied_checksums(pg: EmbeddedPostgres) -> dict[str, str]:

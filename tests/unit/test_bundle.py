@@ -7,32 +7,35 @@ import json
 import pytest
 
 from dbmigrate import bundle
-from dbmigrate.bundle import Index, Placed
+from dbmigrate.bundle import Index, Part, Placed
 
 BODIES = [(f"app/{n}_step.up.sql", f"CREATE TABLE t{n} ();\n".encode() * n) for n in range(1, 30)]
 
 
 def index_of(bodies: list[tuple[str, bytes]], part_bytes: int = bundle.PART_BYTES) -> tuple[list[bytes], Index]:
-    """The parts and the parsed index of ``bodies``, each object's ETag ``etag-<file>`` and its real checksum."""
+    """The parts' bodies and the parsed index of ``bodies``: each object's ETag ``etag-<file>`` and its real
+    checksum, each part's ETag ``part-etag-<n>``."""
     parts, placed = bundle.pack(bodies, part_bytes)
     text = bundle.index_text(
         placed,
-        [f"part-etag-{n}" for n in range(len(parts))],
+        [Part(part.key, f"part-etag-{n}") for n, part in enumerate(parts)],
         {file: f"etag-{file}" for file, _ in bodies},
         {file: bundle.s3_checksum(body) for file, body in bodies},
     )
-    return parts, Index.parse(text.encode())
+    return [part.body for part in parts], Index.parse(text.encode())
 
 
-def listing(bodies: list[tuple[str, bytes]], parts: int) -> dict[str, str | None]:
+def listing(bodies: list[tuple[str, bytes]], index: Index) -> dict[str, str | None]:
     """What a listing gives when nothing was written since the index."""
     etags: dict[str, str | None] = {file: f"etag-{file}" for file, _ in bodies}
-    return etags | {bundle.part_key(n): f"part-etag-{n}" for n in range(parts)}
+    return etags | {part.key: part.etag for part in index.parts.values()}
 
 
 @pytest.mark.parametrize("part_bytes", [1, 100, 1000, bundle.PART_BYTES])
 def test_packing_keeps_order_and_bytes_and_parts_within_their_size(part_bytes: int) -> None:
-    parts, placed = bundle.pack(BODIES, part_bytes)
+    packed, placed = bundle.pack(BODIES, part_bytes)
+    parts = [part.body for part in packed]
+    assert [part.key for part in packed] == [bundle.part_key("app", n) for n in range(len(packed))]
     assert [place.file for place in placed] == [file for file, _ in BODIES]
     for place, (_, body) in zip(placed, BODIES, strict=True):
         assert parts[place.part][place.offset : place.offset + place.length] == body
@@ -48,17 +51,23 @@ def test_packing_keeps_order_and_bytes_and_parts_within_their_size(part_bytes: i
 def test_each_database_folder_has_parts_of_its_own() -> None:
     bodies = [("app/1_a.up.sql", b"A1"), ("app/2_b.up.sql", b"A2"), ("billing/1_a.up.sql", b"B1")]
     bodies += [("postgres/1_db.up.sql", b""), ("zeta/1_a.up.sql", b"Z1")]
-    parts, placed = bundle.pack(bodies)
-    assert parts == [b"A1A2", b"B1", b"", b"Z1"]
-    assert [place.part for place in placed] == [0, 0, 1, 2, 3]
-    more, _ = bundle.pack([*bodies[:2], ("app/3_c.up.sql", b"A3"), *bodies[2:]])
-    assert more[1:] == parts[1:], "a file added to one folder leaves the other folders' parts as they were"
+    parts, placed = bundle.pack(bodies, part_bytes=3)
+    assert [(part.key, part.body) for part in parts] == [
+        (bundle.part_key("app", 0), b"A1"),
+        (bundle.part_key("app", 1), b"A2"),
+        (bundle.part_key("billing", 0), b"B1"),
+        (bundle.part_key("postgres", 0), b""),
+        (bundle.part_key("zeta", 0), b"Z1"),
+    ]
+    assert [place.part for place in placed] == [0, 1, 2, 3, 4]
+    more, _ = bundle.pack([*bodies[:2], ("app/3_c.up.sql", b"A3"), *bodies[2:]], part_bytes=3)
+    assert more[3:] == parts[2:], "a new part of one folder leaves the other folders' parts (and keys) as they were"
 
 
 def test_an_index_reads_back_what_was_written() -> None:
     parts, index = index_of(BODIES, part_bytes=300)
     assert len(parts) > 1
-    assert dict(index.part_etags) == {n: f"part-etag-{n}" for n in range(len(parts))}
+    assert {n: part.etag for n, part in index.parts.items()} == {n: f"part-etag-{n}" for n in range(len(parts))}
     assert set(index.files) == {file for file, _ in BODIES}
     _, placed = bundle.pack(BODIES, 300)
     assert [index.files[place.file].place for place in placed] == placed
@@ -66,7 +75,7 @@ def test_an_index_reads_back_what_was_written() -> None:
 
 def test_every_file_unchanged_is_taken_from_its_part() -> None:
     parts, index = index_of(BODIES, part_bytes=300)
-    wanted = index.wanted([file for file, _ in BODIES], listing(BODIES, len(parts)), max_bytes=1 << 20)
+    wanted = index.wanted([file for file, _ in BODIES], listing(BODIES, index), max_bytes=1 << 20)
     taken: dict[str, bytes] = {}
     for number, places in wanted.items():
         span = bundle.span(places)
@@ -78,8 +87,8 @@ def test_every_file_unchanged_is_taken_from_its_part() -> None:
 
 def test_empty_files_need_no_bytes_of_their_part() -> None:
     bodies = [("app/1_a.up.sql", b""), ("app/2_b.up.sql", b"SELECT 1;\n"), ("app/3_c.up.sql", b"")]
-    parts, index = index_of(bodies)
-    wanted = index.wanted([file for file, _ in bodies], listing(bodies, len(parts)), max_bytes=1 << 20)
+    _, index = index_of(bodies)
+    wanted = index.wanted([file for file, _ in bodies], listing(bodies, index), max_bytes=1 << 20)
     assert bundle.span(wanted[0]) == (0, len(b"SELECT 1;\n") - 1)
     empty = [place for place in wanted[0] if not place.length]
     assert bundle.span(empty) is None
@@ -98,20 +107,20 @@ def test_empty_files_need_no_bytes_of_their_part() -> None:
 )
 def test_a_file_is_not_taken_when_its_object_or_part_is_not_the_one_indexed(change: str) -> None:
     bodies = BODIES[:5]
-    parts, index = index_of(bodies)
-    etags = listing(bodies, len(parts))
+    _, index = index_of(bodies)
+    etags = listing(bodies, index)
     file = bodies[2][0]
     if change.startswith("the object was"):
         etags[file] = "another"
     elif change.startswith("the listing"):
         del etags[file]
     elif change.startswith("the index does not"):
-        index = Index(index.part_etags, {name: entry for name, entry in index.files.items() if name != file})
+        index = Index(index.parts, {name: entry for name, entry in index.files.items() if name != file})
     elif change.startswith("its part"):
-        etags[bundle.part_key(0)] = "another"
+        etags[bundle.part_key("app", 0)] = "another"
     else:
         entry = index.files[file]
-        index = Index(index.part_etags, {**index.files, file: bundle.Entry("", entry.checksum, entry.place)})
+        index = Index(index.parts, {**index.files, file: bundle.Entry("", entry.checksum, entry.place)})
     wanted = index.wanted([name for name, _ in bodies], etags, max_bytes=1 << 20)
     found = {place.file for places in wanted.values() for place in places}
     if change.startswith("its part"):
@@ -121,10 +130,10 @@ def test_a_file_is_not_taken_when_its_object_or_part_is_not_the_one_indexed(chan
 
 
 def test_what_is_taken_stays_within_the_byte_budget_in_the_order_asked() -> None:
-    parts, index = index_of(BODIES)
+    _, index = index_of(BODIES)
     sizes = [len(body) for _, body in BODIES]
     budget = sum(sizes[:10]) + sizes[10] // 2
-    wanted = index.wanted([file for file, _ in BODIES], listing(BODIES, len(parts)), max_bytes=budget)
+    wanted = index.wanted([file for file, _ in BODIES], listing(BODIES, index), max_bytes=budget)
     assert [place.file for place in wanted[0]] == [file for file, _ in BODIES[:10]]
 
 
@@ -138,9 +147,9 @@ def test_a_body_whose_checksum_is_not_its_objects_is_not_taken(checksum: str) ->
     parts, placed = bundle.pack(bodies)
     checksums = {file: bundle.s3_checksum(body) for file, body in bodies}
     checksums[bodies[1][0]] = {"": "", "CRC32 of it": "NhCmhg=="}.get(checksum, bundle.s3_checksum(b"other"))
-    text = bundle.index_text(placed, ["p"], {file: "e" for file, _ in bodies}, checksums)
+    text = bundle.index_text(placed, [Part(parts[0].key, "p")], {file: "e" for file, _ in bodies}, checksums)
     index = Index.parse(text.encode())
-    assert set(bundle.unpack(index, placed, 0, parts[0])) == {bodies[0][0], bodies[2][0]}
+    assert set(bundle.unpack(index, placed, 0, parts[0].body)) == {bodies[0][0], bodies[2][0]}
 
 
 def test_a_range_cut_short_takes_only_the_bodies_it_holds_whole() -> None:
@@ -152,8 +161,9 @@ def test_a_range_cut_short_takes_only_the_bodies_it_holds_whole() -> None:
 
 
 def good_text() -> str:
-    _, placed = bundle.pack(BODIES[:3])
-    return bundle.index_text(placed, ["p"], {f: "e" for f, _ in BODIES[:3]}, {f: "c" for f, _ in BODIES[:3]})
+    parts, placed = bundle.pack(BODIES[:3])
+    etags, checksums = {f: "e" for f, _ in BODIES[:3]}, {f: "c" for f, _ in BODIES[:3]}
+    return bundle.index_text(placed, [Part(parts[0].key, "p")], etags, checksums)
 
 
 @pytest.mark.parametrize(
@@ -183,6 +193,6 @@ def test_an_index_that_is_not_one_is_refused_saying_why(text: bytes, said: str) 
 def test_the_index_is_a_line_per_part_and_per_file() -> None:
     lines = good_text().splitlines()
     assert json.loads(lines[0]) == {"format": bundle.FORMAT, "parts": 1, "files": 3}
-    assert json.loads(lines[1]) == {"part": 0, "key": bundle.part_key(0), "etag": "p"}
+    assert json.loads(lines[1]) == {"part": 0, "key": ".dbmigrate/bundle/app/part-0000", "etag": "p"}
     assert [json.loads(line)["file"] for line in lines[2:]] == [file for file, _ in BODIES[:3]]
     assert Placed(BODIES[0][0], 0, 0, len(BODIES[0][1])) == Index.parse(good_text().encode()).files[BODIES[0][0]].place
