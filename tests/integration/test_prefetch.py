@@ -350,6 +350,19 @@ def test_a_first_deploy_from_the_bundle_reads_its_index_and_one_part_and_applies
     assert function.read == [*ROOT, INDEX, PART]
 
 
+def test_an_upload_event_waits_for_the_bucket_to_settle_and_then_reads_from_the_bundle(
+    function: S3Calls, aws: LocalAws, pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPLOAD_SETTLE_S", "0.2")
+    files = {**ROOT, **numbered(60)}
+    aws.upload(BUCKET, files, PREFIX, bundled=True)
+    with (EVENTS / "s3_put.json").open() as fixture:  # the settling source in front of the bucket
+        result = handler(json.load(fixture), Context())
+    assert [database["applied"] for database in result["databases"]] == [[1], list(range(1, 61))]
+    assert applied_checksums(pg) == checksums_of(files)
+    assert function.read == [*ROOT, INDEX, PART]
+
+
 CHANGES = ["written out of band", "written out of band, the index refreshed", "added after the bundle"]
 
 
