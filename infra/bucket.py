@@ -236,7 +236,7 @@ class MigrationObjects(Construct):
             S3Object(
                 self,
                 # Named for its folder and number there: a file added to another folder moves nothing here.
-                "bundle-" + part.key.removeprefix(".dbmigrate/bundle/").replace("/", "-"),
+                "bundle-" + part.key.removeprefix(bundle.FOLDER).replace("/", "-"),
                 bucket=bucket_name,
                 key=f"{prefix}{part.key}",
                 source=f"{asset.path}/{part.key}",

@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "FOLDER",
     "FORMAT",
     "INDEX_KEY",
     "PART_BYTES",
@@ -45,14 +46,16 @@ __all__ = [
 ]
 
 FORMAT = "dbmigrate-bundle/1"
-INDEX_KEY = ".dbmigrate/bundle/index.jsonl"
+FOLDER = ".dbmigrate/bundle/"
+"""Where the bundle's objects sit, relative to the migrations prefix."""
+INDEX_KEY = f"{FOLDER}index.jsonl"
 PART_BYTES = 8 * 1024 * 1024
 """A part's size, at most (a file bigger than that has a part to itself)."""
 
 
 def part_key(folder: str, number: int) -> str:
     """A folder's part ``number``, relative to the migrations prefix: ``.dbmigrate/bundle/app/part-0003``."""
-    return f".dbmigrate/bundle/{folder}/part-{number:04d}"
+    return f"{FOLDER}{folder}/part-{number:04d}"
 
 
 def s3_checksum(body: bytes) -> str:
