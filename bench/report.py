@@ -160,13 +160,24 @@ def _servers(data: dict[str, Any]) -> dict[str, Any]:
     return data.get("servers") or {"fast": {"results": data["results"]}}
 
 
+def _short_sets(env: dict[str, Any]) -> str:
+    """How many runs the short sets had, when more than the others (older results have no such entry)."""
+    short = env.get("short_sets")
+    if not short or short["repetitions"] == env["repetitions"]:
+        return ""
+    return (
+        f" ({short['repetitions']} on sets of at most {short['up_to_files']} files: their runs are short, "
+        "and their spread between runs is as large as the differences they show)"
+    )
+
+
 def render(data: dict[str, Any], *, chart: Path | None) -> str:
     """The generated part of RESULTS.md."""
     env = data["environment"]
     out = [BEGIN, "", "## Results", ""]
     out.append(
-        f"Median of {env['repetitions']} runs per tool and set, each on a freshly created database of one "
-        "throwaway server; wall time of the whole command (process start, connect, apply, exit). "
+        f"Median of {env['repetitions']} runs per tool and set{_short_sets(env)}, each on a freshly created "
+        "database of one throwaway server; wall time of the whole command (process start, connect, apply, exit). "
         f"*vs fastest peer*: against the faster of dbmate and yoyo. *vs psql floor*: against `{PSQL_FLOOR}` "
         "(`psql -1 -f 1.sql -f 2.sql ...`: one process, one connection, one transaction, no history). "
         f"`{PSQL_PER_FILE}` is one psql process and transaction per file (not run on sets over 1,000 files). "
@@ -188,7 +199,8 @@ def render(data: dict[str, Any], *, chart: Path | None) -> str:
     out += [f"- CPU: {env['cpu']}", f"- OS: {env['os']}", f"- Python {env['python']}", f"- {env['postgres']}"]
     out += [f"- {name}: {version}" for name, version in env["tools"].items()]
     out += [f"- not measured: {line}" for line in data["missing"]]
-    out += [f"- load average (1/5/15 min) at start: {env['load_start']}; at end: {load_average()}"]
+    # Results from before the end's load was kept say nothing of it (the load now is not the run's).
+    out += [f"- load average (1/5/15 min) at start: {env['load_start']}; at end: {env.get('load_end', 'not recorded')}"]
     out += [f"- whole benchmark: {data['elapsed_s']:.0f} s", "", END]
     return "\n".join(out)
 

@@ -2,7 +2,7 @@
 
 ``.venv/bin/python -m bench.run`` generates the sets (1,000 small files, 200 medium
 files, 5,000 small files), applies each with every tool on a fresh database of one
-throwaway PostgreSQL, at least 3 times (median reported), times a second run with
+throwaway PostgreSQL, at least 3 times (median reported; 9 on sets of at most 100 files), times a second run with
 nothing to do, records peak memory, counts the queries each tool sends (one extra
 untimed run with ``log_statement = all``), profiles our engine when py-spy is found,
 and writes ``bench/RESULTS.md`` and ``bench/time_vs_files.png``.
@@ -42,6 +42,10 @@ from .tools import BENCH, OURS, PSQL_PER_FILE, Tool, engine_snapshot, find_tools
 WORK = BENCH / ".work"
 COUNT_PEERS_UP_TO = 1000  # files; counting queries on larger sets only for ours (yoyo is slow)
 PER_FILE_PSQL_UP_TO = 1000  # files; one psql process per file takes minutes on larger sets
+# Sets this small run in well under a second a tool, and their spread between runs (the disk) is as
+# large as the differences they show: they get SHORT_SET_FACTOR times the repetitions, cheaply.
+SHORT_SET_UP_TO = 100  # files
+SHORT_SET_FACTOR = 3
 # A single transaction creating thousands of tables (the psql floor) needs more lock slots.
 SERVER_SETTINGS = {"max_locks_per_transaction": "1024"}
 DURABILITY = ("fsync", "synchronous_commit", "full_page_writes")
@@ -102,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     data["results"] = servers[next(iter(servers))]["results"]  # the chart's and the no-op's: the first server run
     data["quick"] = args.quick
     data["elapsed_s"] = round(time.monotonic() - started, 1)
+    data["environment"]["load_end"] = report.load_average()
     results_json.write_text(json.dumps(data, indent=2))
     return _write(data, results_json, out)
 
@@ -115,9 +120,13 @@ def _bench_server(name: str, plan: Plan, data: dict[str, Any]) -> dict[str, Any]
         tools, missing = find_tools(server, plan.engine)
         for line in missing:
             print(f"skipped {line}", file=sys.stderr)
-        results = {s.name: _bench_set(s, tools, server, plan.repetitions, label=name) for s in plan.sets}
+        results = {s.name: _bench_set(s, tools, server, _repetitions(s, plan), label=name) for s in plan.sets}
         if "environment" not in data:
             data["environment"] = report.environment(server, tools, plan.repetitions)
+            data["environment"]["short_sets"] = {
+                "up_to_files": SHORT_SET_UP_TO,
+                "repetitions": _repetitions(small_set(1), plan),
+            }
             data["missing"] = missing
             data["profiles"] = profile_ours(tools[0], server, plan.sets, WORK) if plan.profile else {}
             data["lambda"] = lambda_numbers.measure(
@@ -153,6 +162,13 @@ def _write(data: dict[str, Any], results_json: Path, out: Path) -> int:
     print(report.summary_table(data))
     print(f"wrote {target}" + (f" and {chart}" if chart else " (no chart: matplotlib missing)"))
     return 0
+
+
+def _repetitions(migration_set: MigrationSet, plan: Plan) -> int:
+    """Runs per tool on this set: more on the short sets, unless a quick run."""
+    if plan.quick or migration_set.files > SHORT_SET_UP_TO:
+        return plan.repetitions
+    return plan.repetitions * SHORT_SET_FACTOR
 
 
 def _bench_set(
