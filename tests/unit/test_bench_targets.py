@@ -65,3 +65,9 @@ def test_all_or_nothing_is_held_to_five_percent_over_the_floor_on_every_set(set_
     _, over = _lines(set_name, _results(1.0, 1.06, dbmate=10.0, floor=1.0))
     assert "at most 1.05x the psql floor: met (1.04x)" in within
     assert "at most 1.05x the psql floor: MISSED (1.06x)" in over
+
+
+def test_all_or_nothing_is_held_to_the_floor_and_only_has_to_be_at_or_under_the_peers() -> None:
+    _, line = _lines("small-1000", _results(1.0, 9.0, dbmate=10.0, floor=8.8))
+    assert "at most 1.0x dbmate: met (0.90x)" in line
+    assert "at most 1.05x the psql floor: met (1.02x)" in line
