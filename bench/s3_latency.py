@@ -49,6 +49,7 @@ from dbmigrate.sources import LocalSource, MigrationSource
 from environment import VARIABLES
 from local.aws import LocalAws
 from local.lambda_runtime import Context
+from local.net import free_port
 from local.postgres import EmbeddedPostgres
 
 from .measure import QueryLog, count_queries, fresh_database
@@ -175,7 +176,7 @@ def applied(result: dict[str, Any]) -> int:
 @contextmanager
 def moto_process(region: str) -> Iterator[tuple[LocalAws, int]]:
     """A moto server in a child process, and its pid."""
-    aws = LocalAws(region)  # never started: its port, environment and clients, served by the child
+    aws = LocalAws(region, port=free_port())  # never started: its environment and clients, served by the child
     code = f"from moto.server import main; main(['-H', '127.0.0.1', '-p', '{aws.port}'])"
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -18,7 +18,6 @@ import boto3.session
 from moto.server import ThreadedMotoServer
 
 from dbmigrate import bundle
-from local.net import free_port
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -37,16 +36,28 @@ class LocalAws:
     up what a test needs, through the same clients the deploy uses.
     """
 
-    def __init__(self, region: str) -> None:
+    def __init__(self, region: str, *, port: int = 0) -> None:
+        """``port`` 0 (the default) takes the port the kernel gives the server as it starts: a
+        port chosen before the server binds it can be taken meanwhile by another process (a
+        second test session, a test's own socket), and the server's thread would then never
+        come up. A server started elsewhere (``bench.s3_latency``'s child) is given its port."""
         self.region = region
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self.environ = {
+        self.port = port
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+
+    @property
+    def endpoint(self) -> str:
+        if not self.port:
+            raise RuntimeError("LocalAws: the server has no port until start()")
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def environ(self) -> dict[str, str]:
+        return {
             **FAKE_CREDENTIALS,
             "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_REGION": region,
-            "AWS_DEFAULT_REGION": region,
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
             # A developer's own AWS configuration must not leak into what runs here.
             "AWS_CONFIG_FILE": os.devnull,
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
@@ -55,6 +66,7 @@ class LocalAws:
     def start(self) -> LocalAws:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
         self._server.start()
+        self.port = self._server.get_host_and_port()[1]
         return self
 
     def stop(self) -> None:

@@ -27,6 +27,9 @@ from local.pg_binaries import PostgresNotInstalledError, binaries_major, find_bi
 __all__ = ["EmbeddedPostgres", "PostgresNotInstalledError", "find_bindir"]
 
 SERVICE_USER = "postgres"
+# A port found free (free_port) can be taken by another process before the server binds it;
+# a server whose port was not given starts again this many times on a new one.
+PORT_ATTEMPTS = 3
 SUPERUSER = "postgres"
 
 # Settings for a disposable server: durability off makes DDL-heavy tests several
@@ -79,6 +82,7 @@ class EmbeddedPostgres:
         self.client_bindir = find_client_bindir(self.major)
         self.settings = {**FAST_SETTINGS, **(settings or {})}
         self.port = port or free_port()
+        self._port_chosen_here = port is None  # and never started on: restart() keeps the port
         self.host = "127.0.0.1"
         self.user = SUPERUSER
         self.password = secrets.token_hex(12)
@@ -98,6 +102,21 @@ class EmbeddedPostgres:
         """Create the cluster on first use, start the server and wait until it accepts."""
         if not self._initialized:
             self._initdb()
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            logged = self.log_file.stat().st_size if self.log_file.exists() else 0
+            try:
+                self._pg_ctl_start(timeout)
+                break
+            except RuntimeError:
+                taken = b"Address already in use" in self.log_file.read_bytes()[logged:]
+                if not (taken and self._port_chosen_here) or attempt == PORT_ATTEMPTS:
+                    raise
+                self.port = free_port()
+        self._port_chosen_here = False
+        self._wait_ready(timeout)
+        return self
+
+    def _pg_ctl_start(self, timeout: float) -> None:
         options = " ".join(f"-c {name}={value}" for name, value in sorted(self.settings.items()))
         options += f" -c listen_addresses={self.host} -p {self.port} -k {self._root}"
         self._run(
@@ -115,8 +134,6 @@ class EmbeddedPostgres:
                 str(int(timeout)),
             ],
         )
-        self._wait_ready(timeout)
-        return self
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (``mode``: smart, fast or immediate); the data stays."""

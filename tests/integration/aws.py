@@ -17,7 +17,7 @@ from typing import Final
 import pytest
 
 from local.aws import LocalAws
-from local.net import free_port
+from local.net import refusing_port
 
 __all__ = ["REGION", "aws", "moto_server", "refusing_endpoint", "unanswering_endpoint"]
 
@@ -52,6 +52,7 @@ def unanswering_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
-def refusing_endpoint() -> str:
+def refusing_endpoint() -> Iterator[str]:
     """An HTTP endpoint on 127.0.0.1 where nothing listens: connections are refused."""
-    return f"http://127.0.0.1:{free_port()}"
+    with refusing_port() as port:
+        yield f"http://127.0.0.1:{port}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from dbmigrate.cli import main
-from local.net import free_port
+from local import net
 from local.postgres import EmbeddedPostgres
 from tests.helpers import write_files
 
@@ -36,9 +36,10 @@ class CliResult:
 
 
 @pytest.fixture
-def refusing_port() -> int:
+def refusing_port() -> Iterator[int]:
     """A local port nothing listens on: connections to it are refused at once."""
-    return free_port()
+    with net.refusing_port() as port:
+        yield port
 
 
 @pytest.fixture

@@ -36,7 +36,6 @@ from infra.fleet_definition import TenantGroup as FleetTenantGroup
 from jsonlog import JsonFormatter
 from local.aws import LocalAws
 from local.lambda_runtime import Context
-from local.net import free_port
 from local.postgres import EmbeddedPostgres
 from local.stepfunctions import LocalStepFunctions
 from tests.conftest import reset_cluster
@@ -1160,12 +1159,12 @@ def test_fleet_status_names_the_target_whose_history_drifted_and_exits_1(
 
 
 def test_a_target_that_cannot_be_reached_is_named_and_the_others_are_still_looked_at(
-    function: Function, pg: EmbeddedPostgres, deployed_fleet: DeployedFleet
+    function: Function, pg: EmbeddedPostgres, deployed_fleet: DeployedFleet, refusing_port: int
 ) -> None:
     function.setenv(CONNECT_TIMEOUT_S="2")
     dead = target(function, pg, "ap")["target"]
     fleet = [
-        FleetTarget("ap", "127.0.0.1", dead["secret_arn"], free_port(), ("postgres",)),
+        FleetTarget("ap", "127.0.0.1", dead["secret_arn"], refusing_port, ("postgres",)),
         FleetTarget("eu", pg.host, dead["secret_arn"], pg.port, ("postgres", "projectdb")),
     ]
     rollout = Rollout(canary=1, max_concurrency=1, tolerance=Tolerance(count=0))

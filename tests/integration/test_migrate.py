@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from local.net import free_port
 from local.postgres import EmbeddedPostgres
 from tests.helpers import history, query, tables
 from tests.integration.conftest import CliResult, Files
@@ -343,8 +342,8 @@ def test_missing_database_url_is_a_usage_error(cli: Cli, write_migrations: Write
     assert error["error"] == "ConfigError" and "--database-url" in error["hint"]
 
 
-def test_unreachable_server_names_host_and_port(cli: Cli, write_migrations: Write) -> None:
-    port = free_port()
+def test_unreachable_server_names_host_and_port(cli: Cli, write_migrations: Write, refusing_port: int) -> None:
+    port = refusing_port
     root = write_migrations(CREATE_APPDB)
     result = cli("up", "--dir", str(root), "--json", url=f"postgresql://u:secret@127.0.0.1:{port}/{{database}}")
     error = result.error()
