@@ -32,6 +32,7 @@ PG_MATRIX := $(PG_SUPPORTED)
 # those whose outcome depends on the server's version) on these too; `make test-matrix` runs all of
 # tests/integration on every version of PG_MATRIX.
 PG_EDGES := 13 18
+PG_EDGES_OTHER = $(filter-out $(PG_MAJOR),$(PG_EDGES))
 PG_MARK ?=
 PG_DEFAULT := $(shell $(PYTHON) -c 'import sys; sys.path.insert(0, "."); from local.pg_binaries import DEFAULT_MAJOR; print(DEFAULT_MAJOR)')
 PG_MAJOR := $(or $(PG_VERSION),$(PG_DEFAULT))
@@ -50,9 +51,11 @@ help:
 demo: deps $(NODE)
 	PATH="$(CURDIR)/node_modules/.bin:$$PATH" $(RUN) python -m local.demo
 
+# The suite on PG_MAJOR and the version-dependent modules on the other edges run side by side
+# (tools/test.sh): most of a test waits on a server, a subprocess or a timeout, not on the CPU.
 test: deps infra-tools lint typecheck
-	PATH="$(CURDIR)/node_modules/.bin:$$PATH" $(RUN) pytest
-	$(if $(filter-out $(PG_MAJOR),$(PG_EDGES)),@$(MAKE) --no-print-directory test-matrix PG_MATRIX="$(filter-out $(PG_MAJOR),$(PG_EDGES))" PG_MARK=every_pg_version)
+	@for v in $(PG_EDGES_OTHER); do $(MAKE) --no-print-directory postgres-binaries PG_VERSION=$$v; done
+	PATH="$(CURDIR)/node_modules/.bin:$$PATH" PYTEST="$(RUN) pytest" tools/test.sh $(PG_EDGES_OTHER)
 
 # tests/integration on each version of PG_MATRIX, PG_JOBS (default 1) at a time; PG_MARK=every_pg_version
 # (what `make test` passes) runs only the modules whose outcome depends on the version.
