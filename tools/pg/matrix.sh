@@ -4,8 +4,9 @@
 # set-up of tests/integration/test_s3source.py); the likely cause, a port chosen before the
 # server bound it and taken meanwhile by the other session, is gone (local/aws.py binds port
 # 0), but two versions side by side saved little on 2 cores, so they still run one after
-# the other unless asked. `make test` runs this beside the main suite (tools/test.sh). PG_MARK, when set, is a pytest -m expression that picks the modules to run
-# (`make test` passes every_pg_version: the modules whose outcome depends on the server's
+# the other unless asked. `make test` runs this beside the main suite (tools/test.sh).
+# PG_MARK, when set, is a pytest -m expression that picks the modules to run (`make test`
+# passes every_pg_version: the modules whose outcome depends on the server's
 # version, see pyproject.toml's markers); unset, all of tests/integration. Prints each
 # version's output in the order given; fails when one version failed. `make test-matrix`
 # and `make test` call it; PYTEST is the runner.
