@@ -24,5 +24,5 @@ if ((edges)); then
   cat "$edges_log"
 fi
 ((suite == 0)) || echo "the suite on the default PostgreSQL failed" >&2
-((matrix == 0)) || echo "the version-dependent modules failed on PostgreSQL $*" >&2
+((matrix == 0)) || echo "the version-dependent modules failed on an edge version (named above; the edges run: $*)" >&2
 ((suite == 0 && matrix == 0))
