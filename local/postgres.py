@@ -27,10 +27,10 @@ from local.pg_binaries import PostgresNotInstalledError, binaries_major, find_bi
 __all__ = ["EmbeddedPostgres", "PostgresNotInstalledError", "find_bindir"]
 
 SERVICE_USER = "postgres"
+SUPERUSER = "postgres"
 # A port found free (free_port) can be taken by another process before the server binds it;
 # a server whose port was not given starts again this many times on a new one.
 PORT_ATTEMPTS = 3
-SUPERUSER = "postgres"
 
 # Settings for a disposable server: durability off makes DDL-heavy tests several
 # times faster and changes nothing a migration can observe.
